@@ -1,0 +1,31 @@
+/* rivulet's command line: one file per subcommand, sharing these helpers. */
+#ifndef RV_CLI_H
+#define RV_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "rivulet/rivulet.h"
+
+/* Exit codes scripts can rely on (also in --help and the README). */
+enum {
+    EXIT_OK = 0,
+    EXIT_FAIL = 1,    /* anything not listed below */
+    EXIT_USAGE = 2,   /* bad command line */
+    EXIT_TORRENT = 3, /* unreadable or invalid torrent or magnet link */
+    EXIT_DISK = 6     /* a file could not be read or written */
+};
+
+int cmd_info(int argc, char **argv);
+int cmd_create(int argc, char **argv);
+
+/* Prints "rivulet: " + message + newline on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints "rivulet: WHAT: " + the formatted error. */
+void cli_report(const char *what, const rv_error_t *err);
+/* "1.5 MiB" style sizes. */
+void cli_human_size(uint64_t bytes, char *out, size_t outlen);
+/* Parses "16384", "256K", "4M", "1G" (powers of 1024). Returns 0 or -1. */
+int cli_parse_size(const char *s, uint64_t *out);
+
+#endif

@@ -1,0 +1,116 @@
+/* rivulet command line: dispatches to one subcommand. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char usage[] =
+    "Usage: rivulet COMMAND [OPTIONS] ...\n"
+    "\n"
+    "Commands:\n"
+    "  info FILE.torrent|MAGNET     describe a torrent or a magnet link (--json)\n"
+    "  create PATH -o OUT.torrent   make a torrent of a file or folder\n"
+    "\n"
+    "Options:\n"
+    "  -h, --help      help (also after each command: rivulet info --help)\n"
+    "  -V, --version   print the version\n"
+    "\n"
+    "Exit codes: 0 success, 1 other failure, 2 usage error, 3 unreadable or invalid\n"
+    "torrent or magnet link, 6 a file could not be read or written.\n";
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("rivulet: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+void cli_report(const char *what, const rv_error_t *err)
+{
+    char msg[400];
+    rv_error_format(err, msg, sizeof(msg));
+    cli_error("%s: %s", what, msg);
+}
+
+void cli_human_size(uint64_t bytes, char *out, size_t outlen)
+{
+    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    double v = (double)bytes;
+    size_t u = 0;
+    while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(out, outlen, "%llu B", (unsigned long long)bytes);
+    else
+        snprintf(out, outlen, "%.*f %s", v < 10 ? 2 : 1, v, units[u]);
+}
+
+int cli_parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    if (s == NULL || *s < '0' || *s > '9')
+        return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    unsigned shift = 0;
+    switch (*end) {
+    case '\0':
+        break;
+    case 'k':
+    case 'K':
+        shift = 10;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        break;
+    default:
+        return -1;
+    }
+    if (*end != '\0') {
+        end++;
+        if (*end == 'i' && end[1] == 'B')
+            end += 2;
+        else if (*end == 'B')
+            end++;
+        if (*end != '\0')
+            return -1;
+    }
+    if (v > (UINT64_MAX >> shift))
+        return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage, stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(cmd, "-V") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("rivulet %s\n", RV_VERSION_STRING);
+        return EXIT_OK;
+    }
+    if (strcmp(cmd, "info") == 0)
+        return cmd_info(argc - 1, argv + 1);
+    if (strcmp(cmd, "create") == 0)
+        return cmd_create(argc - 1, argv + 1);
+    cli_error("unknown command '%s' (try rivulet --help)", cmd);
+    return EXIT_USAGE;
+}

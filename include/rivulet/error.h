@@ -1,0 +1,45 @@
+/* Error codes and the error record every fallible public call fills in.
+ * Functions return 0 on success or a negative RV_E... code; parsers also fill an rv_error_t
+ * naming what was wrong and, for byte-level input, the offset where it went wrong. */
+#ifndef RIVULET_ERROR_H
+#define RIVULET_ERROR_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+    RV_OK = 0,
+    RV_ENOMEM = -1,   /* out of memory */
+    RV_EINVAL = -2,   /* invalid argument */
+    RV_EBENCODE = -3, /* malformed bencode */
+    RV_ETORRENT = -4, /* well-formed bencode, but not a valid torrent */
+    RV_EMAGNET = -5,  /* malformed magnet link */
+    RV_EIO = -6,      /* a file could not be read or written (errno kept in rv_error_t) */
+    RV_ETOOBIG = -7,  /* input larger than a limit */
+    RV_EPATH = -8,    /* a file path that would escape the download folder */
+    RV_ECANCELED = -9 /* stopped by the caller */
+};
+
+/* What went wrong, for a person: msg is a complete sentence fragment such as
+ * "piece length 1000 is not a power of two". has_offset says whether offset is meaningful. */
+typedef struct rv_error {
+    int code;
+    int has_offset;
+    size_t offset;
+    int sys_errno; /* errno for RV_EIO, else 0 */
+    char msg[256];
+} rv_error_t;
+
+/* A static string describing an RV_E... code. */
+const char *rv_strerror(int code);
+
+/* Formats err as one line ("at byte 17: string length exceeds input") into out. */
+void rv_error_format(const rv_error_t *err, char *out, size_t outlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

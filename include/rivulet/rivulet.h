@@ -1,0 +1,9 @@
+/* rivulet: a BitTorrent engine. The one header a program includes. */
+#ifndef RIVULET_H
+#define RIVULET_H
+
+#include "rivulet/error.h"
+#include "rivulet/metainfo.h"
+#include "rivulet/version.h"
+
+#endif

@@ -1,0 +1,15 @@
+/* Small file helpers: whole-file reads with a size cap, atomic writes. */
+#ifndef RV_UTIL_FS_H
+#define RV_UTIL_FS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rivulet/error.h"
+
+/* Reads path into a new buffer (caller frees) of at most max bytes. */
+int fs_read_file(const char *path, size_t max, uint8_t **out, size_t *len, rv_error_t *err);
+/* Writes data to path through a temporary file in the same folder, fsync and rename. */
+int fs_write_atomic(const char *path, const void *data, size_t len, rv_error_t *err);
+
+#endif
