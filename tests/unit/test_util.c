@@ -1,0 +1,156 @@
+/* Unit tests for src/util: buf, hex, sha, fs, err. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/buf.h"
+#include "util/err.h"
+#include "util/fs.h"
+#include "util/hex.h"
+#include "util/sha.h"
+
+static void buf_grows_and_steals(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, 0);
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(buf_append(&b, "abc", 3), 0);
+    assert_int_equal(b.len, 3000);
+    assert_int_equal(buf_printf(&b, "%d-%s", 42, "x"), 0);
+    assert_memory_equal(b.data + 3000, "42-x", 4);
+    size_t len;
+    uint8_t *p = buf_steal(&b, &len);
+    assert_int_equal(len, 3004);
+    assert_null(b.data);
+    free(p);
+    buf_free(&b);
+}
+
+static void buf_respects_max(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, 10);
+    assert_int_equal(buf_append(&b, "0123456789", 10), 0);
+    assert_int_equal(buf_append_byte(&b, 'x'), RV_ETOOBIG);
+    assert_int_equal(b.len, 10);
+    assert_int_equal(buf_reserve(&b, SIZE_MAX), RV_ETOOBIG);
+    buf_free(&b);
+}
+
+static void buf_printf_long(void **state)
+{
+    (void)state;
+    struct buf b;
+    char big[1000];
+    memset(big, 'q', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    buf_init(&b, 0);
+    assert_int_equal(buf_printf(&b, "<%s>", big), 0);
+    assert_int_equal(b.len, 1001);
+    assert_int_equal(b.data[0], '<');
+    assert_int_equal(b.data[1000], '>');
+    buf_free(&b);
+}
+
+static void hex_round_trip(void **state)
+{
+    (void)state;
+    uint8_t in[4] = {0x00, 0xab, 0x7f, 0xff}, out[4];
+    char s[9];
+    hex_encode(in, 4, s);
+    assert_string_equal(s, "00ab7fff");
+    assert_int_equal(hex_decode("00AB7fFF", 8, out, 4), 0);
+    assert_memory_equal(in, out, 4);
+    assert_int_equal(hex_decode("00ab7ff", 7, out, 4), -1);
+    assert_int_equal(hex_decode("00ab7fgg", 8, out, 4), -1);
+}
+
+static void sha_known_vectors(void **state)
+{
+    (void)state;
+    uint8_t d[32];
+    char s[65];
+    sha1("abc", 3, d);
+    hex_encode(d, 20, s);
+    assert_string_equal(s, "a9993e364706816aba3e25717850c26c9cd0d89d");
+    sha256("abc", 3, d);
+    hex_encode(d, 32, s);
+    assert_string_equal(s, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+
+    struct sha1_ctx c;
+    assert_int_equal(sha1_init(&c), 0);
+    sha1_update(&c, "a", 1);
+    sha1_update(&c, "bc", 2);
+    sha1_final(&c, d);
+    hex_encode(d, 20, s);
+    assert_string_equal(s, "a9993e364706816aba3e25717850c26c9cd0d89d");
+}
+
+static void fs_atomic_write_and_read(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/rv-util-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof(path), "%s/out.bin", dir);
+    rv_error_t err;
+    assert_int_equal(fs_write_atomic(path, "hello", 5, &err), 0);
+    assert_int_equal(fs_write_atomic(path, "world!", 6, &err), 0);
+    uint8_t *data;
+    size_t len;
+    assert_int_equal(fs_read_file(path, 100, &data, &len, &err), 0);
+    assert_int_equal(len, 6);
+    assert_memory_equal(data, "world!", 6);
+    free(data);
+    /* Over the cap: refused with the size in the message. */
+    assert_int_equal(fs_read_file(path, 3, &data, &len, &err), RV_ETOOBIG);
+    assert_non_null(strstr(err.msg, "over the limit"));
+    unlink(path);
+    /* Missing file: RV_EIO naming the path and errno. */
+    assert_int_equal(fs_read_file(path, 100, &data, &len, &err), RV_EIO);
+    assert_non_null(strstr(err.msg, "out.bin"));
+    assert_int_not_equal(err.sys_errno, 0);
+    /* A folder is not a torrent file. */
+    assert_int_equal(fs_read_file(dir, 100, &data, &len, &err), RV_EIO);
+    /* No temporary file is left behind after a failed write into a missing folder. */
+    snprintf(path, sizeof(path), "%s/missing/out.bin", dir);
+    assert_int_equal(fs_write_atomic(path, "x", 1, &err), RV_EIO);
+    rmdir(dir);
+}
+
+static void err_format_names_offset(void **state)
+{
+    (void)state;
+    rv_error_t err;
+    char line[300];
+    err_set_at(&err, RV_EBENCODE, 17, "string length %d runs past the end", 99);
+    rv_error_format(&err, line, sizeof(line));
+    assert_string_equal(line, "malformed bencode at byte 17: string length 99 runs past the end");
+    err_set(&err, RV_EIO, "cannot open x");
+    rv_error_format(&err, line, sizeof(line));
+    assert_string_equal(line, "input/output error: cannot open x");
+    assert_string_equal(rv_strerror(RV_EPATH), "unsafe file path");
+    assert_string_equal(rv_strerror(12345), "unknown error");
+    assert_int_equal(err_set(NULL, RV_EINVAL, "ignored"), RV_EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(buf_grows_and_steals),   cmocka_unit_test(buf_respects_max),
+        cmocka_unit_test(buf_printf_long),        cmocka_unit_test(hex_round_trip),
+        cmocka_unit_test(sha_known_vectors),      cmocka_unit_test(fs_atomic_write_and_read),
+        cmocka_unit_test(err_format_names_offset),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
