@@ -189,7 +189,7 @@ int cmd_create(int argc, char **argv)
     if (prog.tty)
         fputs("\r\033[K", stderr);
     if (rc != 0) {
-        cli_report(o.path, &err);
+        cli_report("create", &err);
         ret = rc == RV_EIO ? EXIT_DISK : EXIT_FAIL;
         goto done;
     }

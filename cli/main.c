@@ -12,13 +12,15 @@ static const char usage[] =
     "Commands:\n"
     "  info FILE.torrent|MAGNET     describe a torrent or a magnet link (--json)\n"
     "  create PATH -o OUT.torrent   make a torrent of a file or folder\n"
+    "  trackers FILE.torrent|MAGNET ask every tracker what it knows (--json)\n"
     "\n"
     "Options:\n"
     "  -h, --help      help (also after each command: rivulet info --help)\n"
     "  -V, --version   print the version\n"
     "\n"
     "Exit codes: 0 success, 1 other failure, 2 usage error, 3 unreadable or invalid\n"
-    "torrent or magnet link, 6 a file could not be read or written.\n";
+    "torrent or magnet link, 5 no tracker or peer could be reached, 6 a file could not be\n"
+    "read or written.\n";
 
 void cli_error(const char *fmt, ...)
 {

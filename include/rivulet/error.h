@@ -20,7 +20,11 @@ enum {
     RV_EIO = -6,      /* a file could not be read or written (errno kept in rv_error_t) */
     RV_ETOOBIG = -7,  /* input larger than a limit */
     RV_EPATH = -8,    /* a file path that would escape the download folder */
-    RV_ECANCELED = -9 /* stopped by the caller */
+    RV_ECANCELED = -9, /* stopped by the caller */
+    RV_ETRACKER = -10, /* a tracker refused the request or sent a malformed reply */
+    RV_ETIMEDOUT = -11, /* no answer in time */
+    RV_ENET = -12,      /* a network error: name lookup, connection refused, TLS, ... */
+    RV_EFULL = -13      /* a bounded table or queue is full */
 };
 
 /* What went wrong, for a person: msg is a complete sentence fragment such as

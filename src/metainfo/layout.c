@@ -75,7 +75,7 @@ bool layout_span_next(struct span_iter *it, struct span *out)
     while (it->pos < it->end && it->file < l->file_count) {
         const rv_file_t *f = &l->files[it->file];
         uint64_t fend = f->offset + f->length;
-        if (fend <= it->pos) { /* zero-length or already passed */
+        if (f->length == 0 || fend <= it->pos) { /* nothing to yield, or already passed */
             it->file++;
             continue;
         }

@@ -67,6 +67,14 @@ const char *rv_strerror(int code)
         return "unsafe file path";
     case RV_ECANCELED:
         return "canceled";
+    case RV_ETRACKER:
+        return "tracker error";
+    case RV_ETIMEDOUT:
+        return "timed out";
+    case RV_ENET:
+        return "network error";
+    case RV_EFULL:
+        return "full";
     default:
         return "unknown error";
     }

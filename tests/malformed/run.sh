@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Every malformed input must give a clean error: `rivulet info` exits non-zero below 128 (no
+# signal, no timeout), says why on stderr in a line starting "rivulet: ", and no sanitizer speaks.
+# The well-formed controls in valid/ must be accepted, so a reader that rejects everything fails.
+#
+# usage: tests/malformed/run.sh path/to/rivulet
+#   inputs: tests/malformed/torrent/*.torrent (made by make_torrents.py), tests/malformed/valid/,
+#           tests/malformed/magnet/*.txt (one magnet URI per file; folder optional)
+set -euo pipefail
+
+RV=${1:?usage: $0 path/to/rivulet}
+HERE=$(cd "$(dirname "$0")" && pwd)
+TMO=${RV_TIMEOUT:-10}
+
+OUT=$(mktemp -d "${TMPDIR:-/tmp}/rv-malformed.XXXXXX")
+trap 'rm -rf "$OUT"' EXIT
+
+pass=0
+fail=0
+
+# run_one LABEL EXPECT(reject|accept) ARG
+run_one() {
+    local label=$1 expect=$2 arg=$3 rc=0
+    # (the subshell keeps bash's own "Segmentation fault" notice off our output)
+    (timeout -k 2 "$TMO" "$RV" info "$arg" >"$OUT/stdout" 2>"$OUT/stderr" </dev/null; exit $?) 2>/dev/null || rc=$?
+    local msg lines
+    msg=$(grep -m 1 '^rivulet: ' "$OUT/stderr" || true)
+    lines=$(wc -l <"$OUT/stderr")
+    local why=""
+    if grep -qE 'Sanitizer|runtime error:' "$OUT/stderr"; then
+        why="sanitizer report: $(grep -m 1 -E 'Sanitizer|runtime error:' "$OUT/stderr")"
+    elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        why="timed out after ${TMO}s"
+    elif [ "$rc" -ge 128 ]; then
+        why="killed by signal $((rc - 128))"
+    elif [ "$expect" = reject ]; then
+        if [ "$rc" -eq 0 ]; then
+            why="accepted (exit 0)"
+        elif [ -z "$msg" ]; then
+            why="exit $rc but no 'rivulet: ' line on stderr: $(head -c 200 "$OUT/stderr" | tr '\n' ' ')"
+        fi
+    elif [ "$rc" -ne 0 ]; then
+        why="control rejected (exit $rc): $(head -c 200 "$OUT/stderr" | tr '\n' ' ')"
+    fi
+    if [ -z "$why" ]; then
+        pass=$((pass + 1))
+        if [ "$expect" = reject ]; then
+            local extra=""
+            [ "$lines" -gt 1 ] && extra=" [$lines lines on stderr]"
+            echo "ok   $label: exit $rc: $msg$extra"
+        else
+            echo "ok   $label: accepted"
+        fi
+    else
+        fail=$((fail + 1))
+        echo "FAIL $label: $why"
+    fi
+}
+
+shopt -s nullglob
+n=0
+for f in "$HERE"/torrent/*; do
+    run_one "torrent/$(basename "$f")" reject "$f"
+    n=$((n + 1))
+done
+for f in "$HERE"/magnet/*.txt; do
+    run_one "magnet/$(basename "$f")" reject "$(cat "$f")"
+    n=$((n + 1))
+done
+for f in "$HERE"/valid/*.torrent; do
+    run_one "control valid/$(basename "$f")" accept "$f"
+done
+if [ "$n" -eq 0 ]; then
+    echo "FAIL no malformed inputs found under $HERE"
+    fail=$((fail + 1))
+fi
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
