@@ -291,8 +291,6 @@ static int walk_tree(struct parse *p, struct v2walk *w, const struct bnode *dir)
         if (v->type != BT_DICT)
             return bad(p, v, "'file tree' entry is not a dictionary");
         const struct bnode *leaf = bdict_get(v, "");
-        if (k->slen == 0 && w->depth > 0)
-            return bad(p, k, "'file tree' has a file entry mixed with folder entries");
         if ((rc = check_component(p, k, "file tree")) != 0)
             return rc;
         if (w->depth >= BENCODE_MAX_DEPTH)
@@ -432,8 +430,11 @@ static int parse_v2(struct parse *p, const struct bnode *root, const struct bnod
     bool single = w.n == 1 && strchr(w.files[0].path, '/') == NULL;
 
     if (ti->has_v1) {
-        /* Hybrid: the v1 file list (padding aside) must describe the same files. */
+        /* Hybrid: the v1 file list (padding aside) must describe the same files, at the
+         * piece-aligned offsets v2 gives them (BEP 52 + BEP 47 padding), or a piece would
+         * mean different bytes to v1 and v2 peers. */
         size_t j = 0;
+        uint64_t v2pos = 0;
         for (size_t i = 0; i < ti->file_count; i++) {
             rv_file_t *f = &ti->files[i];
             if (f->attr & RV_FILE_PAD)
@@ -453,6 +454,19 @@ static int parse_v2(struct parse *p, const struct bnode *root, const struct bnod
                 rc = bad(p, info, "hybrid torrent: v1 file %s does not match v2 file %s", f->path,
                          w.files[j].path);
                 goto done;
+            }
+            if (f->length > 0) {
+                if (f->offset != v2pos) {
+                    rc = bad(p, info,
+                             "hybrid torrent: v1 file %s starts at byte %llu, but v2 puts it at "
+                             "%llu (missing or wrong padding files)",
+                             f->path, (unsigned long long)f->offset, (unsigned long long)v2pos);
+                    goto done;
+                }
+                /* v1 offsets are at most INT64_MAX, so rounding up cannot overflow */
+                v2pos = f->offset + f->length;
+                if (v2pos % ti->piece_length != 0)
+                    v2pos += ti->piece_length - v2pos % ti->piece_length;
             }
             f->has_pieces_root = w.files[j].has_root;
             memcpy(f->pieces_root, w.files[j].root, 32);
@@ -711,8 +725,8 @@ static int parse_info(struct parse *p, const struct bnode *root, const struct bn
     }
     if (ti->has_v2 && (rc = parse_v2(p, root, info)) != 0)
         return rc;
-    if (ti->piece_space == 0)
-        return bad(p, info, "the torrent holds no data (every file is empty)");
+    if (ti->total_size == 0)
+        return bad(p, info, "the torrent holds no data (every file is empty or padding)");
     uint64_t count = ti->piece_space / ti->piece_length + (ti->piece_space % ti->piece_length != 0);
     if (count > UINT32_MAX)
         return bad(p, info, "too many pieces (%llu)", (unsigned long long)count);
