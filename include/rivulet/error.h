@@ -24,7 +24,9 @@ enum {
     RV_ETRACKER = -10, /* a tracker refused the request or sent a malformed reply */
     RV_ETIMEDOUT = -11, /* no answer in time */
     RV_ENET = -12,      /* a network error: name lookup, connection refused, TLS, ... */
-    RV_EFULL = -13      /* a bounded table or queue is full */
+    RV_EFULL = -13,     /* a bounded table or queue is full */
+    RV_EPROTO = -14,    /* a peer broke the wire protocol */
+    RV_EHASH = -15      /* data does not match its hash */
 };
 
 /* What went wrong, for a person: msg is a complete sentence fragment such as

@@ -75,6 +75,10 @@ const char *rv_strerror(int code)
         return "network error";
     case RV_EFULL:
         return "full";
+    case RV_EPROTO:
+        return "protocol violation";
+    case RV_EHASH:
+        return "hash mismatch";
     default:
         return "unknown error";
     }

@@ -1,0 +1,879 @@
+/* Storage of one torrent's files: pieces verified and written, checked and read on libuv's
+ * worker threads, files opened relative to the download folder one component at a time.
+ *
+ * Decisions worth knowing:
+ * - A file gets its final size (ftruncate, sparse: no blocks allocated) the first time a piece is
+ *   written to it. Files the user never receives data for are not created, and a partly written
+ *   file reads as zeros where data is missing, so a check of such a piece is a hash mismatch
+ *   rather than a short read. A file already longer than the torrent says is not shrunk.
+ * - Handles are cached (at most max_open, least recently used closed first) and shared by the
+ *   workers under one mutex. A worker holds a reference on a handle for each read or write, and
+ *   only a handle nobody holds is closed, so no fd is closed (and its number reused) under a
+ *   worker. While every cached handle is in use the cache may briefly hold more than max_open;
+ *   the excess is closed as the references are dropped.
+ * - Only the fd cache is shared between threads. Workers read the torrent, the layout, the
+ *   folder's fd and name (all fixed after storage_new) and their own request; everything else
+ *   (pending work, the close state) belongs to the loop thread.
+ * - storage_new creates the folder and the zero-length files on the calling (loop) thread: it
+ *   runs once per torrent and its errors must reach the caller. */
+#include "storage/storage.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/err.h"
+#include "util/sha.h"
+
+#define DEFAULT_MAX_OPEN 64
+#define CHECK_CHUNK (256u << 10) /* storage_check hashes a piece in reads of this size */
+#define IO_MAX (1u << 30)        /* Linux moves at most ~2 GiB per call; keep each call below */
+#define NONE SIZE_MAX
+
+enum op { OP_WRITE, OP_CHECK, OP_READ };
+
+struct req {
+    uv_work_t work; /* work.data points back here */
+    struct storage *s;
+    enum op op;
+    uint32_t piece, begin, len;
+    const uint8_t *data; /* OP_WRITE */
+    uint8_t *out;        /* OP_READ */
+    storage_cb cb;
+    void *ud;
+    int rc;
+    rv_error_t err;
+    struct req *prev, *next; /* the in-flight list, or (next only) the free list */
+};
+
+/* One file's place in the handle cache; guarded by storage.lock. */
+struct fent {
+    int fd;                    /* -1: not open */
+    unsigned refs;             /* workers using fd now: it is closed only at 0 */
+    bool writable;             /* O_RDWR; O_RDONLY when a check or read found it read-only */
+    bool sized;                /* already at least its final length */
+    bool dirty;                /* written to: fsync'd at close */
+    size_t lru_prev, lru_next; /* towards the most / least recently used open file */
+};
+
+struct storage {
+    uv_loop_t *loop;
+    const rv_torrent_info_t *ti;
+    const struct layout *l;
+    char *dir; /* as given, for messages */
+    int dirfd;
+    unsigned max_open;
+
+    uv_mutex_t lock; /* guards fents, lru_head, lru_tail, open_count */
+    struct fent *fents;
+    size_t lru_head, lru_tail; /* most and least recently used open files */
+    unsigned open_count;
+
+    /* The loop thread's own. */
+    unsigned pending;
+    struct req *inflight;
+    struct req *free_reqs;
+    bool closing, final_queued;
+    uv_work_t final_work;
+    void (*close_cb)(void *ud);
+    void *close_ud;
+};
+
+/* A handle borrowed for one read or write. own: opened for this call alone because the
+ * cached handle is read-only and in use; closed on release. */
+struct fh {
+    int fd;
+    size_t file;
+    bool own;
+};
+
+/* RV_EIO with "MESSAGE: strerror(e)" and err->sys_errno = e. */
+static int sys_err(rv_error_t *err, int e, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int sys_err(rv_error_t *err, int e, const char *fmt, ...)
+{
+    char what[200], ebuf[128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    /* GNU strerror_r: workers call this concurrently, and strerror may share one buffer */
+    err_set(err, RV_EIO, "%s: %s", what, strerror_r(e, ebuf, sizeof(ebuf)));
+    if (err != NULL)
+        err->sys_errno = e;
+    return RV_EIO;
+}
+
+static bool bad_component(const char *p, size_t n)
+{
+    return n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.');
+}
+
+/* An openat of comp in dfd failed with e: a symlink is refused as RV_EPATH whatever errno the
+ * kernel chose for it (ELOOP for O_NOFOLLOW, ENOTDIR when O_DIRECTORY is checked first). */
+static int open_failed(const struct storage *s, int dfd, const char *comp, int e, const char *path,
+                       int shown, const char *what, rv_error_t *err)
+{
+    struct stat st;
+    if ((e == ELOOP || e == ENOTDIR || e == EMLINK) &&
+        fstatat(dfd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+        return err_set(err, RV_EPATH,
+                       "%s/%.*s is a symbolic link; refusing to follow it out of the download "
+                       "folder",
+                       s->dir, shown, path);
+    return sys_err(err, e, "cannot open %s %s/%.*s", what, s->dir, shown, path);
+}
+
+/* Opens path (relative, '/'-separated) below the download folder, one component at a time with
+ * O_NOFOLLOW, so neither a symlink nor ".." placed in the path can lead outside. create: make
+ * the missing folders and the file (O_RDWR); else open an existing file O_RDWR, or O_RDONLY if
+ * it cannot be written (data checked or seeded from a read-only folder or disk, or a program
+ * running from it). */
+static int open_path(const struct storage *s, const char *path, bool create, int *out,
+                     bool *writable, rv_error_t *err)
+{
+    char comp[NAME_MAX + 1];
+    int dfd = s->dirfd, fd = -1, rc = 0;
+    const char *p = path;
+    struct stat st;
+
+    /* The parser refuses these already; a path reaching us some other way must not climb out
+     * of the folder either. All are checked before any folder is made. */
+    for (const char *q = path;;) {
+        const char *slash = strchr(q, '/');
+        size_t n = slash != NULL ? (size_t)(slash - q) : strlen(q);
+        if (bad_component(q, n))
+            return err_set(err, RV_EPATH, "%s/%s has an unsafe path component '%.*s'", s->dir, path,
+                           (int)n, q);
+        if (slash == NULL)
+            break;
+        q = slash + 1;
+    }
+    for (;;) {
+        const char *slash = strchr(p, '/');
+        size_t n = slash != NULL ? (size_t)(slash - p) : strlen(p);
+        /* How much of path names this component, for messages. path is at most a few KiB (the
+         * parser caps it), so this fits an int. */
+        int shown = (int)((size_t)(p - path) + n);
+        if (n > NAME_MAX) {
+            rc = sys_err(err, ENAMETOOLONG, "cannot open %s/%.*s", s->dir, shown, path);
+            goto done;
+        }
+        memcpy(comp, p, n);
+        comp[n] = '\0';
+        if (slash == NULL)
+            break;
+        if (create && mkdirat(dfd, comp, 0755) != 0 && errno != EEXIST) {
+            rc = sys_err(err, errno, "cannot create folder %s/%.*s", s->dir, shown, path);
+            goto done;
+        }
+        int nfd = openat(dfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (nfd < 0) {
+            rc = open_failed(s, dfd, comp, errno, path, shown, "folder", err);
+            goto done;
+        }
+        if (dfd != s->dirfd)
+            close(dfd);
+        dfd = nfd;
+        p = slash + 1;
+    }
+
+    *writable = true;
+    fd = openat(dfd, comp, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0644);
+    if (fd < 0 && !create && (errno == EACCES || errno == EROFS || errno == ETXTBSY)) {
+        *writable = false;
+        fd = openat(dfd, comp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    }
+    if (fd < 0) {
+        rc = open_failed(s, dfd, comp, errno, path, (int)strlen(path), "file", err);
+        goto done;
+    }
+    /* A FIFO or device planted under the folder is no place for torrent data. */
+    if (fstat(fd, &st) != 0) {
+        rc = sys_err(err, errno, "cannot stat %s/%s", s->dir, path);
+        goto done;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = err_set(err, RV_EPATH, "%s/%s is not a regular file", s->dir, path);
+        goto done;
+    }
+    *out = fd;
+    fd = -1;
+done:
+    if (fd >= 0)
+        close(fd);
+    if (dfd != s->dirfd)
+        close(dfd);
+    return rc;
+}
+
+/* ---- the handle cache (callers hold s->lock) ---- */
+
+static void lru_unlink(struct storage *s, size_t i)
+{
+    struct fent *e = &s->fents[i];
+    if (e->lru_prev != NONE)
+        s->fents[e->lru_prev].lru_next = e->lru_next;
+    else
+        s->lru_head = e->lru_next;
+    if (e->lru_next != NONE)
+        s->fents[e->lru_next].lru_prev = e->lru_prev;
+    else
+        s->lru_tail = e->lru_prev;
+    e->lru_prev = e->lru_next = NONE;
+}
+
+static void lru_push(struct storage *s, size_t i)
+{
+    struct fent *e = &s->fents[i];
+    e->lru_prev = NONE;
+    e->lru_next = s->lru_head;
+    if (s->lru_head != NONE)
+        s->fents[s->lru_head].lru_prev = i;
+    else
+        s->lru_tail = i;
+    s->lru_head = i;
+}
+
+static void lru_touch(struct storage *s, size_t i)
+{
+    if (s->lru_head == i)
+        return;
+    lru_unlink(s, i);
+    lru_push(s, i);
+}
+
+static void cache_drop(struct storage *s, size_t i)
+{
+    struct fent *e = &s->fents[i];
+    lru_unlink(s, i);
+    close(e->fd);
+    e->fd = -1;
+    e->sized = false;
+    s->open_count--;
+}
+
+/* Closes least recently used handles nobody holds until the cache is within max_open.
+ * close(2) of a regular file is quick, so it is done under the lock. */
+static void cache_trim(struct storage *s)
+{
+    size_t i = s->lru_tail;
+    while (s->open_count > s->max_open && i != NONE) {
+        size_t prev = s->fents[i].lru_prev;
+        if (s->fents[i].refs == 0)
+            cache_drop(s, i);
+        i = prev;
+    }
+}
+
+/* Gives the file its final size once, so unwritten ranges read as zeros. */
+static int fh_size(struct storage *s, const struct fh *h, rv_error_t *err)
+{
+    const rv_file_t *f = &s->l->files[h->file];
+    struct stat st;
+    if (fstat(h->fd, &st) != 0)
+        return sys_err(err, errno, "cannot stat %s/%s", s->dir, f->path);
+    if ((uint64_t)st.st_size < f->length && ftruncate(h->fd, (off_t)f->length) != 0)
+        return sys_err(err, errno, "cannot set the size of %s/%s to %llu bytes", s->dir, f->path,
+                       (unsigned long long)f->length);
+    if (!h->own) {
+        uv_mutex_lock(&s->lock);
+        if (s->fents[h->file].fd == h->fd)
+            s->fents[h->file].sized = true;
+        uv_mutex_unlock(&s->lock);
+    }
+    return 0;
+}
+
+/* Borrows a handle on file for one read or write; release it with fh_release. write: create
+ * the file (and its folders) if missing, open it for writing and give it its final size. */
+static int fh_acquire(struct storage *s, size_t file, bool write, struct fh *h, rv_error_t *err)
+{
+    struct fent *e = &s->fents[file];
+    int fd, extra = -1, rc;
+    bool writable, sized;
+
+    h->file = file;
+    h->own = false;
+    uv_mutex_lock(&s->lock);
+    if (e->fd >= 0 && (e->writable || !write)) {
+        e->refs++;
+        lru_touch(s, file);
+        h->fd = e->fd;
+        sized = e->sized;
+        uv_mutex_unlock(&s->lock);
+        goto opened;
+    }
+    uv_mutex_unlock(&s->lock);
+
+    /* Walking the path takes a few system calls: done unlocked so other workers go on. */
+    rc = open_path(s, s->l->files[file].path, write, &fd, &writable, err);
+    if (rc != 0)
+        return rc;
+
+    uv_mutex_lock(&s->lock);
+    if (e->fd >= 0 && (e->writable || !write)) {
+        /* another worker opened it meanwhile: share theirs */
+        extra = fd;
+        e->refs++;
+        lru_touch(s, file);
+        h->fd = e->fd;
+        sized = e->sized;
+    } else if (e->fd >= 0 && e->refs > 0) {
+        /* a read-only handle in use by a reader: this writer keeps its own */
+        h->fd = fd;
+        h->own = true;
+        sized = false;
+    } else {
+        if (e->fd >= 0) {
+            close(e->fd); /* read-only and unused: replaced by the writable one */
+        } else {
+            lru_push(s, file);
+            s->open_count++;
+        }
+        e->fd = fd;
+        e->writable = writable;
+        e->sized = false;
+        e->refs = 1;
+        lru_touch(s, file);
+        h->fd = fd;
+        sized = false;
+        cache_trim(s);
+    }
+    uv_mutex_unlock(&s->lock);
+    if (extra >= 0)
+        close(extra);
+
+opened:
+    if (write && !sized && (rc = fh_size(s, h, err)) != 0) {
+        /* the handle stays cached; only the reference goes */
+        uv_mutex_lock(&s->lock);
+        if (!h->own)
+            e->refs--;
+        cache_trim(s);
+        uv_mutex_unlock(&s->lock);
+        if (h->own)
+            close(h->fd);
+        return rc;
+    }
+    return 0;
+}
+
+static void fh_release(struct storage *s, const struct fh *h, bool wrote)
+{
+    struct fent *e = &s->fents[h->file];
+    uv_mutex_lock(&s->lock);
+    if (wrote)
+        e->dirty = true; /* fsync at close looks up the file again if its handle is gone */
+    if (!h->own) {
+        e->refs--;
+        cache_trim(s);
+    }
+    uv_mutex_unlock(&s->lock);
+    if (h->own)
+        close(h->fd);
+}
+
+/* ---- positional I/O ---- */
+
+/* Writes all of p, through short writes and signals. Returns 0 or an errno. */
+static int pwrite_all(int fd, const uint8_t *p, uint64_t len, uint64_t off)
+{
+    while (len > 0) {
+        size_t n = len > IO_MAX ? IO_MAX : (size_t)len;
+        if (off > (uint64_t)INT64_MAX - n)
+            return EFBIG;
+        ssize_t w = pwrite(fd, p, n, (off_t)off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        if (w == 0)
+            return ENOSPC; /* no progress and no error: treat as a full disk, never spin */
+        p += w;
+        len -= (uint64_t)w;
+        off += (uint64_t)w;
+    }
+    return 0;
+}
+
+/* Reads up to len bytes, through short reads and signals; *got < len means end of file. */
+static int pread_all(int fd, uint8_t *p, uint64_t len, uint64_t off, uint64_t *got)
+{
+    *got = 0;
+    while (len > 0) {
+        size_t n = len > IO_MAX ? IO_MAX : (size_t)len;
+        if (off > (uint64_t)INT64_MAX - n)
+            return EFBIG;
+        ssize_t r = pread(fd, p, n, (off_t)off);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        if (r == 0)
+            break;
+        p += r;
+        len -= (uint64_t)r;
+        off += (uint64_t)r;
+        *got += (uint64_t)r;
+    }
+    return 0;
+}
+
+/* Where a span starts, relative to start in piece space. */
+static uint64_t span_pos(const struct storage *s, const struct span *sp, uint64_t start)
+{
+    return s->l->files[sp->file].offset + sp->file_offset - start;
+}
+
+static uint64_t piece_start(const struct storage *s, uint32_t piece)
+{
+    return (uint64_t)piece * s->l->piece_length;
+}
+
+/* ---- the work (on a worker thread) ---- */
+
+static int do_write(struct storage *s, struct req *r)
+{
+    uint8_t md[RV_SHA1_LEN];
+    sha1(r->data, r->len, md);
+    if (memcmp(md, s->ti->piece_hashes + (size_t)r->piece * RV_SHA1_LEN, RV_SHA1_LEN) != 0)
+        return err_set(&r->err, RV_EHASH, "piece %u does not match its SHA-1 hash", r->piece);
+
+    uint64_t start = piece_start(s, r->piece);
+    struct span_iter it;
+    struct span sp;
+    layout_piece_begin(s->l, r->piece, &it);
+    while (layout_span_next(&it, &sp)) {
+        const rv_file_t *f = &s->l->files[sp.file];
+        if (f->attr & RV_FILE_PAD)
+            continue; /* BEP 47: padding is never written */
+        struct fh h;
+        int rc = fh_acquire(s, sp.file, true, &h, &r->err);
+        if (rc != 0)
+            return rc;
+        int e = pwrite_all(h.fd, r->data + span_pos(s, &sp, start), sp.length, sp.file_offset);
+        fh_release(s, &h, true);
+        if (e != 0)
+            return sys_err(&r->err, e, "cannot write %s/%s", s->dir, f->path);
+    }
+    return 0;
+}
+
+/* Feeds n zero bytes to the hash, using buf (of cap bytes) as the source. */
+static void hash_zeros(struct sha1_ctx *c, uint8_t *buf, size_t cap, uint64_t n)
+{
+    if (n == 0)
+        return;
+    memset(buf, 0, n < cap ? (size_t)n : cap);
+    while (n > 0) {
+        size_t k = n < cap ? (size_t)n : cap;
+        sha1_update(c, buf, k);
+        n -= k;
+    }
+}
+
+/* Hashes one file span in chunks. A missing or short file is a mismatch, not an error: it is
+ * what a check of data not yet downloaded finds. */
+static int check_span(struct storage *s, struct req *r, const struct span *sp, struct sha1_ctx *c,
+                      uint8_t *buf, size_t cap)
+{
+    const rv_file_t *f = &s->l->files[sp->file];
+    struct fh h;
+    int rc = fh_acquire(s, sp->file, false, &h, &r->err);
+    if (rc == RV_EIO && r->err.sys_errno == ENOENT)
+        return err_set(&r->err, RV_EHASH, "piece %u: %s/%s is missing", r->piece, s->dir, f->path);
+    if (rc != 0)
+        return rc;
+    uint64_t left = sp->length, off = sp->file_offset;
+    while (left > 0 && rc == 0) {
+        size_t want = left < cap ? (size_t)left : cap;
+        uint64_t got;
+        int e = pread_all(h.fd, buf, want, off, &got);
+        if (e != 0)
+            rc = sys_err(&r->err, e, "cannot read %s/%s", s->dir, f->path);
+        else if (got < want)
+            rc = err_set(&r->err, RV_EHASH, "piece %u: %s/%s is shorter than the torrent says",
+                         r->piece, s->dir, f->path);
+        else
+            sha1_update(c, buf, want);
+        left -= want;
+        off += want;
+    }
+    fh_release(s, &h, false);
+    return rc;
+}
+
+static int do_check(struct storage *s, struct req *r)
+{
+    uint32_t size = layout_piece_size(s->l, r->piece);
+    size_t cap = size < CHECK_CHUNK ? size : CHECK_CHUNK;
+    uint64_t start = piece_start(s, r->piece), at = 0;
+    uint8_t md[RV_SHA1_LEN];
+    struct sha1_ctx c;
+    struct span_iter it;
+    struct span sp;
+    int rc = 0;
+
+    uint8_t *buf = malloc(cap);
+    if (buf == NULL)
+        return err_set(&r->err, RV_ENOMEM, "out of memory checking piece %u", r->piece);
+    if (sha1_init(&c) != 0) {
+        free(buf);
+        return err_set(&r->err, RV_ENOMEM, "out of memory checking piece %u", r->piece);
+    }
+    layout_piece_begin(s->l, r->piece, &it);
+    while (rc == 0 && layout_span_next(&it, &sp)) {
+        uint64_t pos = span_pos(s, &sp, start);
+        hash_zeros(&c, buf, cap, pos - at); /* bytes in no file (v2 alignment) are zeros */
+        if (s->l->files[sp.file].attr & RV_FILE_PAD)
+            hash_zeros(&c, buf, cap, sp.length);
+        else
+            rc = check_span(s, r, &sp, &c, buf, cap);
+        at = pos + sp.length;
+    }
+    if (rc == 0)
+        hash_zeros(&c, buf, cap, size - at);
+    sha1_final(&c, md); /* also on failure: it frees the context */
+    free(buf);
+    if (rc != 0)
+        return rc;
+    if (memcmp(md, s->ti->piece_hashes + (size_t)r->piece * RV_SHA1_LEN, RV_SHA1_LEN) != 0)
+        return err_set(&r->err, RV_EHASH, "piece %u on disk does not match its SHA-1 hash",
+                       r->piece);
+    return 0;
+}
+
+static int do_read(struct storage *s, struct req *r)
+{
+    uint64_t start = piece_start(s, r->piece) + r->begin, at = 0;
+    struct span_iter it;
+    struct span sp;
+
+    layout_span_begin(s->l, start, r->len, &it);
+    while (layout_span_next(&it, &sp)) {
+        const rv_file_t *f = &s->l->files[sp.file];
+        uint64_t pos = span_pos(s, &sp, start);
+        memset(r->out + at, 0, (size_t)(pos - at));
+        at = pos + sp.length;
+        if (f->attr & RV_FILE_PAD) {
+            memset(r->out + pos, 0, (size_t)sp.length);
+            continue;
+        }
+        struct fh h;
+        int rc = fh_acquire(s, sp.file, false, &h, &r->err);
+        if (rc != 0)
+            return rc;
+        uint64_t got;
+        int e = pread_all(h.fd, r->out + pos, sp.length, sp.file_offset, &got);
+        fh_release(s, &h, false);
+        if (e != 0)
+            return sys_err(&r->err, e, "cannot read %s/%s", s->dir, f->path);
+        /* Seeding reads verified data; a short file means someone truncated it. */
+        if (got < sp.length)
+            return err_set(&r->err, RV_EIO,
+                           "cannot read %s/%s: the file is shorter than the torrent says", s->dir,
+                           f->path);
+    }
+    memset(r->out + at, 0, (size_t)(r->len - at));
+    return 0;
+}
+
+static void run_req(uv_work_t *w)
+{
+    struct req *r = w->data;
+    switch (r->op) {
+    case OP_WRITE:
+        r->rc = do_write(r->s, r);
+        break;
+    case OP_CHECK:
+        r->rc = do_check(r->s, r);
+        break;
+    case OP_READ:
+        r->rc = do_read(r->s, r);
+        break;
+    }
+}
+
+/* ---- the loop side ---- */
+
+static void final_run(uv_work_t *w);
+static void final_done(uv_work_t *w, int status);
+
+static void free_storage(struct storage *s)
+{
+    while (s->free_reqs != NULL) {
+        struct req *r = s->free_reqs;
+        s->free_reqs = r->next;
+        free(r);
+    }
+    uv_mutex_destroy(&s->lock);
+    free(s->fents);
+    free(s->dir);
+    free(s);
+}
+
+/* Once closing and nothing is pending: fsync and close on a worker (fsync can take seconds). */
+static void maybe_finish(struct storage *s)
+{
+    if (!s->closing || s->pending > 0 || s->final_queued)
+        return;
+    s->final_queued = true;
+    s->final_work.data = s;
+    /* uv_queue_work fails only without a work callback */
+    (void)uv_queue_work(s->loop, &s->final_work, final_run, final_done);
+}
+
+static void after_req(uv_work_t *w, int status)
+{
+    struct req *r = w->data;
+    struct storage *s = r->s;
+
+    s->pending--;
+    if (r->prev != NULL)
+        r->prev->next = r->next;
+    else
+        s->inflight = r->next;
+    if (r->next != NULL)
+        r->next->prev = r->prev;
+
+    /* Closing: the owner may already be gone, so its callback is not called. */
+    if (!s->closing && r->cb != NULL) {
+        if (status == UV_ECANCELED && r->rc == 0)
+            r->rc = err_set(&r->err, RV_ECANCELED, "piece %u: canceled", r->piece);
+        r->cb(r->ud, r->piece, r->rc, &r->err);
+    }
+    r->prev = NULL;
+    r->next = s->free_reqs;
+    s->free_reqs = r;
+    maybe_finish(s); /* also when cb itself called storage_close */
+}
+
+static int submit(struct storage *s, enum op op, uint32_t piece, uint32_t begin, uint32_t len,
+                  const uint8_t *data, uint8_t *out, storage_cb cb, void *ud)
+{
+    if (s->closing)
+        return RV_ECANCELED;
+    struct req *r = s->free_reqs;
+    if (r != NULL)
+        s->free_reqs = r->next;
+    else if ((r = malloc(sizeof(*r))) == NULL)
+        return RV_ENOMEM;
+    r->s = s;
+    r->op = op;
+    r->piece = piece;
+    r->begin = begin;
+    r->len = len;
+    r->data = data;
+    r->out = out;
+    r->cb = cb;
+    r->ud = ud;
+    r->rc = 0;
+    err_clear(&r->err);
+    r->work.data = r;
+    if (uv_queue_work(s->loop, &r->work, run_req, after_req) != 0) {
+        r->next = s->free_reqs;
+        s->free_reqs = r;
+        return RV_EINVAL;
+    }
+    r->prev = NULL;
+    r->next = s->inflight;
+    if (s->inflight != NULL)
+        s->inflight->prev = r;
+    s->inflight = r;
+    s->pending++;
+    return 0;
+}
+
+int storage_verify_and_write(struct storage *s, uint32_t piece, const uint8_t *data, uint32_t len,
+                             storage_cb cb, void *ud)
+{
+    if (s->ti->piece_hashes == NULL || piece >= s->l->piece_count || data == NULL ||
+        len != layout_piece_size(s->l, piece))
+        return RV_EINVAL;
+    return submit(s, OP_WRITE, piece, 0, len, data, NULL, cb, ud);
+}
+
+int storage_check(struct storage *s, uint32_t piece, storage_cb cb, void *ud)
+{
+    if (s->ti->piece_hashes == NULL || piece >= s->l->piece_count)
+        return RV_EINVAL;
+    return submit(s, OP_CHECK, piece, 0, 0, NULL, NULL, cb, ud);
+}
+
+int storage_read(struct storage *s, uint32_t piece, uint32_t begin, uint32_t len, uint8_t *out,
+                 storage_cb cb, void *ud)
+{
+    uint32_t size = layout_piece_size(s->l, piece);
+    if (piece >= s->l->piece_count || out == NULL || len == 0 || begin > size || len > size - begin)
+        return RV_EINVAL;
+    return submit(s, OP_READ, piece, begin, len, NULL, out, cb, ud);
+}
+
+unsigned storage_pending(const struct storage *s)
+{
+    return s->pending;
+}
+
+static void final_run(uv_work_t *w)
+{
+    struct storage *s = w->data;
+    bool any = false;
+
+    /* No other work is running now; the lock only orders memory with the last workers. */
+    uv_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->l->file_count; i++) {
+        struct fent *e = &s->fents[i];
+        if (e->dirty) {
+            /* fsync flushes the file, not the handle: a fresh one serves if it was closed */
+            int fd = e->fd;
+            bool writable;
+            if (fd < 0 && open_path(s, s->l->files[i].path, false, &fd, &writable, NULL) != 0)
+                fd = -1;
+            if (fd >= 0) {
+                (void)fsync(fd); /* no one to report to: storage_close's callback has no code */
+                if (fd != e->fd)
+                    close(fd);
+            }
+            any = true;
+        }
+        if (e->fd >= 0) {
+            close(e->fd);
+            e->fd = -1;
+        }
+    }
+    s->open_count = 0;
+    uv_mutex_unlock(&s->lock);
+    if (any)
+        (void)fsync(s->dirfd); /* the new names in the top folder */
+    close(s->dirfd);
+    s->dirfd = -1;
+}
+
+static void final_done(uv_work_t *w, int status)
+{
+    (void)status; /* never canceled: storage_close cancels only requests */
+    struct storage *s = w->data;
+    void (*cb)(void *) = s->close_cb;
+    void *ud = s->close_ud;
+    free_storage(s);
+    if (cb != NULL)
+        cb(ud);
+}
+
+void storage_close(struct storage *s, void (*cb)(void *ud), void *ud)
+{
+    if (s->closing)
+        return;
+    s->closing = true;
+    s->close_cb = cb;
+    s->close_ud = ud;
+    /* Work not started yet is dropped; work running finishes (a worker cannot be stopped
+     * mid-write) and its callback is skipped in after_req. */
+    for (struct req *r = s->inflight; r != NULL; r = r->next)
+        (void)uv_cancel((uv_req_t *)&r->work);
+    maybe_finish(s);
+}
+
+/* mkdir -p for the download folder itself: the user chose it, so symlinks there are followed. */
+static int make_folder(const char *dir, rv_error_t *err)
+{
+    char *p = strdup(dir);
+    if (p == NULL)
+        return err_set(err, RV_ENOMEM, "out of memory");
+    int rc = 0;
+    for (char *q = p + 1;; q++) {
+        if (*q != '/' && *q != '\0')
+            continue;
+        char c = *q;
+        *q = '\0';
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+            rc = sys_err(err, errno, "cannot create download folder %s", p);
+            break;
+        }
+        *q = c;
+        if (c == '\0')
+            break;
+    }
+    free(p);
+    return rc;
+}
+
+int storage_new(uv_loop_t *loop, const rv_torrent_info_t *ti, const struct layout *l,
+                const struct storage_opts *opts, struct storage **out, rv_error_t *err)
+{
+    struct storage *s = NULL;
+    bool locked = false;
+    int rc;
+
+    *out = NULL;
+    if (opts == NULL || opts->dir == NULL || opts->dir[0] == '\0')
+        return err_set(err, RV_EINVAL, "no download folder given");
+    if (ti->piece_hashes != NULL && l->piece_count != ti->piece_count)
+        return err_set(err, RV_EINVAL, "the layout has %u pieces but the torrent %u",
+                       l->piece_count, ti->piece_count);
+    if ((s = calloc(1, sizeof(*s))) == NULL)
+        return err_set(err, RV_ENOMEM, "out of memory");
+    s->loop = loop;
+    s->ti = ti;
+    s->l = l;
+    s->dirfd = -1;
+    s->max_open = opts->max_open != 0 ? opts->max_open : DEFAULT_MAX_OPEN;
+    s->lru_head = s->lru_tail = NONE;
+    s->dir = strdup(opts->dir);
+    /* one extra entry so a torrent of no files still gets a non-NULL array */
+    s->fents = calloc(l->file_count + 1, sizeof(*s->fents));
+    if (s->dir == NULL || s->fents == NULL) {
+        rc = err_set(err, RV_ENOMEM, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < l->file_count; i++) {
+        s->fents[i].fd = -1;
+        s->fents[i].lru_prev = s->fents[i].lru_next = NONE;
+    }
+    if (uv_mutex_init(&s->lock) != 0) {
+        rc = err_set(err, RV_ENOMEM, "cannot create a mutex");
+        goto fail;
+    }
+    locked = true;
+
+    if ((rc = make_folder(s->dir, err)) != 0)
+        goto fail;
+    s->dirfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->dirfd < 0) {
+        rc = sys_err(err, errno, "cannot open download folder %s", s->dir);
+        goto fail;
+    }
+    /* No piece ever writes to an empty file, so it is made now. */
+    for (size_t i = 0; i < l->file_count; i++) {
+        const rv_file_t *f = &l->files[i];
+        int fd;
+        bool writable;
+        if (f->length != 0 || (f->attr & RV_FILE_PAD))
+            continue;
+        if ((rc = open_path(s, f->path, true, &fd, &writable, err)) != 0)
+            goto fail;
+        close(fd);
+    }
+    *out = s;
+    return 0;
+
+fail:
+    if (s->dirfd >= 0)
+        close(s->dirfd);
+    if (locked)
+        uv_mutex_destroy(&s->lock);
+    free(s->fents);
+    free(s->dir);
+    free(s);
+    return rc;
+}

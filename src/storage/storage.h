@@ -1,0 +1,49 @@
+/* Storage of one torrent's files under a download folder: verified pieces written with
+ * pwrite (one call per file span), pieces read and checked against their SHA-1, all on
+ * libuv's worker threads so the loop never waits for the disk. Paths come from the parsed torrent (already sanitised) and are
+ * opened relative to the download folder without following symlinks, so no file is created or
+ * written outside it. Padding files are never written. A bounded cache keeps file handles open. */
+#ifndef RV_STORAGE_H
+#define RV_STORAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "metainfo/layout.h"
+#include "rivulet/metainfo.h"
+
+struct storage_opts {
+    const char *dir;        /* the download folder (created if missing) */
+    unsigned max_open;      /* open file handles kept; 0: 64 */
+};
+
+struct storage;
+
+/* rc 0: done; RV_EHASH: the data did not match the piece's hash (nothing written);
+ * RV_EIO: err names the file and the system's reason. err is borrowed for the call. */
+typedef void (*storage_cb)(void *ud, uint32_t piece, int rc, const rv_error_t *err);
+
+/* Borrows ti and l, which must outlive the storage. Creates the download folder and the
+ * zero-length files. */
+int storage_new(uv_loop_t *loop, const rv_torrent_info_t *ti, const struct layout *l,
+                const struct storage_opts *opts, struct storage **out, rv_error_t *err);
+
+/* On a worker: hashes data[0..len) (the whole piece) with SHA-1 and, if it matches the
+ * torrent's hash for piece, writes it to its files. data is borrowed until cb runs. */
+int storage_verify_and_write(struct storage *s, uint32_t piece, const uint8_t *data, uint32_t len,
+                             storage_cb cb, void *ud);
+/* On a worker: reads piece from disk and checks its hash (rc 0 match, RV_EHASH mismatch or
+ * missing data, RV_EIO). Used to check data already there. */
+int storage_check(struct storage *s, uint32_t piece, storage_cb cb, void *ud);
+/* On a worker: reads [begin, begin+len) of piece into out (borrowed until cb). */
+int storage_read(struct storage *s, uint32_t piece, uint32_t begin, uint32_t len, uint8_t *out,
+                 storage_cb cb, void *ud);
+/* Work queued and not yet called back. */
+unsigned storage_pending(const struct storage *s);
+/* Waits (on the loop) for queued work to finish, without calling its callbacks; fsyncs and
+ * closes every file, then calls cb(ud). The storage is freed. */
+void storage_close(struct storage *s, void (*cb)(void *ud), void *ud);
+
+#endif
