@@ -13,6 +13,7 @@ enum {
     EXIT_FAIL = 1,    /* anything not listed below */
     EXIT_USAGE = 2,   /* bad command line */
     EXIT_TORRENT = 3, /* unreadable or invalid torrent or magnet link */
+    EXIT_INCOMPLETE = 4, /* stopped before every piece was verified */
     EXIT_NET = 5,     /* no tracker or peer could be reached */
     EXIT_DISK = 6     /* a file could not be read or written */
 };
@@ -20,6 +21,7 @@ enum {
 int cmd_info(int argc, char **argv);
 int cmd_create(int argc, char **argv);
 int cmd_trackers(int argc, char **argv);
+int cmd_download(int argc, char **argv);
 
 /* Prints "rivulet: " + message + newline on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

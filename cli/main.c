@@ -11,6 +11,7 @@ static const char usage[] =
     "\n"
     "Commands:\n"
     "  info FILE.torrent|MAGNET     describe a torrent or a magnet link (--json)\n"
+    "  download FILE.torrent -o DIR fetch a torrent (also: rivulet FILE.torrent -o DIR)\n"
     "  create PATH -o OUT.torrent   make a torrent of a file or folder\n"
     "  trackers FILE.torrent|MAGNET ask every tracker what it knows (--json)\n"
     "\n"
@@ -19,8 +20,8 @@ static const char usage[] =
     "  -V, --version   print the version\n"
     "\n"
     "Exit codes: 0 success, 1 other failure, 2 usage error, 3 unreadable or invalid\n"
-    "torrent or magnet link, 5 no tracker or peer could be reached, 6 a file could not be\n"
-    "read or written.\n";
+    "torrent or magnet link, 4 download stopped incomplete, 5 no tracker could be reached,\n"
+    "6 a file could not be read or written, 130 interrupted.\n";
 
 void cli_error(const char *fmt, ...)
 {
@@ -111,8 +112,16 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "info") == 0)
         return cmd_info(argc - 1, argv + 1);
+    if (strcmp(cmd, "download") == 0)
+        return cmd_download(argc - 1, argv + 1);
+    /* The first client's short form: rivulet FILE.torrent -o DIR. */
+    size_t n = strlen(cmd);
+    if (n > 8 && strcmp(cmd + n - 8, ".torrent") == 0)
+        return cmd_download(argc, argv);
     if (strcmp(cmd, "create") == 0)
         return cmd_create(argc - 1, argv + 1);
+    if (strcmp(cmd, "trackers") == 0)
+        return cmd_trackers(argc - 1, argv + 1);
     cli_error("unknown command '%s' (try rivulet --help)", cmd);
     return EXIT_USAGE;
 }

@@ -4,6 +4,7 @@
 
 #include "rivulet/error.h"
 #include "rivulet/metainfo.h"
+#include "rivulet/session.h"
 #include "rivulet/tracker.h"
 #include "rivulet/version.h"
 

@@ -378,6 +378,14 @@ int rv_trackers_probe(const rv_tier_t *tiers, size_t tier_count, const uint8_t i
     co.udp_timeout_ms = opts->udp_timeout_ms;
     if (co.udp_timeout_ms == 0)
         co.udp_timeout_ms = p.timeout_ms / 3 < 15000 ? p.timeout_ms / 3 : 15000;
+    /* BEP 15 doubles the wait after each retransmission; keep all of them within three
+     * quarters of the deadline so that, in tier order, later tiers still get their turn. */
+    co.udp_max_retries = 0;
+    for (uint64_t total = co.udp_timeout_ms * 3ULL; total <= p.timeout_ms * 3ULL / 4;
+         total = total * 2 + co.udp_timeout_ms)
+        co.udp_max_retries++;
+    if (co.udp_max_retries == 0)
+        co.udp_max_retries = 1; /* 0 would mean the default of 8 */
     rc = tracker_client_new(&p.loop, &co, &p.client);
     if (rc != 0) {
         err_set(err, rc, "cannot start the tracker client");

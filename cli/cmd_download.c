@@ -1,0 +1,431 @@
+/* rivulet download: fetch a torrent into a folder, with a live progress line on a terminal,
+ * key=value status lines when piped, or NDJSON events with --json. Ctrl+C stops cleanly. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "cli.h"
+#include "json.h"
+
+static const char usage[] =
+    "Usage: rivulet download [OPTIONS] FILE.torrent -o DIR\n"
+    "       rivulet FILE.torrent -o DIR\n"
+    "\n"
+    "Downloads the torrent into DIR and exits once every piece is verified and written.\n"
+    "\n"
+    "  -o, -d, --dir DIR       download folder (created if missing; default: .)\n"
+    "      --peer HOST:PORT    add a peer by hand (numeric address), repeatable\n"
+    "      --no-trackers       do not announce; use --peer peers only\n"
+    "      --max-peers N       connections at once (default 50)\n"
+    "      --max-memory SIZE   piece data held in memory (default 64M; with K/M/G)\n"
+    "      --port N            the port announced to trackers (default 6881)\n"
+    "      --ca-file PEM       trust these certificates for HTTPS trackers\n"
+    "  -v, --verbose           log peers, trackers and pieces on stderr\n"
+    "  -q, --quiet             print only errors\n"
+    "  -j, --json              NDJSON events and status on stdout\n"
+    "  -h, --help              this help\n"
+    "  -V, --version           print the version\n"
+    "\n"
+    "Exit codes: 0 done, 2 usage, 3 unreadable torrent, 4 stopped incomplete, 6 disk (a file\n"
+    "could not be written), 130 interrupted.\n";
+
+enum output { OUT_TTY, OUT_PLAIN, OUT_JSON, OUT_QUIET };
+
+struct ui {
+    enum output out;
+    bool verbose;
+    rv_session_t *session;
+    rv_torrent_t *torrent;
+    uv_timer_t timer;
+    uv_signal_t sigint, sigterm;
+    bool interrupted;
+    bool line_drawn;
+    struct timespec start;
+    uint64_t last_plain;
+    int exit_code;
+};
+
+static double since(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static unsigned term_width(void)
+{
+    struct winsize ws;
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 10)
+        return ws.ws_col;
+    return 80;
+}
+
+static void clear_line(struct ui *u)
+{
+    if (u->out == OUT_TTY && u->line_drawn) {
+        fputs("\r\033[K", stderr);
+        u->line_drawn = false;
+    }
+}
+
+static void fmt_eta(int64_t s, char *out, size_t n)
+{
+    if (s < 0)
+        snprintf(out, n, "--");
+    else if (s >= 3600)
+        snprintf(out, n, "%lldh%02lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
+    else
+        snprintf(out, n, "%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
+}
+
+static void draw(struct ui *u, bool final)
+{
+    rv_torrent_status_t st;
+    if (u->torrent == NULL)
+        return;
+    rv_torrent_status(u->torrent, &st);
+    double pct = st.bytes_total ? 100.0 * (double)st.bytes_have / (double)st.bytes_total : 100.0;
+    char have[32], total[32], down[32], up[32], eta[32];
+    cli_human_size(st.bytes_have, have, sizeof(have));
+    cli_human_size(st.bytes_total, total, sizeof(total));
+    cli_human_size(st.download_rate, down, sizeof(down));
+    cli_human_size(st.upload_rate, up, sizeof(up));
+    fmt_eta(st.eta_seconds, eta, sizeof(eta));
+    if (u->out == OUT_TTY) {
+        char line[512];
+        snprintf(line, sizeof(line), "[%5.1f%%] %s/%s  down %s/s  up %s/s  peers %u/%u  ETA %s",
+                 pct, have, total, down, up, st.peers_connected, st.peers_known, eta);
+        unsigned w = term_width() - 1;
+        if (strlen(line) > w)
+            line[w] = '\0';
+        fprintf(stderr, "\r\033[K%s", line);
+        u->line_drawn = true;
+        if (final) {
+            fputc('\n', stderr);
+            u->line_drawn = false;
+        }
+    } else if (u->out == OUT_PLAIN) {
+        fprintf(stderr,
+                "status progress=%.1f have=%llu total=%llu down_rate=%llu peers=%u known=%u "
+                "eta=%lld\n",
+                pct, (unsigned long long)st.bytes_have, (unsigned long long)st.bytes_total,
+                (unsigned long long)st.download_rate, st.peers_connected, st.peers_known,
+                (long long)st.eta_seconds);
+    } else if (u->out == OUT_JSON) {
+        struct json j;
+        json_init(&j, stdout);
+        json_object_begin(&j);
+        json_key(&j, "event");
+        json_string(&j, "status");
+        json_key(&j, "have");
+        json_uint(&j, st.bytes_have);
+        json_key(&j, "total");
+        json_uint(&j, st.bytes_total);
+        json_key(&j, "pieces");
+        json_uint(&j, st.pieces_have);
+        json_key(&j, "download_rate");
+        json_uint(&j, st.download_rate);
+        json_key(&j, "peers");
+        json_uint(&j, st.peers_connected);
+        json_object_end(&j);
+        fflush(stdout);
+    }
+}
+
+static const char *event_name(rv_event_type_t t)
+{
+    switch (t) {
+    case RV_EVENT_PIECE_VERIFIED:
+        return "piece_verified";
+    case RV_EVENT_PIECE_FAILED:
+        return "piece_failed";
+    case RV_EVENT_FINISHED:
+        return "finished";
+    case RV_EVENT_ERROR:
+        return "error";
+    case RV_EVENT_PEER_CONNECTED:
+        return "peer_connected";
+    case RV_EVENT_PEER_DROPPED:
+        return "peer_dropped";
+    case RV_EVENT_PEER_BANNED:
+        return "peer_banned";
+    case RV_EVENT_TRACKER:
+        return "tracker";
+    case RV_EVENT_STOPPED:
+        return "stopped";
+    }
+    return "unknown";
+}
+
+/* Who sent what, while the peers are still connected: scripts check that every seeder
+ * contributed. */
+static void json_peers(struct json *j, const rv_torrent_t *t)
+{
+    rv_peer_info_t info[64];
+    size_t n = rv_torrent_peers(t, info, 64);
+    if (n > 64)
+        n = 64;
+    json_key(j, "peers");
+    json_array_begin(j);
+    for (size_t i = 0; i < n; i++) {
+        json_object_begin(j);
+        json_key(j, "address");
+        json_string(j, info[i].address);
+        json_key(j, "client");
+        json_string(j, info[i].client);
+        json_key(j, "downloaded");
+        json_uint(j, info[i].downloaded);
+        json_object_end(j);
+    }
+    json_array_end(j);
+}
+
+static void on_event(void *ud, const rv_event_t *ev)
+{
+    struct ui *u = ud;
+    if (u->out == OUT_JSON) {
+        struct json j;
+        json_init(&j, stdout);
+        json_object_begin(&j);
+        json_key(&j, "event");
+        json_string(&j, event_name(ev->type));
+        if (ev->type == RV_EVENT_PIECE_VERIFIED || ev->type == RV_EVENT_PIECE_FAILED) {
+            json_key(&j, "piece");
+            json_uint(&j, ev->piece);
+        }
+        if (ev->code != 0) {
+            json_key(&j, "code");
+            json_int(&j, ev->code);
+        }
+        if (ev->message && ev->message[0]) {
+            json_key(&j, "message");
+            json_string(&j, ev->message);
+        }
+        if (ev->type == RV_EVENT_FINISHED)
+            json_peers(&j, ev->torrent);
+        json_object_end(&j);
+        fflush(stdout);
+        return;
+    }
+    bool important = ev->type == RV_EVENT_ERROR || ev->type == RV_EVENT_FINISHED ||
+                     ev->type == RV_EVENT_PEER_BANNED || ev->type == RV_EVENT_PIECE_FAILED;
+    if (ev->type == RV_EVENT_ERROR) {
+        clear_line(u);
+        cli_error("%s", ev->message);
+        return;
+    }
+    if (u->out == OUT_QUIET || ev->type == RV_EVENT_STOPPED)
+        return;
+    if (!important && !u->verbose)
+        return;
+    if (ev->type == RV_EVENT_PIECE_VERIFIED && u->out == OUT_TTY)
+        return; /* the progress line says it */
+    clear_line(u);
+    if (ev->type == RV_EVENT_PIECE_VERIFIED)
+        fprintf(stderr, "%s piece=%u\n", event_name(ev->type), ev->piece);
+    else
+        fprintf(stderr, "%s %s\n", event_name(ev->type), ev->message ? ev->message : "");
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct ui *u = t->data;
+    if (u->out == OUT_TTY) {
+        draw(u, false);
+    } else if (u->out == OUT_PLAIN || u->out == OUT_JSON) {
+        uint64_t now = uv_now(t->loop);
+        if (now - u->last_plain >= 5000) {
+            u->last_plain = now;
+            draw(u, false);
+        }
+    }
+}
+
+static void on_signal(uv_signal_t *h, int sig)
+{
+    struct ui *u = h->data;
+    (void)sig;
+    if (u->interrupted) {
+        /* A second Ctrl+C: the user means it. */
+        clear_line(u);
+        _exit(130);
+    }
+    u->interrupted = true;
+    rv_session_stop(u->session);
+}
+
+int cmd_download(int argc, char **argv)
+{
+    enum { OPT_PEER = 256, OPT_NO_TRACKERS, OPT_MAX_PEERS, OPT_MAX_MEMORY, OPT_PORT, OPT_CA };
+    static const struct option opts[] = {{"dir", required_argument, NULL, 'o'},
+                                         {"output", required_argument, NULL, 'o'},
+                                         {"peer", required_argument, NULL, OPT_PEER},
+                                         {"no-trackers", no_argument, NULL, OPT_NO_TRACKERS},
+                                         {"max-peers", required_argument, NULL, OPT_MAX_PEERS},
+                                         {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
+                                         {"port", required_argument, NULL, OPT_PORT},
+                                         {"ca-file", required_argument, NULL, OPT_CA},
+                                         {"verbose", no_argument, NULL, 'v'},
+                                         {"quiet", no_argument, NULL, 'q'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {NULL, 0, NULL, 0}};
+    rv_session_opts_t so;
+    rv_add_opts_t ao;
+    const char **peers = NULL;
+    size_t npeers = 0;
+    struct ui u;
+    int c, ret = EXIT_USAGE;
+    uint64_t v;
+    bool json = false, quiet = false;
+
+    memset(&so, 0, sizeof(so));
+    memset(&ao, 0, sizeof(ao));
+    memset(&u, 0, sizeof(u));
+    ao.save_dir = ".";
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "o:d:vqjhV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o':
+        case 'd':
+            ao.save_dir = optarg;
+            break;
+        case OPT_PEER: {
+            const char **p = realloc(peers, (npeers + 1) * sizeof(*p));
+            if (p == NULL)
+                goto done;
+            peers = p;
+            peers[npeers++] = optarg;
+            break;
+        }
+        case OPT_NO_TRACKERS:
+            ao.no_trackers = true;
+            break;
+        case OPT_MAX_PEERS:
+            if (cli_parse_size(optarg, &v) != 0 || v < 1 || v > 10000) {
+                cli_error("--max-peers: '%s' is not a number from 1 to 10000", optarg);
+                goto done;
+            }
+            so.max_peers = (unsigned)v;
+            break;
+        case OPT_MAX_MEMORY:
+            if (cli_parse_size(optarg, &v) != 0 || v < (1u << 20)) {
+                cli_error("--max-memory: '%s' is not a size of at least 1M", optarg);
+                goto done;
+            }
+            so.max_memory = (size_t)v;
+            break;
+        case OPT_PORT:
+            if (cli_parse_size(optarg, &v) != 0 || v < 1 || v > 65535) {
+                cli_error("--port: '%s' is not a port number", optarg);
+                goto done;
+            }
+            so.port = (uint16_t)v;
+            break;
+        case OPT_CA:
+            so.ca_file = optarg;
+            break;
+        case 'v':
+            u.verbose = true;
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        case 'j':
+            json = true;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            ret = EXIT_OK;
+            goto done;
+        case 'V':
+            printf("rivulet %s\n", RV_VERSION_STRING);
+            ret = EXIT_OK;
+            goto done;
+        default:
+            fputs(usage, stderr);
+            goto done;
+        }
+    }
+    if (optind + 1 != argc) {
+        cli_error("download needs exactly one FILE.torrent (try rivulet download --help)");
+        goto done;
+    }
+    ao.peers = peers;
+    ao.peer_count = npeers;
+    u.out = json ? OUT_JSON : quiet ? OUT_QUIET : isatty(STDERR_FILENO) ? OUT_TTY : OUT_PLAIN;
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    so.on_event = on_event;
+    so.event_ud = &u;
+    if (rv_session_new(&loop, &so, &u.session) != 0) {
+        cli_error("out of memory");
+        ret = EXIT_FAIL;
+        uv_loop_close(&loop);
+        goto done;
+    }
+    rv_error_t err;
+    int rc = rv_session_add(u.session, argv[optind], &ao, &u.torrent, &err);
+    if (rc != 0) {
+        cli_report(argv[optind], &err);
+        ret = rc == RV_EIO || rc == RV_EPATH ? EXIT_DISK : rc == RV_EINVAL ? EXIT_USAGE
+                                                                          : EXIT_TORRENT;
+        rv_session_free(u.session);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+        goto done;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &u.start);
+    /* The UI's handles must not keep the loop alive: the run ends when the torrent stops. */
+    uv_timer_init(&loop, &u.timer);
+    u.timer.data = &u;
+    uv_timer_start(&u.timer, on_timer, 250, 250);
+    uv_unref((uv_handle_t *)&u.timer);
+    uv_signal_init(&loop, &u.sigint);
+    uv_signal_init(&loop, &u.sigterm);
+    u.sigint.data = u.sigterm.data = &u;
+    uv_signal_start(&u.sigint, on_signal, SIGINT);
+    uv_signal_start(&u.sigterm, on_signal, SIGTERM);
+    uv_unref((uv_handle_t *)&u.sigint);
+    uv_unref((uv_handle_t *)&u.sigterm);
+
+    rv_session_run(u.session);
+
+    rv_torrent_status_t st;
+    rv_torrent_status(u.torrent, &st);
+    draw(&u, true);
+    double secs = since(&u.start);
+    if (st.pieces_have == st.pieces_total) {
+        ret = EXIT_OK;
+        if (u.out != OUT_QUIET && u.out != OUT_JSON) {
+            char size[32];
+            cli_human_size(st.bytes_total, size, sizeof(size));
+            fprintf(stderr, "done: %s in %.1f s (%.1f MiB/s), %u pieces, %u failed, %u banned\n",
+                    size, secs, secs > 0 ? (double)st.downloaded / 1048576.0 / secs : 0.0,
+                    st.pieces_total, st.pieces_failed, st.peers_banned);
+        }
+    } else if (u.interrupted) {
+        ret = 130;
+    } else if (st.error_code == RV_EIO || st.error_code == RV_EPATH) {
+        ret = EXIT_DISK;
+    } else {
+        ret = EXIT_INCOMPLETE;
+    }
+    uv_close((uv_handle_t *)&u.timer, NULL);
+    uv_close((uv_handle_t *)&u.sigint, NULL);
+    uv_close((uv_handle_t *)&u.sigterm, NULL);
+    rv_session_free(u.session);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+done:
+    free(peers);
+    return ret;
+}

@@ -1,0 +1,125 @@
+/* Downloading torrents: a session owns a libuv loop (its own or the caller's), the torrents
+ * added to it and their peers. Everything runs on the loop thread; callbacks arrive there.
+ *
+ *   rv_session_t *s;
+ *   rv_session_new(NULL, NULL, &s);
+ *   rv_torrent_t *t;
+ *   rv_session_add(s, "file.torrent", &(rv_add_opts_t){.save_dir = "out"}, &t, &err);
+ *   rv_session_run(s);          // returns when every torrent finished or stopped
+ *   rv_session_free(s);
+ */
+#ifndef RIVULET_SESSION_H
+#define RIVULET_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rivulet/error.h"
+#include "rivulet/metainfo.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rv_session rv_session_t;
+typedef struct rv_torrent rv_torrent_t;
+
+typedef enum rv_event_type {
+    RV_EVENT_PIECE_VERIFIED, /* piece: its hash matched and it is on disk */
+    RV_EVENT_PIECE_FAILED,   /* piece: its hash did not match; it will be fetched again */
+    RV_EVENT_FINISHED,       /* every wanted piece is verified and written */
+    RV_EVENT_ERROR,          /* the torrent stopped: code and message say why */
+    RV_EVENT_PEER_CONNECTED, /* message: "ip:port" */
+    RV_EVENT_PEER_DROPPED,   /* message: "ip:port: why" */
+    RV_EVENT_PEER_BANNED,    /* message: "ip:port: why" */
+    RV_EVENT_TRACKER,        /* message: "url: ok, N peers" or "url: error" */
+    RV_EVENT_STOPPED         /* the torrent stopped after rv_session_stop or finishing */
+} rv_event_type_t;
+
+typedef struct rv_event {
+    rv_event_type_t type;
+    rv_torrent_t *torrent;
+    uint32_t piece;
+    int code;
+    const char *message; /* valid during the callback */
+} rv_event_t;
+
+typedef void (*rv_event_cb)(void *ud, const rv_event_t *ev);
+
+typedef struct rv_session_opts {
+    unsigned max_peers;       /* connections per torrent; 0: 50 */
+    unsigned max_half_open;   /* connection attempts in flight per torrent; 0: 8 */
+    size_t max_memory;        /* bytes of piece data held in memory per torrent; 0: 64 MiB */
+    uint16_t port;            /* the port announced to trackers; 0: 6881 */
+    const char *ca_file;      /* PEM bundle for HTTPS trackers; NULL: the system's */
+    rv_event_cb on_event;
+    void *event_ud;
+} rv_session_opts_t;
+
+typedef struct rv_add_opts {
+    const char *save_dir;          /* where files go (created if missing); required */
+    const char *const *peers;      /* "host:port" peers to add by hand (numeric hosts) */
+    size_t peer_count;
+    bool no_trackers;              /* do not announce (peers from .peers only) */
+} rv_add_opts_t;
+
+typedef enum rv_torrent_state {
+    RV_STATE_CHECKING,    /* checking data already on disk */
+    RV_STATE_DOWNLOADING,
+    RV_STATE_FINISHED,
+    RV_STATE_STOPPING,
+    RV_STATE_STOPPED,
+    RV_STATE_ERROR
+} rv_torrent_state_t;
+
+typedef struct rv_torrent_status {
+    rv_torrent_state_t state;
+    uint32_t pieces_have, pieces_total;
+    uint64_t bytes_have, bytes_total;       /* verified payload bytes (padding excluded) */
+    uint64_t downloaded, uploaded;          /* payload bytes this session */
+    uint64_t wasted;                        /* bytes of failed pieces and duplicates */
+    uint64_t download_rate, upload_rate;    /* bytes per second, smoothed */
+    unsigned peers_connected, peers_known, peers_connecting;
+    unsigned pieces_failed, peers_banned;
+    int64_t eta_seconds;                    /* -1 unknown */
+    int error_code;
+    char error[256];
+} rv_torrent_status_t;
+
+typedef struct rv_peer_info {
+    char address[64];
+    char client[21];       /* the peer id's printable prefix */
+    uint64_t downloaded, uploaded;
+    uint64_t download_rate;
+    unsigned requests;     /* outstanding */
+    bool choked, interested, snubbed;
+    uint32_t pieces;       /* pieces the peer has */
+} rv_peer_info_t;
+
+/* loop: a uv_loop_t * to run on, or NULL for a loop of the session's own. */
+int rv_session_new(void *loop, const rv_session_opts_t *opts, rv_session_t **out);
+/* Adds a torrent from a .torrent path. The torrent starts at once. */
+int rv_session_add(rv_session_t *s, const char *torrent_path, const rv_add_opts_t *opts,
+                   rv_torrent_t **out, rv_error_t *err);
+/* The same with an already parsed torrent; takes ownership of ti. */
+int rv_session_add_info(rv_session_t *s, rv_torrent_info_t *ti, const rv_add_opts_t *opts,
+                        rv_torrent_t **out, rv_error_t *err);
+/* Runs the session's own loop until every torrent has finished or stopped. Returns 0, or the
+ * first torrent error code. */
+int rv_session_run(rv_session_t *s);
+/* Stops every torrent cleanly: peers closed, data flushed, 'stopped' sent to trackers within
+ * a short deadline. Safe to call from a signal handler's loop callback (not from a signal
+ * handler itself). */
+void rv_session_stop(rv_session_t *s);
+void rv_session_free(rv_session_t *s);
+
+void rv_torrent_status(const rv_torrent_t *t, rv_torrent_status_t *st);
+/* Fills up to max peers; returns how many are connected. */
+size_t rv_torrent_peers(const rv_torrent_t *t, rv_peer_info_t *out, size_t max);
+const rv_torrent_info_t *rv_torrent_info(const rv_torrent_t *t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,331 @@
+/* Connection state machine: CONNECTING -> HANDSHAKE -> ACTIVE -> CLOSING, every transition
+ * here. Received bytes go into rbuf and are decoded in place; queued messages leave in one
+ * uv_write per flush. */
+#include "peer/conn.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RBUF_MAX (512u * 1024)
+#define READ_CHUNK (64u * 1024)
+#define TICK_MS 5000
+
+struct write_req {
+    uv_write_t req;
+    struct conn *c;
+    uint8_t *data;
+    size_t len;
+};
+
+static void close_handles(struct conn *c);
+
+static uint64_t now_ms(const struct conn *c)
+{
+    return uv_now(c->tcp.loop);
+}
+
+void conn_set_reason(struct conn *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->close_reason, sizeof(c->close_reason), fmt, ap);
+    va_end(ap);
+}
+
+void conn_close(struct conn *c, int rc, const char *why)
+{
+    if (c->state == CONN_CLOSING)
+        return;
+    c->state = CONN_CLOSING;
+    c->close_rc = rc;
+    if (why != NULL)
+        snprintf(c->close_reason, sizeof(c->close_reason), "%s", why);
+    close_handles(c);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    /* Both the timer and the socket report here; the second one frees. */
+    if (h == (uv_handle_t *)&c->timer) {
+        c->timer.data = NULL;
+    } else {
+        c->tcp.data = NULL;
+    }
+    if (c->timer.data != NULL || c->tcp.data != NULL)
+        return;
+    c->handler->on_close(c->owner, c, c->close_rc, c->close_reason);
+    buf_free(&c->rbuf);
+    buf_free(&c->wbuf);
+    free(c);
+}
+
+static void close_handles(struct conn *c)
+{
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+static void fail(struct conn *c, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void fail(struct conn *c, int rc, const char *fmt, ...)
+{
+    char why[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    conn_close(c, rc, why);
+}
+
+struct buf *conn_out(struct conn *c)
+{
+    return &c->wbuf;
+}
+
+size_t conn_send_backlog(const struct conn *c)
+{
+    return c->wbuf.len + c->writing;
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct write_req *w = (struct write_req *)req;
+    struct conn *c = w->c;
+    c->writing -= w->len;
+    free(w->data);
+    free(w);
+    if (status < 0 && status != UV_ECANCELED && c->state != CONN_CLOSING)
+        fail(c, RV_ENET, "send failed: %s", uv_strerror(status));
+}
+
+void conn_flush(struct conn *c)
+{
+    if (c->wbuf.len == 0 || c->state == CONN_CLOSING || c->state == CONN_CONNECTING)
+        return;
+    struct write_req *w = malloc(sizeof(*w));
+    if (w == NULL) {
+        fail(c, RV_ENOMEM, "out of memory");
+        return;
+    }
+    w->c = c;
+    w->data = buf_steal(&c->wbuf, &w->len);
+    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+    if (rc != 0) {
+        free(w->data);
+        free(w);
+        fail(c, RV_ENET, "send failed: %s", uv_strerror(rc));
+        return;
+    }
+    c->writing += w->len;
+    c->bytes_out += w->len;
+    c->last_send_ms = now_ms(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
+{
+    struct conn *c = h->data;
+    (void)suggested;
+    if (buf_reserve(&c->rbuf, READ_CHUNK) != 0) {
+        /* Full: the decoder refuses any message this large long before, so this is a peer
+         * we stopped reading. Hand libuv nothing; on_read sees UV_ENOBUFS. */
+        *out = uv_buf_init(NULL, 0);
+        return;
+    }
+    *out = uv_buf_init((char *)c->rbuf.data + c->rbuf.len, (unsigned)(c->rbuf.cap - c->rbuf.len));
+}
+
+static void consume(struct conn *c, size_t n)
+{
+    memmove(c->rbuf.data, c->rbuf.data + n, c->rbuf.len - n);
+    c->rbuf.len -= n;
+}
+
+static void on_tick(uv_timer_t *t);
+
+static void process(struct conn *c)
+{
+    rv_error_t err;
+    size_t off = 0;
+    if (c->state == CONN_HANDSHAKE) {
+        int rc = handshake_parse(c->rbuf.data, c->rbuf.len, &c->theirs, &err);
+        if (rc < 0) {
+            fail(c, RV_EPROTO, "bad handshake: %s", err.msg);
+            return;
+        }
+        if (rc == 0)
+            return;
+        if (memcmp(c->theirs.info_hash, c->ours.info_hash, 20) != 0) {
+            fail(c, RV_EPROTO, "handshake for another torrent");
+            return;
+        }
+        off = HANDSHAKE_LEN;
+        c->state = CONN_ACTIVE;
+        uv_timer_start(&c->timer, on_tick, TICK_MS, TICK_MS);
+        rc = c->handler->on_handshake(c->owner, c, &c->theirs);
+        if (rc != 0) {
+            conn_close(c, rc, c->close_reason[0] ? c->close_reason : "refused after handshake");
+            return;
+        }
+    }
+    while (c->state == CONN_ACTIVE) {
+        struct wire_msg m;
+        size_t used = 0;
+        int rc = wire_decode(c->rbuf.data + off, c->rbuf.len - off, &c->limits, &m, &used, &err);
+        if (rc < 0) {
+            fail(c, RV_EPROTO, "%s", err.msg);
+            return;
+        }
+        if (rc == 0)
+            break;
+        rc = c->handler->on_message(c->owner, c, &m);
+        if (rc != 0) {
+            conn_close(c, rc, c->close_reason[0] ? c->close_reason : rv_strerror(rc));
+            return;
+        }
+        off += used;
+    }
+    if (c->state != CONN_CLOSING && off > 0)
+        consume(c, off);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+    struct conn *c = s->data;
+    (void)b;
+    if (c->state == CONN_CLOSING)
+        return;
+    if (nread < 0) {
+        if (nread == UV_EOF)
+            fail(c, RV_ENET, "the peer closed the connection");
+        else
+            fail(c, RV_ENET, "receive failed: %s", uv_strerror((int)nread));
+        return;
+    }
+    if (nread == 0)
+        return;
+    c->rbuf.len += (size_t)nread;
+    c->bytes_in += (uint64_t)nread;
+    c->last_recv_ms = now_ms(c);
+    process(c);
+    if (c->state != CONN_CLOSING)
+        conn_flush(c);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    uint64_t now = now_ms(c);
+    if (c->state == CONN_CONNECTING) {
+        fail(c, RV_ETIMEDOUT, "connect timed out after %u ms", c->opts.connect_timeout_ms);
+        return;
+    }
+    if (c->state == CONN_HANDSHAKE) {
+        fail(c, RV_ETIMEDOUT, "no handshake within %u ms", c->opts.handshake_timeout_ms);
+        return;
+    }
+    if (c->state != CONN_ACTIVE)
+        return;
+    /* BEP 3: peers drop connections silent for two minutes; we wait a little longer. */
+    if (now - c->last_recv_ms >= c->opts.idle_timeout_ms) {
+        fail(c, RV_ETIMEDOUT, "nothing received for %llu s",
+             (unsigned long long)(now - c->last_recv_ms) / 1000);
+        return;
+    }
+    if (now - c->last_send_ms >= c->opts.keepalive_ms && c->wbuf.len == 0) {
+        wire_put_keepalive(&c->wbuf);
+        conn_flush(c);
+    }
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct conn *c = req->data;
+    if (c->state == CONN_CLOSING)
+        return;
+    if (status < 0) {
+        fail(c, RV_ENET, "connect failed: %s", uv_strerror(status));
+        return;
+    }
+    c->state = CONN_HANDSHAKE;
+    c->connected_ms = c->last_recv_ms = now_ms(c);
+    uint8_t hs[HANDSHAKE_LEN];
+    handshake_build(hs, &c->ours);
+    buf_append(&c->wbuf, hs, sizeof(hs));
+    c->handshake_sent = true;
+    conn_flush(c);
+    uv_tcp_nodelay(&c->tcp, 1);
+    int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (rc != 0) {
+        fail(c, RV_ENET, "cannot read: %s", uv_strerror(rc));
+        return;
+    }
+    uv_timer_start(&c->timer, on_tick, c->opts.handshake_timeout_ms, 0);
+}
+
+int conn_connect(uv_loop_t *loop, const struct peer_addr *addr, const struct handshake *ours,
+                 const struct wire_limits *limits, const struct conn_opts *opts,
+                 const struct conn_handler *handler, void *owner, uint32_t id,
+                 struct conn **out)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return RV_ENOMEM;
+    c->addr = *addr;
+    c->id = id;
+    c->handler = handler;
+    c->owner = owner;
+    c->limits = *limits;
+    c->ours = *ours;
+    if (opts != NULL)
+        c->opts = *opts;
+    if (!c->opts.connect_timeout_ms)
+        c->opts.connect_timeout_ms = 10000;
+    if (!c->opts.handshake_timeout_ms)
+        c->opts.handshake_timeout_ms = 10000;
+    if (!c->opts.keepalive_ms)
+        c->opts.keepalive_ms = 120000;
+    if (!c->opts.idle_timeout_ms)
+        c->opts.idle_timeout_ms = 180000;
+    buf_init(&c->rbuf, RBUF_MAX);
+    buf_init(&c->wbuf, 0);
+    c->state = CONN_CONNECTING;
+
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    if (addr->family == 4) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(addr->port);
+        memcpy(&sin->sin_addr, addr->ip, 4);
+    } else {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(addr->port);
+        memcpy(&sin6->sin6_addr, addr->ip, 16);
+    }
+    int rc = uv_tcp_init(loop, &c->tcp);
+    if (rc != 0) {
+        free(c);
+        return RV_ENET;
+    }
+    uv_timer_init(loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->connect_req.data = c;
+    rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&ss, on_connect);
+    if (rc != 0) {
+        /* Report through on_close like any other failure, so the owner has one path. */
+        char why[96];
+        snprintf(why, sizeof(why), "connect failed: %s", uv_strerror(rc));
+        *out = c;
+        conn_close(c, RV_ENET, why);
+        return 0;
+    }
+    uv_timer_start(&c->timer, on_tick, c->opts.connect_timeout_ms, 0);
+    *out = c;
+    return 0;
+}

@@ -1,0 +1,83 @@
+/* One peer connection: the TCP socket, the handshake, message framing and decoding, the
+ * outgoing queue, keep-alives and timeouts. It owns the socket and the wire-level state and
+ * hands every decoded message to its owner (the torrent), which makes all swarm decisions.
+ * Handles close asynchronously: after conn_close the owner's on_close runs exactly once, and
+ * the conn is freed after it returns. */
+#ifndef RV_PEER_CONN_H
+#define RV_PEER_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "peer/wire.h"
+#include "swarm/peers.h"
+#include "util/bitfield.h"
+#include "util/buf.h"
+
+struct conn;
+
+struct conn_handler {
+    /* The peer's handshake arrived and matched our info-hash. Return 0 to go on, or a negative
+     * code to drop the peer (e.g. a connection to ourselves, a banned peer id). */
+    int (*on_handshake)(void *owner, struct conn *c, const struct handshake *h);
+    /* One decoded message. Return 0, or a negative code to drop the peer (the conn then closes
+     * with that code and the reason the owner put in conn_set_reason). */
+    int (*on_message)(void *owner, struct conn *c, const struct wire_msg *m);
+    /* Called once, when the connection is gone. rc 0 for a close we asked for. */
+    void (*on_close)(void *owner, struct conn *c, int rc, const char *why);
+};
+
+struct conn_opts {
+    unsigned connect_timeout_ms;   /* 0: 10000 */
+    unsigned handshake_timeout_ms; /* 0: 10000 */
+    unsigned keepalive_ms;         /* send one when nothing was sent this long; 0: 120000 */
+    unsigned idle_timeout_ms;      /* drop when nothing was received this long; 0: 180000 */
+};
+
+enum conn_state { CONN_CONNECTING, CONN_HANDSHAKE, CONN_ACTIVE, CONN_CLOSING };
+
+struct conn {
+    uv_tcp_t tcp;
+    uv_connect_t connect_req;
+    uv_timer_t timer;
+    enum conn_state state;
+    struct peer_addr addr;
+    uint32_t id;                 /* unique per session, never reused */
+    const struct conn_handler *handler;
+    void *owner;
+    void *data;                  /* the owner's per-peer state */
+    struct wire_limits limits;
+    struct handshake ours;
+    struct handshake theirs;
+    struct buf rbuf;             /* bytes received, not yet decoded */
+    struct buf wbuf;             /* messages queued, not yet handed to the kernel */
+    size_t writing;              /* bytes handed to uv_write and not yet done */
+    uint64_t last_recv_ms, last_send_ms, connected_ms;
+    uint64_t bytes_in, bytes_out;     /* wire bytes, all messages */
+    struct conn_opts opts;
+    int close_rc;
+    char close_reason[160];
+    bool handshake_sent;
+    bool read_paused;
+};
+
+/* Starts an outgoing connection to addr; the handshake (ours) is sent once connected. */
+int conn_connect(uv_loop_t *loop, const struct peer_addr *addr, const struct handshake *ours,
+                 const struct wire_limits *limits, const struct conn_opts *opts,
+                 const struct conn_handler *handler, void *owner, uint32_t id,
+                 struct conn **out);
+
+/* Queues bytes (whole messages) for sending; conn_flush hands them to the kernel. Queued
+ * writes are flushed automatically after each batch of received data. */
+struct buf *conn_out(struct conn *c);
+void conn_flush(struct conn *c);
+/* Bytes queued or in flight toward the peer (for back-pressure). */
+size_t conn_send_backlog(const struct conn *c);
+
+/* Sets the reason reported by on_close when a handler returns an error. */
+void conn_set_reason(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Closes (idempotent); on_close follows asynchronously with rc and the reason given. */
+void conn_close(struct conn *c, int rc, const char *why);
+
+#endif

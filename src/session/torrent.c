@@ -1,0 +1,997 @@
+/* The download engine of one torrent. Owns: the peers (each a conn plus struct peer), the
+ * candidates to connect to, the picker, piece buffers (bounded by max_memory), storage and
+ * the announcer. Everything here runs on the loop thread. */
+#include "session/torrent.h"
+
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "metainfo/layout.h"
+#include "peer/conn.h"
+#include "storage/storage.h"
+#include "swarm/peers.h"
+#include "swarm/picker.h"
+#include "tracker/announcer.h"
+#include "util/bitfield.h"
+#include "util/err.h"
+#include "util/rand.h"
+
+#define TICK_MS 1000
+#define MAX_PIPELINE 250
+#define MIN_PIPELINE 4
+#define START_PIPELINE 32
+#define SNUB_MS 30000
+#define RETRY_BASE_MS 3000
+#define RETRY_MAX_MS 300000
+#define MAX_CONTRIB 16
+#define MAX_CANDIDATES 4096
+
+enum cand_state { CAND_NEW, CAND_CONNECTING, CAND_CONNECTED, CAND_WAIT, CAND_BANNED };
+
+struct candidate {
+    struct peer_addr addr;
+    enum cand_state state;
+    unsigned fails;
+    unsigned strikes; /* pieces failed that it contributed to */
+    uint64_t retry_ms;
+};
+
+struct peer {
+    struct conn *conn;
+    rv_torrent_t *t;
+    struct peer *next, *prev;
+    struct bitfield have;
+    bool handshaked;
+    bool am_interested, am_choking, peer_choking, peer_interested;
+    bool snubbed;
+    struct block_ref reqs[MAX_PIPELINE];
+    size_t nreqs;
+    unsigned depth;
+    uint64_t downloaded, uploaded;
+    uint64_t window, rate;
+    uint64_t last_block_ms;
+    char client[21];
+};
+
+struct piece_buf {
+    bool used;
+    bool writing;
+    uint32_t piece;
+    uint32_t size;
+    uint8_t *data;
+    struct peer_addr contrib[MAX_CONTRIB];
+    size_t ncontrib;
+};
+
+struct rv_torrent {
+    struct session_ctx *ctx;
+    rv_torrent_info_t *ti;
+    struct layout layout;
+    struct picker *picker;
+    struct storage *storage;
+    struct announcer *announcer;
+    struct peer_set known;
+    struct candidate *cands;
+    size_t ncands, capcands;
+    struct peer *peers;
+    unsigned npeers;      /* handshaked */
+    unsigned nconns;      /* every conn not yet closed, connecting included */
+    struct piece_buf *bufs;
+    size_t nbufs;
+    struct bitfield have;
+    struct wire_limits limits;
+    struct handshake hs;
+    uv_timer_t tick;
+    rv_torrent_state_t state;
+    uint64_t downloaded, wasted, window, rate, bytes_have;
+    unsigned pieces_failed, banned;
+    int error_code;
+    char error[256];
+    /* checking data already on disk */
+    uint32_t check_next, check_done;
+    unsigned checks_in_flight;
+    /* stopping */
+    bool stopping, storage_closing, storage_closed, announcer_stopped, tick_closed, stopped;
+    uint64_t started_ms;
+};
+
+static void emit(rv_torrent_t *t, rv_event_type_t type, uint32_t piece, int code, const char *fmt,
+                 ...) __attribute__((format(printf, 5, 6)));
+
+static void emit(rv_torrent_t *t, rv_event_type_t type, uint32_t piece, int code, const char *fmt,
+                 ...)
+{
+    if (t->ctx->opts.on_event == NULL)
+        return;
+    char msg[320] = "";
+    if (fmt != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+    }
+    rv_event_t ev = {.type = type, .torrent = t, .piece = piece, .code = code, .message = msg};
+    t->ctx->opts.on_event(t->ctx->opts.event_ud, &ev);
+}
+
+static uint64_t now_ms(const rv_torrent_t *t)
+{
+    return uv_now(t->ctx->loop);
+}
+
+static uint64_t piece_payload(const rv_torrent_t *t, uint32_t piece)
+{
+    /* Verified bytes exclude padding, so progress reads in the user's terms. */
+    struct span_iter it;
+    struct span sp;
+    uint64_t n = 0;
+    layout_piece_begin(&t->layout, piece, &it);
+    while (layout_span_next(&it, &sp))
+        if (!(t->ti->files[sp.file].attr & RV_FILE_PAD))
+            n += sp.length;
+    return n;
+}
+
+/* ---- candidates ---- */
+
+static struct candidate *cand_find(rv_torrent_t *t, const struct peer_addr *a)
+{
+    for (size_t i = 0; i < t->ncands; i++) {
+        const struct peer_addr *b = &t->cands[i].addr;
+        if (b->family == a->family && b->port == a->port &&
+            memcmp(b->ip, a->ip, a->family == 6 ? 16 : 4) == 0)
+            return &t->cands[i];
+    }
+    return NULL;
+}
+
+static bool ip_banned(rv_torrent_t *t, const struct peer_addr *a)
+{
+    for (size_t i = 0; i < t->ncands; i++) {
+        const struct candidate *c = &t->cands[i];
+        if (c->state == CAND_BANNED && c->addr.family == a->family &&
+            memcmp(c->addr.ip, a->ip, a->family == 6 ? 16 : 4) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void on_new_peer(void *ud, const struct peer_addr *addr, unsigned source)
+{
+    rv_torrent_t *t = ud;
+    (void)source;
+    if (t->ncands == t->capcands) {
+        size_t cap = t->capcands ? t->capcands * 2 : 64;
+        if (cap > MAX_CANDIDATES)
+            return;
+        struct candidate *c = realloc(t->cands, cap * sizeof(*c));
+        if (c == NULL)
+            return;
+        t->cands = c;
+        t->capcands = cap;
+    }
+    struct candidate *c = &t->cands[t->ncands++];
+    memset(c, 0, sizeof(*c));
+    c->addr = *addr;
+    c->state = CAND_NEW;
+}
+
+/* ---- piece buffers ---- */
+
+static struct piece_buf *buf_for(rv_torrent_t *t, uint32_t piece, bool create)
+{
+    struct piece_buf *free_slot = NULL;
+    for (size_t i = 0; i < t->nbufs; i++) {
+        struct piece_buf *b = &t->bufs[i];
+        if (b->used && b->piece == piece)
+            return b;
+        if (!b->used && free_slot == NULL)
+            free_slot = b;
+    }
+    if (!create || free_slot == NULL)
+        return NULL;
+    uint32_t size = layout_piece_size(&t->layout, piece);
+    if (free_slot->data == NULL || free_slot->size < size) {
+        free(free_slot->data);
+        free_slot->data = malloc(t->ti->piece_length);
+        if (free_slot->data == NULL)
+            return NULL;
+    }
+    free_slot->used = true;
+    free_slot->writing = false;
+    free_slot->piece = piece;
+    free_slot->size = size;
+    free_slot->ncontrib = 0;
+    return free_slot;
+}
+
+static void buf_release(struct piece_buf *b)
+{
+    /* The memory stays for the next piece: no allocation per piece in steady state. */
+    b->used = false;
+    b->writing = false;
+}
+
+static void buf_add_contrib(struct piece_buf *b, const struct peer_addr *a)
+{
+    for (size_t i = 0; i < b->ncontrib; i++)
+        if (memcmp(&b->contrib[i], a, sizeof(*a)) == 0)
+            return;
+    if (b->ncontrib < MAX_CONTRIB)
+        b->contrib[b->ncontrib++] = *a;
+}
+
+/* ---- requests ---- */
+
+static void send_interest(struct peer *p, bool want)
+{
+    if (p->am_interested == want)
+        return;
+    p->am_interested = want;
+    wire_put_simple(conn_out(p->conn), want ? WIRE_INTERESTED : WIRE_NOT_INTERESTED);
+}
+
+static void update_interest(struct peer *p)
+{
+    send_interest(p, picker_is_interesting(p->t->picker, &p->have));
+}
+
+static void drop_requests(struct peer *p)
+{
+    for (size_t i = 0; i < p->nreqs; i++)
+        picker_block_dropped(p->t->picker, p->reqs[i].piece, p->reqs[i].begin, p);
+    p->nreqs = 0;
+}
+
+static void fill_requests(struct peer *p)
+{
+    rv_torrent_t *t = p->t;
+    if (t->stopping || t->state != RV_STATE_DOWNLOADING || p->peer_choking || !p->am_interested)
+        return;
+    unsigned depth = p->snubbed ? 1 : p->depth;
+    if (p->nreqs >= depth)
+        return;
+    struct block_ref picked[MAX_PIPELINE];
+    bool endgame = false;
+    size_t n = picker_pick(t->picker, &p->have, p, picked, depth - p->nreqs, &endgame);
+    for (size_t i = 0; i < n; i++) {
+        if (buf_for(t, picked[i].piece, true) == NULL) {
+            /* Out of piece memory: give the rest back; the picker bounds active pieces, so
+             * this only happens when allocation fails. */
+            for (size_t k = i; k < n; k++)
+                picker_block_dropped(t->picker, picked[k].piece, picked[k].begin, p);
+            break;
+        }
+        p->reqs[p->nreqs++] = picked[i];
+        wire_put_request(conn_out(p->conn), WIRE_REQUEST, picked[i].piece, picked[i].begin,
+                         picked[i].length);
+    }
+    if (n > 0 && p->last_block_ms == 0)
+        p->last_block_ms = now_ms(t);
+}
+
+static bool remove_request(struct peer *p, uint32_t piece, uint32_t begin, uint32_t *length)
+{
+    for (size_t i = 0; i < p->nreqs; i++) {
+        if (p->reqs[i].piece == piece && p->reqs[i].begin == begin) {
+            *length = p->reqs[i].length;
+            p->reqs[i] = p->reqs[--p->nreqs];
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- pieces ---- */
+
+static void finish(rv_torrent_t *t);
+static void stop_if_done(rv_torrent_t *t);
+
+static void ban_peer(rv_torrent_t *t, struct candidate *c, const char *why)
+{
+    if (c->state == CAND_BANNED)
+        return;
+    c->state = CAND_BANNED;
+    t->banned++;
+    char a[64];
+    peer_addr_format(&c->addr, a, sizeof(a));
+    emit(t, RV_EVENT_PEER_BANNED, 0, RV_EHASH, "%s: %s", a, why);
+    for (struct peer *p = t->peers; p != NULL; p = p->next) {
+        if (p->conn->addr.family == c->addr.family &&
+            memcmp(p->conn->addr.ip, c->addr.ip, c->addr.family == 6 ? 16 : 4) == 0)
+            conn_close(p->conn, RV_EHASH, why);
+    }
+}
+
+static void on_piece_stored(void *ud, uint32_t piece, int rc, const rv_error_t *err)
+{
+    rv_torrent_t *t = ud;
+    struct piece_buf *b = buf_for(t, piece, false);
+    if (rc == 0) {
+        picker_piece_passed(t->picker, piece);
+        bitfield_set(&t->have, piece);
+        t->bytes_have += piece_payload(t, piece);
+        for (struct peer *p = t->peers; p != NULL; p = p->next) {
+            wire_put_have(conn_out(p->conn), piece);
+            update_interest(p);
+            conn_flush(p->conn);
+        }
+        if (b != NULL)
+            buf_release(b);
+        emit(t, RV_EVENT_PIECE_VERIFIED, piece, 0, NULL);
+        if (picker_is_complete(t->picker)) {
+            finish(t);
+            return;
+        }
+    } else if (rc == RV_EHASH) {
+        picker_piece_failed(t->picker, piece);
+        t->pieces_failed++;
+        t->wasted += b ? b->size : 0;
+        emit(t, RV_EVENT_PIECE_FAILED, piece, rc, "piece %u failed its hash check", piece);
+        /* A peer that alone sent a bad piece lied; among several, a second strike bans. */
+        for (size_t i = 0; b != NULL && i < b->ncontrib; i++) {
+            struct candidate *c = cand_find(t, &b->contrib[i]);
+            if (c == NULL)
+                continue;
+            c->strikes++;
+            if (b->ncontrib == 1 || c->strikes >= 2)
+                ban_peer(t, c, "sent data that failed the hash check");
+        }
+        if (b != NULL)
+            buf_release(b);
+    } else {
+        if (b != NULL)
+            buf_release(b);
+        if (t->error_code == 0) {
+            t->error_code = rc;
+            snprintf(t->error, sizeof(t->error), "%s", err ? err->msg : rv_strerror(rc));
+            t->state = RV_STATE_ERROR;
+            emit(t, RV_EVENT_ERROR, piece, rc, "%s", t->error);
+            torrent_stop(t);
+        }
+        return;
+    }
+    if (t->stopping) {
+        stop_if_done(t);
+        return;
+    }
+    for (struct peer *p = t->peers; p != NULL; p = p->next) {
+        fill_requests(p);
+        conn_flush(p->conn);
+    }
+}
+
+static int handle_block(struct peer *p, const struct wire_msg *m)
+{
+    rv_torrent_t *t = p->t;
+    uint32_t want_len;
+    if (!remove_request(p, m->index, m->begin, &want_len)) {
+        /* Not asked of this peer (late after a cancel, or unsolicited): ignore it. */
+        t->wasted += m->data_len;
+        return 0;
+    }
+    if (want_len != m->data_len) {
+        conn_set_reason(p->conn, "sent %zu bytes for a %u-byte block of piece %u", m->data_len,
+                        want_len, m->index);
+        picker_block_dropped(t->picker, m->index, m->begin, p);
+        return RV_EPROTO;
+    }
+    p->last_block_ms = now_ms(t);
+    p->snubbed = false;
+    p->downloaded += m->data_len;
+    p->window += m->data_len;
+    t->downloaded += m->data_len;
+    t->window += m->data_len;
+    bool done = false;
+    void *others[PICKER_MAX_REQUESTERS];
+    size_t nothers = 0;
+    enum picker_block_result r =
+        picker_block_received(t->picker, m->index, m->begin, p, &done, others, &nothers);
+    if (r != PICKER_BLOCK_NEW) {
+        t->wasted += m->data_len;
+        return 0;
+    }
+    struct piece_buf *b = buf_for(t, m->index, true);
+    if (b == NULL) {
+        picker_block_dropped(t->picker, m->index, m->begin, p);
+        return 0;
+    }
+    memcpy(b->data + m->begin, m->data, m->data_len);
+    buf_add_contrib(b, &p->conn->addr);
+    /* End-game: the others asked for the same block; tell them we have it. */
+    for (size_t i = 0; i < nothers; i++) {
+        struct peer *o = others[i];
+        uint32_t len;
+        if (remove_request(o, m->index, m->begin, &len)) {
+            wire_put_request(conn_out(o->conn), WIRE_CANCEL, m->index, m->begin, len);
+            conn_flush(o->conn);
+        }
+    }
+    if (done) {
+        b->writing = true;
+        int rc = storage_verify_and_write(t->storage, m->index, b->data, b->size, on_piece_stored,
+                                          t);
+        if (rc != 0) {
+            rv_error_t e;
+            err_set(&e, rc, "cannot queue piece %u for writing", m->index);
+            on_piece_stored(t, m->index, rc, &e);
+        }
+    }
+    return 0;
+}
+
+/* ---- connection callbacks ---- */
+
+static int on_handshake(void *owner, struct conn *c, const struct handshake *h)
+{
+    rv_torrent_t *t = owner;
+    struct peer *p = c->data;
+    if (memcmp(h->peer_id, t->hs.peer_id, 20) == 0) {
+        conn_set_reason(c, "connected to ourselves");
+        return RV_EPROTO;
+    }
+    if (t->stopping)
+        return RV_ECANCELED;
+    p->handshaked = true;
+    for (size_t i = 0; i < 20 && i < sizeof(p->client) - 1; i++) {
+        uint8_t ch = h->peer_id[i];
+        p->client[i] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '.';
+    }
+    t->npeers++;
+    struct candidate *cand = cand_find(t, &c->addr);
+    if (cand != NULL) {
+        cand->state = CAND_CONNECTED;
+        cand->fails = 0;
+    }
+    if (t->have.set > 0)
+        wire_put_bitfield(conn_out(c), t->have.bits, bitfield_bytes(t->have.count));
+    char a[64];
+    peer_addr_format(&c->addr, a, sizeof(a));
+    emit(t, RV_EVENT_PEER_CONNECTED, 0, 0, "%s %s", a, p->client);
+    return 0;
+}
+
+static int on_message(void *owner, struct conn *c, const struct wire_msg *m)
+{
+    rv_torrent_t *t = owner;
+    struct peer *p = c->data;
+    switch (m->type) {
+    case WIRE_KEEPALIVE:
+        break;
+    case WIRE_CHOKE:
+        /* BEP 3: when a peer chokes, it drops our pending requests. */
+        p->peer_choking = true;
+        drop_requests(p);
+        break;
+    case WIRE_UNCHOKE:
+        p->peer_choking = false;
+        fill_requests(p);
+        break;
+    case WIRE_INTERESTED:
+        p->peer_interested = true;
+        break;
+    case WIRE_NOT_INTERESTED:
+        p->peer_interested = false;
+        break;
+    case WIRE_HAVE:
+        if (!bitfield_has(&p->have, m->index)) {
+            bitfield_set(&p->have, m->index);
+            picker_inc(t->picker, m->index);
+            if (!p->am_interested && !picker_have(t->picker, m->index))
+                update_interest(p);
+            fill_requests(p);
+        }
+        break;
+    case WIRE_BITFIELD: {
+        if (p->have.set > 0) {
+            conn_set_reason(c, "sent a second bitfield");
+            return RV_EPROTO;
+        }
+        int rc = bitfield_load(&p->have, m->data, m->data_len);
+        if (rc != 0) {
+            conn_set_reason(c, "sent an invalid bitfield");
+            return RV_EPROTO;
+        }
+        picker_inc_bitfield(t->picker, &p->have);
+        update_interest(p);
+        fill_requests(p);
+        break;
+    }
+    case WIRE_REQUEST:
+    case WIRE_CANCEL:
+        /* We do not upload yet and keep every peer choked: BEP 3 lets a choked peer's
+         * requests be ignored. */
+        break;
+    case WIRE_PIECE:
+        return handle_block(p, m);
+    default:
+        /* port, extension messages and ids we did not negotiate: ignored. */
+        break;
+    }
+    return 0;
+}
+
+static void peer_unlink(rv_torrent_t *t, struct peer *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else if (t->peers == p)
+        t->peers = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    p->next = p->prev = NULL;
+}
+
+static void on_close(void *owner, struct conn *c, int rc, const char *why)
+{
+    rv_torrent_t *t = owner;
+    struct peer *p = c->data;
+    char a[64];
+    peer_addr_format(&c->addr, a, sizeof(a));
+    if (p->handshaked) {
+        t->npeers--;
+        drop_requests(p);
+        picker_peer_gone(t->picker, p);
+        picker_dec_bitfield(t->picker, &p->have);
+        if (!t->stopping)
+            emit(t, RV_EVENT_PEER_DROPPED, 0, rc, "%s: %s", a, why);
+    }
+    struct candidate *cand = cand_find(t, &c->addr);
+    if (cand != NULL && cand->state != CAND_BANNED) {
+        if (!p->handshaked)
+            cand->fails++;
+        /* Retry later, twice as long after each failed attempt (3 s, 6 s, 12 s ... 5 min): a
+         * seeder that restarts comes back, one that is gone costs little. */
+        cand->state = CAND_WAIT;
+        uint64_t delay = RETRY_BASE_MS;
+        for (unsigned k = 1; k < cand->fails && delay < RETRY_MAX_MS; k++)
+            delay *= 2;
+        cand->retry_ms = now_ms(t) + (delay < RETRY_MAX_MS ? delay : RETRY_MAX_MS);
+    }
+    peer_unlink(t, p);
+    bitfield_free(&p->have);
+    free(p);
+    t->nconns--;
+    if (t->stopping) {
+        stop_if_done(t);
+        return;
+    }
+    /* Requests this peer held go to the others. */
+    for (struct peer *o = t->peers; o != NULL; o = o->next) {
+        fill_requests(o);
+        conn_flush(o->conn);
+    }
+}
+
+static const struct conn_handler handler = {on_handshake, on_message, on_close};
+
+static void connect_peers(rv_torrent_t *t)
+{
+    rv_session_opts_t *o = &t->ctx->opts;
+    uint64_t now = now_ms(t);
+    unsigned connecting = t->nconns - t->npeers;
+    for (size_t i = 0; i < t->ncands && t->nconns < o->max_peers &&
+                       connecting < o->max_half_open;
+         i++) {
+        struct candidate *c = &t->cands[i];
+        if (c->state == CAND_WAIT && c->retry_ms <= now && c->fails < 12)
+            c->state = CAND_NEW;
+        if (c->state != CAND_NEW || ip_banned(t, &c->addr))
+            continue;
+        struct peer *p = calloc(1, sizeof(*p));
+        if (p == NULL || bitfield_init(&p->have, t->ti->piece_count) != 0) {
+            free(p);
+            return;
+        }
+        p->t = t;
+        p->am_choking = p->peer_choking = true;
+        p->depth = START_PIPELINE;
+        struct conn *conn;
+        int rc = conn_connect(t->ctx->loop, &c->addr, &t->hs, &t->limits, NULL, &handler, t,
+                              ++t->ctx->next_conn_id, &conn);
+        if (rc != 0) {
+            bitfield_free(&p->have);
+            free(p);
+            c->state = CAND_WAIT;
+            c->fails++;
+            c->retry_ms = now + RETRY_BASE_MS;
+            continue;
+        }
+        conn->data = p;
+        p->conn = conn;
+        p->next = t->peers;
+        if (t->peers)
+            t->peers->prev = p;
+        t->peers = p;
+        t->nconns++;
+        connecting++;
+        c->state = CAND_CONNECTING;
+    }
+}
+
+/* ---- the tick: rates, pipelines, snubs, new connections ---- */
+
+static void on_tick(uv_timer_t *h)
+{
+    rv_torrent_t *t = h->data;
+    uint64_t now = now_ms(t);
+    t->rate = (t->rate * 3 + t->window * 7) / 10;
+    t->window = 0;
+    for (struct peer *p = t->peers; p != NULL; p = p->next) {
+        p->rate = (p->rate * 3 + p->window * 7) / 10;
+        p->window = 0;
+        /* Keep about three seconds of data in flight (libtorrent's request_queue_time). */
+        uint64_t d = p->rate * 3 / RV_BLOCK_SIZE;
+        p->depth = d < MIN_PIPELINE ? MIN_PIPELINE : d > MAX_PIPELINE ? MAX_PIPELINE : (unsigned)d;
+        if (p->depth < START_PIPELINE && p->downloaded == 0)
+            p->depth = START_PIPELINE;
+        if (p->nreqs > 0 && p->last_block_ms && now - p->last_block_ms > SNUB_MS && !p->snubbed) {
+            /* Snubbed: asked and got nothing for a while. Its blocks go to others. */
+            p->snubbed = true;
+            drop_requests(p);
+        }
+        if (p->handshaked) {
+            fill_requests(p);
+            conn_flush(p->conn);
+        }
+    }
+    if (t->state == RV_STATE_DOWNLOADING)
+        connect_peers(t);
+}
+
+/* ---- checking what is already on disk ---- */
+
+static void start_download(rv_torrent_t *t);
+
+static void check_more(rv_torrent_t *t);
+
+static void on_checked(void *ud, uint32_t piece, int rc, const rv_error_t *err)
+{
+    rv_torrent_t *t = ud;
+    t->checks_in_flight--;
+    t->check_done++;
+    if (rc == 0) {
+        picker_piece_passed(t->picker, piece);
+        bitfield_set(&t->have, piece);
+        t->bytes_have += piece_payload(t, piece);
+    } else if (rc != RV_EHASH && t->error_code == 0) {
+        t->error_code = rc;
+        snprintf(t->error, sizeof(t->error), "%s", err ? err->msg : rv_strerror(rc));
+    }
+    if (t->stopping) {
+        stop_if_done(t);
+        return;
+    }
+    check_more(t);
+}
+
+static void check_more(rv_torrent_t *t)
+{
+    while (t->checks_in_flight < 4 && t->check_next < t->ti->piece_count) {
+        uint32_t piece = t->check_next++;
+        if (storage_check(t->storage, piece, on_checked, t) != 0)
+            continue;
+        t->checks_in_flight++;
+    }
+    if (t->checks_in_flight == 0 && t->check_next >= t->ti->piece_count) {
+        if (t->error_code != 0) {
+            t->state = RV_STATE_ERROR;
+            emit(t, RV_EVENT_ERROR, 0, t->error_code, "%s", t->error);
+            torrent_stop(t);
+            return;
+        }
+        if (picker_is_complete(t->picker)) {
+            finish(t);
+            return;
+        }
+        start_download(t);
+    }
+}
+
+static bool data_on_disk(const rv_torrent_t *t, const char *dir)
+{
+    char path[4096];
+    for (size_t i = 0; i < t->ti->file_count; i++) {
+        const rv_file_t *f = &t->ti->files[i];
+        struct stat st;
+        if ((f->attr & RV_FILE_PAD) || f->length == 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, f->path);
+        if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
+            return true;
+    }
+    return false;
+}
+
+/* ---- lifecycle ---- */
+
+static void announce_stats(void *ud, uint64_t *up, uint64_t *down, uint64_t *left)
+{
+    rv_torrent_t *t = ud;
+    *up = 0;
+    *down = t->downloaded;
+    *left = t->ti->total_size > t->bytes_have ? t->ti->total_size - t->bytes_have : 0;
+}
+
+static void on_tracker_event(void *ud, const struct tracker_state *ts, int rc,
+                             const struct announce_resp *resp)
+{
+    rv_torrent_t *t = ud;
+    if (rc == 0)
+        emit(t, RV_EVENT_TRACKER, 0, 0, "%s: ok, %zu peers", ts->url, resp->peer_count);
+    else
+        emit(t, RV_EVENT_TRACKER, 0, rc, "%s: %s", ts->url, ts->error);
+    if (!t->stopping && t->state == RV_STATE_DOWNLOADING)
+        connect_peers(t);
+}
+
+static void start_download(rv_torrent_t *t)
+{
+    t->state = RV_STATE_DOWNLOADING;
+    if (t->announcer != NULL)
+        announcer_start(t->announcer);
+    connect_peers(t);
+}
+
+static void finish(rv_torrent_t *t)
+{
+    if (t->state == RV_STATE_FINISHED)
+        return;
+    t->state = RV_STATE_FINISHED;
+    if (t->announcer != NULL)
+        announcer_completed(t->announcer);
+    emit(t, RV_EVENT_FINISHED, 0, 0, "downloaded %llu bytes in %.1f s",
+         (unsigned long long)t->downloaded, (double)(now_ms(t) - t->started_ms) / 1000);
+    /* Seeding comes later: a finished torrent stops (flushing its files). */
+    torrent_stop(t);
+}
+
+static void on_storage_closed(void *ud)
+{
+    rv_torrent_t *t = ud;
+    t->storage = NULL;
+    t->storage_closed = true;
+    stop_if_done(t);
+}
+
+static void on_announcer_stopped(void *ud)
+{
+    rv_torrent_t *t = ud;
+    t->announcer_stopped = true;
+    stop_if_done(t);
+}
+
+static void on_tick_closed(uv_handle_t *h)
+{
+    rv_torrent_t *t = h->data;
+    t->tick_closed = true;
+    stop_if_done(t);
+}
+
+static void stop_if_done(rv_torrent_t *t)
+{
+    if (!t->stopping || t->stopped)
+        return;
+    /* Peers first; then storage, which finishes queued disk work (piece buffers stay alive
+     * until it is closed) and fsyncs; then trackers and the timer. */
+    if (t->nconns > 0)
+        return;
+    if (!t->storage_closed) {
+        if (t->storage != NULL && !t->storage_closing) {
+            t->storage_closing = true;
+            storage_close(t->storage, on_storage_closed, t);
+        }
+        return;
+    }
+    if (!t->announcer_stopped || !t->tick_closed)
+        return;
+    t->stopped = true;
+    if (t->state != RV_STATE_ERROR)
+        t->state = RV_STATE_STOPPED;
+    emit(t, RV_EVENT_STOPPED, 0, t->error_code, NULL);
+    if (t->ctx->on_stopped != NULL)
+        t->ctx->on_stopped(t->ctx->ud, t);
+}
+
+void torrent_stop(rv_torrent_t *t)
+{
+    if (t->stopping)
+        return;
+    t->stopping = true;
+    if (t->state != RV_STATE_ERROR && t->state != RV_STATE_FINISHED)
+        t->state = RV_STATE_STOPPING;
+    uv_timer_stop(&t->tick);
+    uv_close((uv_handle_t *)&t->tick, on_tick_closed);
+    for (struct peer *p = t->peers; p != NULL; p = p->next)
+        conn_close(p->conn, 0, "stopping");
+    if (t->announcer != NULL)
+        announcer_stop(t->announcer, on_announcer_stopped, t);
+    else
+        t->announcer_stopped = true;
+    if (t->storage == NULL)
+        t->storage_closed = true;
+    stop_if_done(t);
+}
+
+int torrent_error(const rv_torrent_t *t)
+{
+    return t->error_code;
+}
+
+void torrent_free(rv_torrent_t *t)
+{
+    if (t == NULL)
+        return;
+    if (t->announcer != NULL)
+        announcer_free(t->announcer);
+    picker_free(t->picker);
+    peers_free(&t->known);
+    free(t->cands);
+    for (size_t i = 0; i < t->nbufs; i++)
+        free(t->bufs[i].data);
+    free(t->bufs);
+    bitfield_free(&t->have);
+    rv_torrent_info_free(t->ti);
+    free(t);
+}
+
+int torrent_start(struct session_ctx *ctx, rv_torrent_info_t *ti, const rv_add_opts_t *opts,
+                  rv_torrent_t **out, rv_error_t *err)
+{
+    int rc;
+    if (!ti->has_v1) {
+        rv_torrent_info_free(ti);
+        return err_set(err, RV_ETORRENT, "v2-only torrents cannot be downloaded yet");
+    }
+    if (opts == NULL || opts->save_dir == NULL) {
+        rv_torrent_info_free(ti);
+        return err_set(err, RV_EINVAL, "no download folder given");
+    }
+    rv_torrent_t *t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        rv_torrent_info_free(ti);
+        return err_set(err, RV_ENOMEM, "out of memory");
+    }
+    t->ctx = ctx;
+    t->ti = ti;
+    t->state = RV_STATE_CHECKING;
+    t->started_ms = uv_now(ctx->loop);
+    if (layout_from_torrent(&t->layout, ti) != 0) {
+        rc = err_set(err, RV_ETORRENT, "inconsistent file layout");
+        goto fail;
+    }
+    t->limits.piece_count = ti->piece_count;
+    t->limits.piece_length = ti->piece_length;
+    t->limits.last_piece_length = layout_piece_size(&t->layout, ti->piece_count - 1);
+    memcpy(t->hs.info_hash, ti->info_hash, 20);
+    rand_peer_id(t->hs.peer_id);
+    if (bitfield_init(&t->have, ti->piece_count) != 0) {
+        rc = err_set(err, RV_ENOMEM, "out of memory");
+        goto fail;
+    }
+    /* Memory bound: whole pieces are held until verified, so the number in progress is
+     * max_memory / piece_length (at least two, so there is always one to fill). */
+    size_t active = ctx->opts.max_memory / ti->piece_length;
+    if (active < 2)
+        active = 2;
+    if (active > ti->piece_count)
+        active = ti->piece_count;
+    t->nbufs = active;
+    t->bufs = calloc(active, sizeof(*t->bufs));
+    struct picker_opts po = {.piece_count = ti->piece_count,
+                             .piece_length = ti->piece_length,
+                             .last_piece_length = t->limits.last_piece_length,
+                             .max_active = (uint32_t)active};
+    if (t->bufs == NULL || picker_new(&po, &t->picker) != 0) {
+        rc = err_set(err, RV_ENOMEM, "out of memory");
+        goto fail;
+    }
+    /* Padding-only pieces do not exist in v1 layouts that matter; every piece is wanted. */
+    struct storage_opts so = {.dir = opts->save_dir};
+    bool existing = data_on_disk(t, opts->save_dir);
+    if ((rc = storage_new(ctx->loop, ti, &t->layout, &so, &t->storage, err)) != 0)
+        goto fail;
+    peers_init(&t->known, MAX_CANDIDATES, on_new_peer, t);
+    for (size_t i = 0; i < opts->peer_count; i++) {
+        struct peer_addr a;
+        if (peer_addr_parse(opts->peers[i], &a) != 0) {
+            rc = err_set(err, RV_EINVAL, "--peer %s is not IP:PORT or [IPv6]:PORT",
+                         opts->peers[i]);
+            goto fail;
+        }
+        peers_add(&t->known, &a, PEER_SRC_MANUAL);
+    }
+    if (!opts->no_trackers && ti->tier_count > 0 && ctx->trackers != NULL) {
+        struct announcer_config cfg;
+        struct announcer_transport tp;
+        memset(&cfg, 0, sizeof(cfg));
+        cfg.tiers = ti->tiers;
+        cfg.tier_count = ti->tier_count;
+        memcpy(cfg.info_hash, ti->info_hash, 20);
+        memcpy(cfg.peer_id, t->hs.peer_id, 20);
+        cfg.port = ctx->opts.port;
+        cfg.key = rand_u32();
+        cfg.peers = &t->known;
+        cfg.stats = announce_stats;
+        cfg.on_event = on_tracker_event;
+        cfg.ud = t;
+        announcer_transport_client(&tp, ctx->trackers);
+        if (announcer_new(ctx->loop, &cfg, NULL, &tp, &t->announcer) != 0) {
+            rc = err_set(err, RV_ENOMEM, "out of memory");
+            goto fail;
+        }
+    }
+    uv_timer_init(ctx->loop, &t->tick);
+    t->tick.data = t;
+    uv_timer_start(&t->tick, on_tick, TICK_MS, TICK_MS);
+    *out = t;
+    if (existing)
+        check_more(t);
+    else
+        start_download(t);
+    return 0;
+fail:
+    if (t->storage != NULL)
+        storage_close(t->storage, NULL, NULL);
+    torrent_free(t);
+    return rc;
+}
+
+/* ---- status ---- */
+
+void rv_torrent_status(const rv_torrent_t *t, rv_torrent_status_t *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->state = t->state;
+    st->pieces_have = t->have.set;
+    st->pieces_total = t->ti->piece_count;
+    st->bytes_have = t->bytes_have;
+    st->bytes_total = t->ti->total_size;
+    st->downloaded = t->downloaded;
+    st->wasted = t->wasted;
+    st->download_rate = t->rate;
+    st->peers_connected = t->npeers;
+    st->peers_connecting = t->nconns - t->npeers;
+    st->peers_known = (unsigned)t->ncands;
+    st->pieces_failed = t->pieces_failed;
+    st->peers_banned = t->banned;
+    st->eta_seconds = -1;
+    if (t->rate > 0 && st->bytes_total >= st->bytes_have)
+        st->eta_seconds = (int64_t)((st->bytes_total - st->bytes_have) / t->rate);
+    st->error_code = t->error_code;
+    snprintf(st->error, sizeof(st->error), "%s", t->error);
+}
+
+size_t rv_torrent_peers(const rv_torrent_t *t, rv_peer_info_t *out, size_t max)
+{
+    size_t n = 0;
+    for (const struct peer *p = t->peers; p != NULL; p = p->next) {
+        if (!p->handshaked)
+            continue;
+        if (n < max) {
+            rv_peer_info_t *i = &out[n];
+            memset(i, 0, sizeof(*i));
+            peer_addr_format(&p->conn->addr, i->address, sizeof(i->address));
+            memcpy(i->client, p->client, sizeof(i->client));
+            i->downloaded = p->downloaded;
+            i->download_rate = p->rate;
+            i->requests = (unsigned)p->nreqs;
+            i->choked = p->peer_choking;
+            i->interested = p->am_interested;
+            i->snubbed = p->snubbed;
+            i->pieces = p->have.set;
+        }
+        n++;
+    }
+    return n;
+}
+
+const rv_torrent_info_t *rv_torrent_info(const rv_torrent_t *t)
+{
+    return t->ti;
+}

@@ -1,0 +1,30 @@
+/* One torrent being downloaded: its peers, picker, storage and announcer, glued together on the
+ * session's loop. The data path: conn (wire message) -> torrent_on_message -> picker -> piece
+ * buffer -> storage (hash + write on a worker) -> have to every peer. */
+#ifndef RV_SESSION_TORRENT_H
+#define RV_SESSION_TORRENT_H
+
+#include <uv.h>
+
+#include "rivulet/session.h"
+#include "tracker/client.h"
+
+struct session_ctx {
+    uv_loop_t *loop;
+    struct tracker_client *trackers; /* may be NULL when no torrent announces */
+    rv_session_opts_t opts;
+    uint32_t next_conn_id;
+    void (*on_stopped)(void *ud, rv_torrent_t *t);
+    void *ud;
+};
+
+/* Takes ownership of ti. */
+int torrent_start(struct session_ctx *ctx, rv_torrent_info_t *ti, const rv_add_opts_t *opts,
+                  rv_torrent_t **out, rv_error_t *err);
+/* Begins a clean stop; ctx->on_stopped follows once peers, storage and trackers are done. */
+void torrent_stop(rv_torrent_t *t);
+/* Frees a stopped torrent (its handles must be closed: after on_stopped, run the loop once). */
+void torrent_free(rv_torrent_t *t);
+int torrent_error(const rv_torrent_t *t);
+
+#endif
