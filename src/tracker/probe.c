@@ -80,12 +80,20 @@ static void fill_announce(struct probe *p, rv_tracker_result_t *r, struct announ
     result_set_peers(p, r, resp->peers, resp->peer_count);
 }
 
+/* Ends a uv_run: uv_stop, because UV_RUN_ONCE may sleep in poll after a timer callback
+ * already set done. */
+static void finish_round(struct probe *p)
+{
+    p->done = true;
+    uv_stop(&p->loop);
+}
+
 /* ---- every tracker at once ---- */
 
 static void maybe_finish(struct probe *p)
 {
     if (p->pending == 0 && !p->done) {
-        p->done = true;
+        finish_round(p);
         uv_timer_stop(&p->deadline);
     }
 }
@@ -255,7 +263,7 @@ static void on_check(uv_timer_t *h)
     if (in_flight)
         return;
     if ((any_ok && !p->o->all_tiers) || all_tried) {
-        p->done = true;
+        finish_round(p);
         uv_timer_stop(&p->deadline);
     }
 }
@@ -270,7 +278,7 @@ static void follow_stats(void *ud, uint64_t *up, uint64_t *down, uint64_t *left)
 static void stopped(void *ud)
 {
     struct probe *p = ud;
-    p->done = true;
+    finish_round(p);
 }
 
 static int start_follow(struct probe *p, const rv_tier_t *tiers, size_t tier_count,
@@ -307,7 +315,7 @@ static void on_deadline(uv_timer_t *h)
 {
     struct probe *p = h->data;
     p->timed_out = true;
-    p->done = true;
+    finish_round(p);
 }
 
 static void client_closed(void *ud)
@@ -402,7 +410,7 @@ int rv_trackers_probe(const rv_tier_t *tiers, size_t tier_count, const uint8_t i
     } else {
         start_all(&p, info_hash);
     }
-    while (!p.done && uv_run(&p.loop, UV_RUN_ONCE) != 0)
+    while (!p.done && uv_run(&p.loop, UV_RUN_DEFAULT) != 0)
         ;
     if (opts->follow_tiers) {
         for (size_t i = 0; i < announcer_tracker_count(p.announcer); i++)
@@ -420,7 +428,7 @@ int rv_trackers_probe(const rv_tier_t *tiers, size_t tier_count, const uint8_t i
         p.stopping = true;
         uv_timer_stop(&p.check);
         announcer_stop(p.announcer, stopped, &p);
-        while (!p.done && uv_run(&p.loop, UV_RUN_ONCE) != 0)
+        while (!p.done && uv_run(&p.loop, UV_RUN_DEFAULT) != 0)
             ;
         announcer_free(p.announcer);
         p.announcer = NULL;
