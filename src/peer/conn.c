@@ -40,7 +40,9 @@ void conn_close(struct conn *c, int rc, const char *why)
         return;
     c->state = CONN_CLOSING;
     c->close_rc = rc;
-    if (why != NULL)
+    /* why may be close_reason itself (a reason the owner set): copying it onto itself with
+     * snprintf is undefined and glibc leaves it empty. */
+    if (why != NULL && why != c->close_reason)
         snprintf(c->close_reason, sizeof(c->close_reason), "%s", why);
     close_handles(c);
 }
@@ -147,6 +149,17 @@ static void consume(struct conn *c, size_t n)
 
 static void on_tick(uv_timer_t *t);
 
+/* Often enough to honour the shortest keep-alive or idle period the owner asked for. */
+static uint64_t tick_ms(const struct conn *c)
+{
+    uint64_t t = TICK_MS;
+    if (c->opts.keepalive_ms < t)
+        t = c->opts.keepalive_ms;
+    if (c->opts.idle_timeout_ms < t)
+        t = c->opts.idle_timeout_ms;
+    return t;
+}
+
 static void process(struct conn *c)
 {
     rv_error_t err;
@@ -165,7 +178,7 @@ static void process(struct conn *c)
         }
         off = HANDSHAKE_LEN;
         c->state = CONN_ACTIVE;
-        uv_timer_start(&c->timer, on_tick, TICK_MS, TICK_MS);
+        uv_timer_start(&c->timer, on_tick, tick_ms(c), tick_ms(c));
         rc = c->handler->on_handshake(c->owner, c, &c->theirs);
         if (rc != 0) {
             conn_close(c, rc, c->close_reason[0] ? c->close_reason : "refused after handshake");
@@ -232,8 +245,8 @@ static void on_tick(uv_timer_t *t)
         return;
     /* BEP 3: peers drop connections silent for two minutes; we wait a little longer. */
     if (now - c->last_recv_ms >= c->opts.idle_timeout_ms) {
-        fail(c, RV_ETIMEDOUT, "nothing received for %llu s",
-             (unsigned long long)(now - c->last_recv_ms) / 1000);
+        fail(c, RV_ETIMEDOUT, "nothing received for %llu ms",
+             (unsigned long long)(now - c->last_recv_ms));
         return;
     }
     if (now - c->last_send_ms >= c->opts.keepalive_ms && c->wbuf.len == 0) {

@@ -30,6 +30,8 @@
 #define RETRY_MAX_MS 300000
 #define MAX_CONTRIB 16
 #define MAX_CANDIDATES 4096
+#define TRUST_MAX 8
+#define TRUST_BAN (-7)
 
 enum cand_state { CAND_NEW, CAND_CONNECTING, CAND_CONNECTED, CAND_WAIT, CAND_BANNED };
 
@@ -37,7 +39,8 @@ struct candidate {
     struct peer_addr addr;
     enum cand_state state;
     unsigned fails;
-    unsigned strikes; /* pieces failed that it contributed to */
+    int trust;        /* libtorrent's trust points: +1 per good piece it contributed to (up to
+                         TRUST_MAX), -2 per failed one; banned at TRUST_BAN */
     uint64_t retry_ms;
 };
 
@@ -47,6 +50,7 @@ struct peer {
     struct peer *next, *prev;
     struct bitfield have;
     bool handshaked;
+    bool got_bitfield;
     bool am_interested, am_choking, peer_choking, peer_interested;
     bool snubbed;
     struct block_ref reqs[MAX_PIPELINE];
@@ -316,6 +320,11 @@ static void on_piece_stored(void *ud, uint32_t piece, int rc, const rv_error_t *
         picker_piece_passed(t->picker, piece);
         bitfield_set(&t->have, piece);
         t->bytes_have += piece_payload(t, piece);
+        for (size_t i = 0; b != NULL && i < b->ncontrib; i++) {
+            struct candidate *c = cand_find(t, &b->contrib[i]);
+            if (c != NULL && c->trust < TRUST_MAX)
+                c->trust++;
+        }
         for (struct peer *p = t->peers; p != NULL; p = p->next) {
             wire_put_have(conn_out(p->conn), piece);
             update_interest(p);
@@ -333,13 +342,15 @@ static void on_piece_stored(void *ud, uint32_t piece, int rc, const rv_error_t *
         t->pieces_failed++;
         t->wasted += b ? b->size : 0;
         emit(t, RV_EVENT_PIECE_FAILED, piece, rc, "piece %u failed its hash check", piece);
-        /* A peer that alone sent a bad piece lied; among several, a second strike bans. */
+        /* A peer that alone sent a bad piece lied. Among several, any one may have: each
+         * loses trust, and only a peer whose bad pieces outweigh its good ones is banned, so
+         * a liar cannot get an honest peer banned by sharing pieces with it. */
         for (size_t i = 0; b != NULL && i < b->ncontrib; i++) {
             struct candidate *c = cand_find(t, &b->contrib[i]);
             if (c == NULL)
                 continue;
-            c->strikes++;
-            if (b->ncontrib == 1 || c->strikes >= 2)
+            c->trust -= 2;
+            if (b->ncontrib == 1 || c->trust <= TRUST_BAN)
                 ban_peer(t, c, "sent data that failed the hash check");
         }
         if (b != NULL)
@@ -488,10 +499,13 @@ static int on_message(void *owner, struct conn *c, const struct wire_msg *m)
         }
         break;
     case WIRE_BITFIELD: {
-        if (p->have.set > 0) {
-            conn_set_reason(c, "sent a second bitfield");
+        /* BEP 3: the bitfield comes once, right after the handshake. */
+        if (p->got_bitfield || p->have.set > 0) {
+            conn_set_reason(c, p->got_bitfield ? "sent a second bitfield"
+                                               : "sent a bitfield after have messages");
             return RV_EPROTO;
         }
+        p->got_bitfield = true;
         int rc = bitfield_load(&p->have, m->data, m->data_len);
         if (rc != 0) {
             conn_set_reason(c, "sent an invalid bitfield");
@@ -543,7 +557,9 @@ static void on_close(void *owner, struct conn *c, int rc, const char *why)
     }
     struct candidate *cand = cand_find(t, &c->addr);
     if (cand != NULL && cand->state != CAND_BANNED) {
-        if (!p->handshaked)
+        /* A peer we could not reach, or that broke the protocol, is retried less and less
+         * often and given up on after a dozen tries. */
+        if (!p->handshaked || rc == RV_EPROTO)
             cand->fails++;
         /* Retry later, twice as long after each failed attempt (3 s, 6 s, 12 s ... 5 min): a
          * seeder that restarts comes back, one that is gone costs little. */

@@ -1,0 +1,916 @@
+/* The peer connection (peer/conn.c) against scripted fake peers: a libuv TCP server on
+ * 127.0.0.1:0 (or [::1]:0) in the same loop as the conn, one script per test. Covers the
+ * outgoing connect and the handshake both ways, handshakes for another torrent or in another
+ * protocol, the handshake timeout, messages arriving a few bytes at a time, a length prefix no
+ * message can have, keep-alives and the idle timeout, a refused connection, conn_close from
+ * inside a callback, and closing with 50 MB queued toward a peer that never reads.
+ * Every test owns its loop and ends with uv_loop_close() == 0: no handle or request left.
+ *
+ * Known failures, each an engine bug marked "ENGINE BUG" at its test:
+ *   test_keepalive_sent, test_idle_timeout: the active-state timer ticks every 5 s whatever
+ *     keepalive_ms and idle_timeout_ms say (each waits about 5 s before failing).
+ *   test_close_inside_on_message: conn_close empties a reason set with conn_set_reason. */
+/* cmocka.h needs these first */
+/* clang-format off */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+/* clang-format on */
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "peer/conn.h"
+#include "peer/wire.h"
+#include "rivulet/error.h"
+#include "util/buf.h"
+
+#define MAX_RECS 64
+#define PIECES 10u
+#define PIECE_LEN 32768u
+#define LAST_LEN 1000u
+
+static const struct wire_limits limits = {PIECES, PIECE_LEN, LAST_LEN};
+
+/* ---- the scripted peer ---- */
+
+struct ctx;
+
+struct fake {
+    struct ctx *x;
+    uv_tcp_t server;
+    uv_tcp_t peer;    /* the accepted connection */
+    uv_timer_t timer; /* paced sends and scripted pauses */
+    bool server_open, peer_open, timer_open;
+    bool accepted, eof;
+    bool answered; /* answer_handshake ran */
+    bool no_read;  /* never read: the conn's writes pile up */
+    struct buf in; /* everything the conn sent */
+    /* Paced output: out[off..len) goes out in chunks of the sizes in chunks[], one per tick. */
+    struct buf out;
+    size_t off;
+    const size_t *chunks;
+    size_t nchunks, chunk_i;
+    /* Script hooks. */
+    void (*on_accept)(struct fake *f);
+    void (*on_data)(struct fake *f);
+    void (*on_timer)(struct fake *f);
+    unsigned ticks;
+};
+
+struct rec {
+    int type;
+    uint32_t index, begin, length;
+    uint16_t port;
+    uint8_t ext_id;
+    uint8_t *data;
+    size_t data_len;
+};
+
+struct ctx {
+    uv_loop_t loop;
+    uv_timer_t guard; /* keeps UV_RUN_ONCE from blocking past a deadline */
+    struct fake f;
+    struct conn *c;
+    struct handshake ours;
+    struct handshake theirs; /* what the fake sends */
+    struct conn_opts opts;
+    uint64_t started_ms;
+    /* what the handler saw */
+    int handshakes;
+    uint8_t peer_id[20];
+    struct rec recs[MAX_RECS];
+    size_t nrecs;
+    int closes;
+    int close_rc;
+    char reason[160];
+    uint64_t closed_ms;
+    bool running; /* inside uv_run (a failed assertion there leaves it set) */
+    /* per-test behaviour */
+    int (*msg_hook)(struct ctx *x, struct conn *c, const struct wire_msg *m);
+    int handshake_rc;
+};
+
+static void on_fake_write(uv_write_t *req, int status)
+{
+    (void)status;
+    free(req->data);
+    free(req);
+}
+
+static void fake_send(struct fake *f, const void *p, size_t n)
+{
+    if (!f->peer_open || n == 0)
+        return;
+    uv_write_t *req = malloc(sizeof(*req));
+    uint8_t *copy = malloc(n);
+    assert_non_null(req);
+    assert_non_null(copy);
+    memcpy(copy, p, n);
+    req->data = copy;
+    uv_buf_t b = uv_buf_init((char *)copy, (unsigned)n);
+    int rc = uv_write(req, (uv_stream_t *)&f->peer, &b, 1, on_fake_write);
+    if (rc != 0) {
+        free(copy);
+        free(req);
+    }
+}
+
+static void fake_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
+{
+    struct fake *f = h->data;
+    (void)suggested;
+    assert_int_equal(buf_reserve(&f->in, 65536), 0);
+    *out = uv_buf_init((char *)f->in.data + f->in.len, (unsigned)(f->in.cap - f->in.len));
+}
+
+static void fake_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+    struct fake *f = s->data;
+    (void)b;
+    if (nread < 0) {
+        f->eof = true;
+        uv_read_stop(s);
+        return;
+    }
+    f->in.len += (size_t)nread;
+    if (f->on_data != NULL)
+        f->on_data(f);
+}
+
+static void fake_on_timer(uv_timer_t *t)
+{
+    struct fake *f = t->data;
+    f->ticks++;
+    if (f->off < f->out.len) {
+        size_t n = f->chunks[f->chunk_i++ % f->nchunks];
+        if (n > f->out.len - f->off)
+            n = f->out.len - f->off;
+        fake_send(f, f->out.data + f->off, n);
+        f->off += n;
+        return;
+    }
+    if (f->on_timer != NULL)
+        f->on_timer(f);
+}
+
+static void fake_on_accept(uv_stream_t *server, int status)
+{
+    struct fake *f = server->data;
+    assert_int_equal(status, 0);
+    assert_false(f->accepted); /* one connection per test */
+    uv_tcp_init(server->loop, &f->peer);
+    f->peer.data = f;
+    f->peer_open = true;
+    assert_int_equal(uv_accept(server, (uv_stream_t *)&f->peer), 0);
+    uv_tcp_nodelay(&f->peer, 1); /* small writes leave as small segments */
+    f->accepted = true;
+    if (!f->no_read)
+        uv_read_start((uv_stream_t *)&f->peer, fake_alloc, fake_read);
+    if (f->on_accept != NULL)
+        f->on_accept(f);
+}
+
+/* Starts the fake peer listening on ip (127.0.0.1 or ::1) port 0; returns the port. */
+static uint16_t fake_listen(struct fake *f, uv_loop_t *loop, const char *ip)
+{
+    struct sockaddr_storage ss;
+    if (strchr(ip, ':') != NULL)
+        assert_int_equal(uv_ip6_addr(ip, 0, (struct sockaddr_in6 *)&ss), 0);
+    else
+        assert_int_equal(uv_ip4_addr(ip, 0, (struct sockaddr_in *)&ss), 0);
+    uv_tcp_init(loop, &f->server);
+    f->server.data = f;
+    f->server_open = true;
+    assert_int_equal(uv_tcp_bind(&f->server, (const struct sockaddr *)&ss, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&f->server, 4, fake_on_accept), 0);
+    int len = sizeof(ss);
+    assert_int_equal(uv_tcp_getsockname(&f->server, (struct sockaddr *)&ss, &len), 0);
+    return ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                    : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/* Sends the queued script out a few bytes per millisecond. */
+static void fake_pace(struct fake *f, const size_t *chunks, size_t nchunks)
+{
+    f->chunks = chunks;
+    f->nchunks = nchunks;
+    uv_timer_start(&f->timer, fake_on_timer, 1, 1);
+}
+
+static void fake_close_peer(struct fake *f)
+{
+    if (f->peer_open) {
+        f->peer_open = false;
+        uv_close((uv_handle_t *)&f->peer, NULL);
+    }
+}
+
+/* ---- the conn's owner ---- */
+
+static int h_handshake(void *owner, struct conn *c, const struct handshake *h)
+{
+    struct ctx *x = owner;
+    assert_ptr_equal(c, x->c);
+    x->handshakes++;
+    memcpy(x->peer_id, h->peer_id, 20);
+    return x->handshake_rc;
+}
+
+static int h_message(void *owner, struct conn *c, const struct wire_msg *m)
+{
+    struct ctx *x = owner;
+    assert_ptr_equal(c, x->c);
+    assert_true(x->nrecs < MAX_RECS);
+    struct rec *r = &x->recs[x->nrecs++];
+    r->type = m->type;
+    r->index = m->index;
+    r->begin = m->begin;
+    r->length = m->length;
+    r->port = m->port;
+    r->ext_id = m->ext_id;
+    r->data_len = m->data_len;
+    if (m->data_len > 0) {
+        r->data = malloc(m->data_len);
+        assert_non_null(r->data);
+        memcpy(r->data, m->data, m->data_len);
+    }
+    return x->msg_hook != NULL ? x->msg_hook(x, c, m) : 0;
+}
+
+static void h_close(void *owner, struct conn *c, int rc, const char *why)
+{
+    struct ctx *x = owner;
+    assert_ptr_equal(c, x->c);
+    x->closes++;
+    x->close_rc = rc;
+    snprintf(x->reason, sizeof(x->reason), "%s", why ? why : "");
+    x->closed_ms = uv_now(&x->loop);
+    x->c = NULL; /* freed after we return */
+}
+
+static const struct conn_handler handler = {h_handshake, h_message, h_close};
+
+/* ---- test scaffolding ---- */
+
+/* The context of the test running now, for the teardown after a failed assertion. */
+static struct ctx *current;
+
+static void guard_tick(uv_timer_t *t)
+{
+    (void)t;
+}
+
+static struct ctx *ctx_new(void)
+{
+    struct ctx *x = calloc(1, sizeof(*x));
+    assert_non_null(x);
+    assert_int_equal(uv_loop_init(&x->loop), 0);
+    uv_timer_init(&x->loop, &x->guard);
+    uv_timer_start(&x->guard, guard_tick, 5, 5);
+    x->f.x = x;
+    uv_timer_init(&x->loop, &x->f.timer);
+    x->f.timer.data = &x->f;
+    x->f.timer_open = true;
+    buf_init(&x->f.in, 0);
+    buf_init(&x->f.out, 0);
+    memcpy(x->ours.info_hash, "ours-info-hash-12345", 20);
+    memcpy(x->ours.peer_id, "-RV0100-ourpeerid123", 20);
+    x->theirs = x->ours;
+    memcpy(x->theirs.peer_id, "-XX1234-fakepeer0001", 20);
+    x->theirs.reserved[5] = 0x10; /* BEP 10 bit: passed through untouched */
+    current = x;
+    return x;
+}
+
+static void ctx_connect(struct ctx *x, const char *ip, uint16_t port)
+{
+    struct peer_addr a;
+    char s[64];
+    snprintf(s, sizeof(s), strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip, (unsigned)port);
+    assert_int_equal(peer_addr_parse(s, &a), 0);
+    x->started_ms = uv_now(&x->loop);
+    assert_int_equal(conn_connect(&x->loop, &a, &x->ours, &limits, &x->opts, &handler, x, 7, &x->c),
+                     0);
+    assert_non_null(x->c);
+}
+
+static void run_once(struct ctx *x)
+{
+    x->running = true;
+    uv_run(&x->loop, UV_RUN_ONCE);
+    x->running = false;
+}
+
+/* Runs the loop until *flag or max_ms pass; returns *flag. */
+static bool run_until(struct ctx *x, const bool *flag, uint64_t max_ms)
+{
+    uv_update_time(&x->loop);
+    uint64_t end = uv_now(&x->loop) + max_ms;
+    while (!*flag && uv_now(&x->loop) < end)
+        run_once(x);
+    return *flag;
+}
+
+static bool run_until_closed(struct ctx *x, uint64_t max_ms)
+{
+    uv_update_time(&x->loop);
+    uint64_t end = uv_now(&x->loop) + max_ms;
+    while (x->closes == 0 && uv_now(&x->loop) < end)
+        run_once(x);
+    return x->closes > 0;
+}
+
+static void run_for(struct ctx *x, uint64_t ms)
+{
+    bool never = false;
+    run_until(x, &never, ms);
+}
+
+/* Closes whatever is open, runs the loop until every handle is closed and frees x. check: also
+ * assert that the conn reported its close exactly once and nothing was left on the loop. */
+static void ctx_release(struct ctx *x, bool check)
+{
+    current = NULL;
+    bool running = x->running;
+    int closes = x->closes, rc = 0;
+    if (!running) {
+        if (x->c != NULL)
+            conn_close(x->c, 0, "test over");
+        fake_close_peer(&x->f);
+        if (x->f.server_open)
+            uv_close((uv_handle_t *)&x->f.server, NULL);
+        if (x->f.timer_open)
+            uv_close((uv_handle_t *)&x->f.timer, NULL);
+        uv_close((uv_handle_t *)&x->guard, NULL);
+        uv_run(&x->loop, UV_RUN_DEFAULT);
+        closes = x->closes;
+        rc = uv_loop_close(&x->loop);
+    } /* else an assertion failed inside a callback: leave the loop alone, leak it */
+    for (size_t i = 0; i < x->nrecs; i++)
+        free(x->recs[i].data);
+    buf_free(&x->f.in);
+    buf_free(&x->f.out);
+    if (!running)
+        free(x);
+    if (check) {
+        /* Exactly one on_close for every conn, whatever happened; nothing left on the loop. */
+        assert_int_equal(closes, 1);
+        assert_int_equal(rc, 0);
+    }
+}
+
+static void ctx_free(struct ctx *x)
+{
+    ctx_release(x, true);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (current != NULL)
+        ctx_release(current, false);
+    return 0;
+}
+
+static void put_handshake(struct buf *b, const struct handshake *h)
+{
+    uint8_t hs[HANDSHAKE_LEN];
+    handshake_build(hs, h);
+    assert_int_equal(buf_append(b, hs, sizeof(hs)), 0);
+}
+
+static void send_handshake(struct fake *f)
+{
+    uint8_t hs[HANDSHAKE_LEN];
+    handshake_build(hs, &f->x->theirs);
+    fake_send(f, hs, sizeof(hs));
+}
+
+/* ---- connect and handshake ---- */
+
+static bool fake_got_handshake(struct fake *f)
+{
+    return f->in.len >= HANDSHAKE_LEN;
+}
+
+/* Answers the conn's handshake only once it has arrived whole and is right. */
+static void answer_handshake(struct fake *f)
+{
+    if (f->in.len < HANDSHAKE_LEN || f->answered)
+        return;
+    f->answered = true;
+    uint8_t want[HANDSHAKE_LEN];
+    handshake_build(want, &f->x->ours);
+    assert_memory_equal(f->in.data, want, HANDSHAKE_LEN);
+    send_handshake(f);
+    /* Then two messages in one write. */
+    struct buf b;
+    buf_init(&b, 0);
+    uint8_t bits[2] = {0xa5, 0x40}; /* pieces 0 2 5 7 9; 10 pieces, spare bits zero */
+    wire_put_bitfield(&b, bits, sizeof(bits));
+    wire_put_have(&b, 3);
+    fake_send(f, b.data, b.len);
+    buf_free(&b);
+}
+
+static void handshake_both_ways(const char *ip)
+{
+    struct ctx *x = ctx_new();
+    x->f.on_data = answer_handshake;
+    uint16_t port = fake_listen(&x->f, &x->loop, ip);
+    ctx_connect(x, ip, port);
+    assert_int_equal(x->c->state, CONN_CONNECTING);
+    uv_update_time(&x->loop);
+    uint64_t end = uv_now(&x->loop) + 2000;
+    while (x->nrecs < 2 && x->closes == 0 && uv_now(&x->loop) < end)
+        run_once(x);
+    assert_int_equal(x->closes, 0);
+    assert_true(fake_got_handshake(&x->f));
+    assert_int_equal(x->f.in.len, HANDSHAKE_LEN); /* nothing but the handshake from us */
+    assert_int_equal(x->handshakes, 1);
+    assert_memory_equal(x->peer_id, x->theirs.peer_id, 20);
+    assert_int_equal(x->c->state, CONN_ACTIVE);
+    assert_memory_equal(x->c->theirs.reserved, x->theirs.reserved, 8);
+    assert_memory_equal(x->c->theirs.info_hash, x->ours.info_hash, 20);
+    assert_true(x->c->handshake_sent);
+    assert_int_equal(x->c->bytes_in, HANDSHAKE_LEN + 4 + 1 + 2 + 4 + 5);
+    assert_int_equal(x->c->bytes_out, HANDSHAKE_LEN);
+    assert_int_equal(x->nrecs, 2);
+    assert_int_equal(x->recs[0].type, WIRE_BITFIELD);
+    assert_int_equal(x->recs[0].data_len, 2);
+    assert_int_equal(x->recs[0].data[0], 0xa5);
+    assert_int_equal(x->recs[0].data[1], 0x40);
+    assert_int_equal(x->recs[1].type, WIRE_HAVE);
+    assert_int_equal(x->recs[1].index, 3);
+
+    /* Our close: rc 0 and our reason, once, even when asked twice; the peer sees EOF. */
+    conn_close(x->c, 0, "done here");
+    conn_close(x->c, RV_EPROTO, "second close is ignored");
+    assert_true(run_until_closed(x, 1000));
+    assert_int_equal(x->close_rc, 0);
+    assert_string_equal(x->reason, "done here");
+    assert_true(run_until(x, &x->f.eof, 1000));
+    ctx_free(x);
+}
+
+static void test_handshake_ipv4(void **state)
+{
+    (void)state;
+    handshake_both_ways("127.0.0.1");
+}
+
+static void test_handshake_ipv6(void **state)
+{
+    (void)state;
+    /* Skip quietly where ::1 is not configured. */
+    uv_loop_t loop;
+    uv_tcp_t probe;
+    struct sockaddr_in6 sa;
+    uv_loop_init(&loop);
+    uv_tcp_init(&loop, &probe);
+    uv_ip6_addr("::1", 0, &sa);
+    int rc = uv_tcp_bind(&probe, (const struct sockaddr *)&sa, 0);
+    uv_close((uv_handle_t *)&probe, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    if (rc != 0)
+        skip();
+    handshake_both_ways("::1");
+}
+
+/* The peer's handshake names another torrent: dropped with EPROTO, on_handshake never runs. */
+static void send_wrong_hash(struct fake *f)
+{
+    struct handshake h = f->x->theirs;
+    h.info_hash[0] ^= 1;
+    uint8_t hs[HANDSHAKE_LEN];
+    handshake_build(hs, &h);
+    fake_send(f, hs, sizeof(hs));
+}
+
+static void test_wrong_info_hash(void **state)
+{
+    (void)state;
+    struct ctx *x = ctx_new();
+    x->f.on_accept = send_wrong_hash;
+    ctx_connect(x, "127.0.0.1", fake_listen(&x->f, &x->loop, "127.0.0.1"));
+    assert_true(run_until_closed(x, 2000));
+    assert_int_equal(x->close_rc, RV_EPROTO);
+    assert_non_null(strstr(x->reason, "another torrent"));
+    assert_int_equal(x->handshakes, 0);
+    assert_int_equal(x->nrecs, 0);
+    ctx_free(x);
+}
+
+/* Another protocol: refused at the first wrong byte, not after 68 or at the timeout. */
+static void send_http(struct fake *f)
+{
+    fake_send(f, "GET / HTTP/1.1\r\n", 16);
+}
+
+static void send_bad_pstr(struct fake *f)
+{
+    fake_send(f, "\023BitTorrent protocoX", 20); /* 20 bytes: never a whole handshake */
+}
+
+static void wrong_protocol(void (*script)(struct fake *f), const char *want)
+{
+    struct ctx *x = ctx_new();
+    x->opts.handshake_timeout_ms = 5000;
+    x->f.on_accept = script;
+    ctx_connect(x, "127.0.0.1", fake_listen(&x->f, &x->loop, "127.0.0.1"));
+    assert_true(run_until_closed(x, 2000));
+    assert_int_equal(x->close_rc, RV_EPROTO);
+    assert_non_null(strstr(x->reason, want));
+    assert_true(x->closed_ms - x->started_ms < 1000);
+    assert_int_equal(x->handshakes, 0);
+    ctx_free(x);
+}
+
+static void test_wrong_protocol(void **state)
+{
+    (void)state;
+    wrong_protocol(send_http, "protocol string length 71");
+    wrong_protocol(send_bad_pstr, "not \"BitTorrent protocol\"");
+}
+
+/* Nothing, or part of a handshake, and then silence: closed at handshake_timeout_ms. */
+static void send_part_handshake(struct fake *f)
+{
+    uint8_t hs[HANDSHAKE_LEN];
+    handshake_build(hs, &f->x->theirs);
+    fake_send(f, hs, 40);
+}
+
+static void handshake_timeout(void (*script)(struct fake *f))
+{
+    struct ctx *x = ctx_new();
+    x->opts.handshake_timeout_ms = 200;
+    x->f.on_accept = script;
+    ctx_connect(x, "127.0.0.1", fake_listen(&x->f, &x->loop, "127.0.0.1"));
+    assert_true(run_until_closed(x, 3000));
+    assert_int_equal(x->close_rc, RV_ETIMEDOUT);
+    assert_non_null(strstr(x->reason, "handshake"));
+    uint64_t took = x->closed_ms - x->started_ms;
+    assert_true(took >= 190);
+    assert_true(took < 1000);
+    assert_int_equal(x->handshakes, 0);
+    assert_true(x->f.accepted);
+    ctx_free(x);
+}
+
+static void test_handshake_timeout(void **state)
+{
+    (void)state;
+    handshake_timeout(NULL);
+    handshake_timeout(send_part_handshake);
+}
+
+/* ---- framing ---- */
+
+static const size_t tiny_chunks[] = {1, 2, 1, 3, 5, 1, 7, 4, 11, 2, 64, 1, 300, 6};
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static void pace_script(struct fake *f)
+{
+    fake_pace(f, tiny_chunks, sizeof(tiny_chunks) / sizeof(tiny_chunks[0]));
+}
+
+static void test_split_messages(void **state)
+{
+    (void)state;
+    struct ctx *x = ctx_new();
+    struct buf *b = &x->f.out;
+    put_handshake(b, &x->theirs);
+    uint8_t bits[2] = {0xff, 0xc0};
+    wire_put_bitfield(b, bits, 2);
+    wire_put_have(b, 9);
+    wire_put_simple(b, WIRE_UNCHOKE);
+    wire_put_keepalive(b);
+    uint8_t block[4000];
+    for (size_t i = 0; i < sizeof(block); i++)
+        block[i] = (uint8_t)(i * 7 + 3);
+    wire_put_piece_header(b, 2, 16384, sizeof(block));
+    buf_append(b, block, sizeof(block));
+    wire_put_request(b, WIRE_REQUEST, 1, 0, 16384);
+    wire_put_request(b, WIRE_CANCEL, 1, 0, 16384);
+    static const char ext[] = "d1:md11:ut_metadatai3eee";
+    wire_put_extended(b, 0, (const uint8_t *)ext, strlen(ext));
+    wire_put_port(b, 6881);
+    uint8_t unknown[8] = {0, 0, 0, 4, 42, 'a', 'b', 'c'};
+    buf_append(b, unknown, sizeof(unknown));
+    wire_put_piece_header(b, 9, 0, LAST_LEN); /* the short last piece, whole */
+    buf_append(b, block, LAST_LEN);
+    wire_put_simple(b, WIRE_CHOKE);
+    const size_t total = b->len;
+
+    x->f.on_accept = pace_script;
+    ctx_connect(x, "127.0.0.1", fake_listen(&x->f, &x->loop, "127.0.0.1"));
+    uv_update_time(&x->loop);
+    uint64_t end = uv_now(&x->loop) + 4000;
+    while (x->nrecs < 12 && x->closes == 0 && uv_now(&x->loop) < end)
+        run_once(x);
+    assert_int_equal(x->closes, 0);
+    assert_int_equal(x->f.off, total);
+    assert_int_equal(x->c->bytes_in, total);
+    assert_int_equal(x->handshakes, 1);
+    assert_int_equal(x->nrecs, 12);
+    struct rec *r = x->recs;
+    assert_int_equal(r[0].type, WIRE_BITFIELD);
+    assert_int_equal(r[0].data_len, 2);
+    assert_memory_equal(r[0].data, bits, 2);
+    assert_int_equal(r[1].type, WIRE_HAVE);
+    assert_int_equal(r[1].index, 9);
+    assert_int_equal(r[2].type, WIRE_UNCHOKE);
+    assert_int_equal(r[3].type, WIRE_KEEPALIVE);
+    assert_int_equal(r[4].type, WIRE_PIECE);
+    assert_int_equal(r[4].index, 2);
+    assert_int_equal(r[4].begin, 16384);
+    assert_int_equal(r[4].data_len, sizeof(block));
+    assert_memory_equal(r[4].data, block, sizeof(block));
+    assert_int_equal(r[5].type, WIRE_REQUEST);
+    assert_int_equal(r[5].index, 1);
+    assert_int_equal(r[5].length, 16384);
+    assert_int_equal(r[6].type, WIRE_CANCEL);
+    assert_int_equal(r[7].type, WIRE_EXTENDED);
+    assert_int_equal(r[7].ext_id, 0);
+    assert_int_equal(r[7].data_len, strlen(ext));
+    assert_memory_equal(r[7].data, ext, strlen(ext));
+    assert_int_equal(r[8].type, WIRE_PORT);
+    assert_int_equal(r[8].port, 6881);
+    assert_int_equal(r[9].type, 42);
+    assert_int_equal(r[9].data_len, 3);
+    assert_memory_equal(r[9].data, "abc", 3);
+    assert_int_equal(r[10].type, WIRE_PIECE);
+    assert_int_equal(r[10].index, 9);
+    assert_int_equal(r[10].data_len, LAST_LEN);
+    assert_memory_equal(r[10].data, block, LAST_LEN);
+    assert_int_equal(r[11].type, WIRE_CHOKE);
+    assert_int_equal(x->c->rbuf.len, 0); /* nothing left over */
+    ctx_free(x);
+}
+
+/* A length prefix of 0xffffffff and no body: dropped on the prefix alone, the reason naming
+ * the length. */
+static void send_huge_prefix(struct fake *f)
+{
+    send_handshake(f);
+    uint8_t p[4];
+    put32(p, 0xffffffffu);
+    fake_send(f, p, 4);
+}
+
+static void test_huge_length_prefix(void **state)
+{
+    (void)state;
+    struct ctx *x = ctx_new();
+    x->opts.handshake_timeout_ms = 5000;
+    x->opts.idle_timeout_ms = 5000;
+    x->f.on_accept = send_huge_prefix;
+    ctx_connect(x, "127.0.0.1", fake_listen(&x->f, &x->loop, "127.0.0.1"));
+    assert_true(run_until_closed(x, 2000));
+    assert_int_equal(x->close_rc, RV_EPROTO);
+    assert_non_null(strstr(x->reason, "4294967295"));
+    assert_true(x->closed_ms - x->started_ms < 1000);
+    assert_int_equal(x->handshakes, 1);
+    assert_int_equal(x->nrecs, 0);
+    ctx_free(x);
+}
+
+/* ---- keep-alive and idle ---- */
+
+static void test_keepalive_sent(void **state)
+{
+    (void)state;
+    /* ENGINE BUG (conn.c TICK_MS): the active-state timer ticks every 5000 ms whatever
+     * keepalive_ms says, so a 200 ms keep-alive leaves after about 5 s. This test asserts the
+     * documented behaviour ("send one when nothing was sent this long") and fails until the
+     * tick follows the options; see the report. It waits at most 6 s either way. */
+    struct ctx *x = ctx_new();
+    x->opts.keepalive_ms = 200;
+    x->opts.idle_timeout_ms = 60000;
+    x->f.on_accept = send_handshake;
+    ctx_connect(x, "127.0.0.1", fake_listen(&x->f, &x->loop, "127.0.0.1"));
+    uv_update_time(&x->loop);
+    uint64_t end = uv_now(&x->loop) + 6000;
+    while (x->f.in.len < HANDSHAKE_LEN + 4 && x->closes == 0 && uv_now(&x->loop) < end)
+        run_once(x);
+    uint64_t took = uv_now(&x->loop) - x->started_ms;
+    assert_int_equal(x->closes, 0);
+    assert_int_equal(x->handshakes, 1);
+    assert_int_equal(x->f.in.len, HANDSHAKE_LEN + 4);
+    static const uint8_t zero[4];
+    assert_memory_equal(x->f.in.data + HANDSHAKE_LEN, zero, 4);
+    if (took >= 1000)
+        fail_msg("first keep-alive after %llu ms with keepalive_ms = 200",
+                 (unsigned long long)took);
+    ctx_free(x);
+}
+
+/* The peer sends keep-alives for 600 ms (which must keep the connection up past an idle
+ * timeout of 300 ms), then falls silent: closed about 300 ms later. */
+static void keepalives_then_silence(struct fake *f)
+{
+    if (f->ticks > 60) {
+        uv_timer_stop(&f->timer);
+        return;
+    }
+    if (f->ticks % 10 == 0) {
+        uint8_t zero[4] = {0};
+        fake_send(f, zero, 4);
+    }
+}
+
+static void start_keepalives(struct fake *f)
+{
+    send_handshake(f);
+    f->on_timer = keepalives_then_silence;
+    uv_timer_start(&f->timer, fake_on_timer, 10, 10);
+}
+
+static void test_idle_timeout(void **state)
+{
+    (void)state;
+    /* ENGINE BUG (conn.c TICK_MS): like test_keepalive_sent, the idle check runs every 5 s,
+     * so this fails (closed after ~5 s instead of ~0.9 s) until the tick follows the
+     * options. */
+    struct ctx *x = ctx_new();
+    x->opts.idle_timeout_ms = 300;
+    x->opts.keepalive_ms = 60000;
+    x->f.on_accept = start_keepalives;
+    ctx_connect(x, "127.0.0.1", fake_listen(&x->f, &x->loop, "127.0.0.1"));
+    run_for(x, 500);
+    assert_int_equal(x->closes, 0); /* the keep-alives count as traffic */
+    assert_true(run_until_closed(x, 6000));
+    assert_int_equal(x->close_rc, RV_ETIMEDOUT);
+    assert_non_null(strstr(x->reason, "nothing received"));
+    uint64_t took = x->closed_ms - x->started_ms;
+    if (took < 850 || took > 1800)
+        fail_msg("idle close after %llu ms; want about 600 + 300 ms", (unsigned long long)took);
+    ctx_free(x);
+}
+
+/* ---- failures and closes ---- */
+
+static void test_connection_refused(void **state)
+{
+    (void)state;
+    struct ctx *x = ctx_new();
+    /* A port that was just free: bound, never listened on, closed. */
+    uv_tcp_t probe;
+    struct sockaddr_in sa;
+    uv_tcp_init(&x->loop, &probe);
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    assert_int_equal(uv_tcp_bind(&probe, (const struct sockaddr *)&sa, 0), 0);
+    int len = sizeof(sa);
+    uv_tcp_getsockname(&probe, (struct sockaddr *)&sa, &len);
+    uint16_t port = ntohs(sa.sin_port);
+    uv_close((uv_handle_t *)&probe, NULL);
+    uv_run(&x->loop, UV_RUN_NOWAIT);
+    ctx_connect(x, "127.0.0.1", port);
+    assert_true(run_until_closed(x, 2000));
+    assert_int_equal(x->close_rc, RV_ENET);
+    assert_non_null(strstr(x->reason, "connect failed"));
+    assert_int_equal(x->handshakes, 0);
+    ctx_free(x);
+}
+
+/* The handler closes the conn itself while handling the first of several messages that came
+ * in one read: no further message is delivered and on_close runs once, with our code. */
+static int close_on_first(struct ctx *x, struct conn *c, const struct wire_msg *m)
+{
+    (void)x;
+    (void)m;
+    conn_close(c, RV_ECANCELED, "closed from on_message");
+    return 0;
+}
+
+static int fail_on_second(struct ctx *x, struct conn *c, const struct wire_msg *m)
+{
+    (void)m;
+    if (x->nrecs < 2)
+        return 0;
+    conn_set_reason(c, "the owner refused message %zu", x->nrecs);
+    return RV_EPROTO;
+}
+
+static void send_handshake_and_haves(struct fake *f)
+{
+    struct buf b;
+    buf_init(&b, 0);
+    put_handshake(&b, &f->x->theirs);
+    for (uint32_t i = 0; i < 5; i++)
+        wire_put_have(&b, i);
+    fake_send(f, b.data, b.len);
+    buf_free(&b);
+}
+
+static void test_close_inside_on_message(void **state)
+{
+    (void)state;
+    /* ENGINE BUG (conn.c:44 with conn.c:187): the second part fails until conn_close stops
+     * copying close_reason onto itself (the reason arrives empty). */
+    struct ctx *x = ctx_new();
+    x->msg_hook = close_on_first;
+    x->f.on_accept = send_handshake_and_haves;
+    ctx_connect(x, "127.0.0.1", fake_listen(&x->f, &x->loop, "127.0.0.1"));
+    assert_true(run_until_closed(x, 2000));
+    assert_int_equal(x->close_rc, RV_ECANCELED);
+    assert_string_equal(x->reason, "closed from on_message");
+    assert_int_equal(x->nrecs, 1);
+    run_for(x, 50);
+    ctx_free(x);
+
+    /* Returning an error instead: the conn closes with that code and the reason set. */
+    x = ctx_new();
+    x->msg_hook = fail_on_second;
+    x->f.on_accept = send_handshake_and_haves;
+    ctx_connect(x, "127.0.0.1", fake_listen(&x->f, &x->loop, "127.0.0.1"));
+    assert_true(run_until_closed(x, 2000));
+    assert_int_equal(x->close_rc, RV_EPROTO);
+    assert_string_equal(x->reason, "the owner refused message 2");
+    assert_int_equal(x->nrecs, 2);
+    ctx_free(x);
+
+    /* And from on_handshake: refused, no message delivered. */
+    x = ctx_new();
+    x->handshake_rc = RV_EINVAL;
+    x->f.on_accept = send_handshake_and_haves;
+    ctx_connect(x, "127.0.0.1", fake_listen(&x->f, &x->loop, "127.0.0.1"));
+    assert_true(run_until_closed(x, 2000));
+    assert_int_equal(x->close_rc, RV_EINVAL);
+    assert_int_equal(x->handshakes, 1);
+    assert_int_equal(x->nrecs, 0);
+    ctx_free(x);
+}
+
+/* A peer that never reads while we queue 50 MB: the backlog stays (nothing bounds it yet; see
+ * the report, a gap for seeding), and closing then frees everything, in-flight write
+ * included. */
+static void test_close_with_backlog(void **state)
+{
+    (void)state;
+    struct ctx *x = ctx_new();
+    x->f.no_read = true;
+    x->f.on_accept = send_handshake;
+    ctx_connect(x, "127.0.0.1", fake_listen(&x->f, &x->loop, "127.0.0.1"));
+    uv_update_time(&x->loop);
+    uint64_t end = uv_now(&x->loop) + 2000;
+    while (x->handshakes == 0 && x->closes == 0 && uv_now(&x->loop) < end)
+        run_once(x);
+    assert_int_equal(x->handshakes, 1);
+    static uint8_t block[16384];
+    memset(block, 0x5a, sizeof(block));
+    const size_t total = 50u << 20;
+    for (size_t sent = 0; sent < total; sent += sizeof(block)) {
+        /* Queued in a few batches, each flushed: several writes end up in flight. */
+        assert_int_equal(wire_put_piece_header(conn_out(x->c), 0, 0, sizeof(block)), 0);
+        assert_int_equal(buf_append(conn_out(x->c), block, sizeof(block)), 0);
+        if (sent % (8u << 20) == 0)
+            conn_flush(x->c);
+    }
+    conn_flush(x->c);
+    run_for(x, 300);
+    assert_int_equal(x->closes, 0);
+    size_t backlog = conn_send_backlog(x->c);
+    print_message("backlog after 300 ms toward a peer that never reads: %zu bytes\n", backlog);
+    /* Loopback socket buffers take a few MB at most; the rest stays with us. */
+    assert_true(backlog > 30u << 20);
+    assert_true(backlog <= total + (total / 16384) * 13 + HANDSHAKE_LEN);
+    conn_close(x->c, 0, "giving up");
+    assert_true(run_until_closed(x, 1000));
+    assert_int_equal(x->close_rc, 0);
+    ctx_free(x);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_handshake_ipv4, teardown),
+        cmocka_unit_test_teardown(test_handshake_ipv6, teardown),
+        cmocka_unit_test_teardown(test_wrong_info_hash, teardown),
+        cmocka_unit_test_teardown(test_wrong_protocol, teardown),
+        cmocka_unit_test_teardown(test_handshake_timeout, teardown),
+        cmocka_unit_test_teardown(test_split_messages, teardown),
+        cmocka_unit_test_teardown(test_huge_length_prefix, teardown),
+        cmocka_unit_test_teardown(test_keepalive_sent, teardown),
+        cmocka_unit_test_teardown(test_idle_timeout, teardown),
+        cmocka_unit_test_teardown(test_connection_refused, teardown),
+        cmocka_unit_test_teardown(test_close_inside_on_message, teardown),
+        cmocka_unit_test_teardown(test_close_with_backlog, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
