@@ -27,6 +27,8 @@ int cmd_download(int argc, char **argv);
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints "rivulet: WHAT: " + the formatted error. */
 void cli_report(const char *what, const rv_error_t *err);
+/* Lowercase hex of n bytes into out (2n+1 bytes). */
+void cli_hex(const uint8_t *p, size_t n, char *out);
 /* "1.5 MiB" style sizes. */
 void cli_human_size(uint64_t bytes, char *out, size_t outlen);
 /* Parses "16384", "256K", "4M", "1G" (powers of 1024). Returns 0 or -1. */

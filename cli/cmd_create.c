@@ -202,12 +202,7 @@ int cmd_create(int argc, char **argv)
             goto done;
         }
         char size[32], plen[32], hex[41];
-        static const char d[] = "0123456789abcdef";
-        for (size_t i = 0; i < RV_SHA1_LEN; i++) {
-            hex[2 * i] = d[ti->info_hash[i] >> 4];
-            hex[2 * i + 1] = d[ti->info_hash[i] & 15];
-        }
-        hex[40] = '\0';
+        cli_hex(ti->info_hash, RV_SHA1_LEN, hex);
         cli_human_size(ti->total_size, size, sizeof(size));
         cli_human_size(ti->piece_length, plen, sizeof(plen));
         double secs = elapsed(&prog.start);

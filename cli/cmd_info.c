@@ -18,16 +18,6 @@ static const char usage[] =
     "  -h, --help      this help\n"
     "  -V, --version   print the version\n";
 
-static void hexs(const uint8_t *p, size_t n, char *out)
-{
-    static const char d[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = d[p[i] >> 4];
-        out[2 * i + 1] = d[p[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 static const char *version_name(const rv_torrent_info_t *ti)
 {
     if (ti->has_v1 && ti->has_v2)
@@ -72,14 +62,14 @@ static void torrent_json(const rv_torrent_info_t *ti)
     json_string(&j, ti->name);
     json_key(&j, "info_hash");
     if (ti->has_v1) {
-        hexs(ti->info_hash, RV_SHA1_LEN, hex);
+        cli_hex(ti->info_hash, RV_SHA1_LEN, hex);
         json_string(&j, hex);
     } else {
         json_null(&j);
     }
     json_key(&j, "info_hash_v2");
     if (ti->has_v2) {
-        hexs(ti->info_hash_v2, RV_SHA256_LEN, hex);
+        cli_hex(ti->info_hash_v2, RV_SHA256_LEN, hex);
         json_string(&j, hex);
     } else {
         json_null(&j);
@@ -116,7 +106,7 @@ static void torrent_json(const rv_torrent_info_t *ti)
         json_key(&j, "attr");
         json_string(&j, attr);
         if (f->has_pieces_root) {
-            hexs(f->pieces_root, RV_SHA256_LEN, hex);
+            cli_hex(f->pieces_root, RV_SHA256_LEN, hex);
             json_key(&j, "pieces_root");
             json_string(&j, hex);
         }
@@ -192,11 +182,11 @@ static void torrent_text(const rv_torrent_info_t *ti)
         nfiles += !(ti->files[i].attr & RV_FILE_PAD);
     printf("Name:         %s\n", ti->name);
     if (ti->has_v1) {
-        hexs(ti->info_hash, RV_SHA1_LEN, hex);
+        cli_hex(ti->info_hash, RV_SHA1_LEN, hex);
         printf("Info-hash v1: %s\n", hex);
     }
     if (ti->has_v2) {
-        hexs(ti->info_hash_v2, RV_SHA256_LEN, hex);
+        cli_hex(ti->info_hash_v2, RV_SHA256_LEN, hex);
         printf("Info-hash v2: %s\n", hex);
     }
     printf("Format:       %s\n", version_name(ti));
@@ -245,14 +235,14 @@ static void magnet_json(const rv_magnet_t *m)
     json_string(&j, "magnet");
     json_key(&j, "info_hash");
     if (m->has_v1) {
-        hexs(m->info_hash, RV_SHA1_LEN, hex);
+        cli_hex(m->info_hash, RV_SHA1_LEN, hex);
         json_string(&j, hex);
     } else {
         json_null(&j);
     }
     json_key(&j, "info_hash_v2");
     if (m->has_v2) {
-        hexs(m->info_hash_v2, RV_SHA256_LEN, hex);
+        cli_hex(m->info_hash_v2, RV_SHA256_LEN, hex);
         json_string(&j, hex);
     } else {
         json_null(&j);
@@ -279,11 +269,11 @@ static void magnet_text(const rv_magnet_t *m)
     char hex[65];
     printf("Name:         %s\n", m->name ? m->name : "(not given)");
     if (m->has_v1) {
-        hexs(m->info_hash, RV_SHA1_LEN, hex);
+        cli_hex(m->info_hash, RV_SHA1_LEN, hex);
         printf("Info-hash v1: %s\n", hex);
     }
     if (m->has_v2) {
-        hexs(m->info_hash_v2, RV_SHA256_LEN, hex);
+        cli_hex(m->info_hash_v2, RV_SHA256_LEN, hex);
         printf("Info-hash v2: %s\n", hex);
     }
     printf("Trackers:%s\n", m->tracker_count ? "" : "     none");

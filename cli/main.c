@@ -40,6 +40,16 @@ void cli_report(const char *what, const rv_error_t *err)
     cli_error("%s: %s", what, msg);
 }
 
+void cli_hex(const uint8_t *p, size_t n, char *out)
+{
+    static const char d[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = d[p[i] >> 4];
+        out[2 * i + 1] = d[p[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
 void cli_human_size(uint64_t bytes, char *out, size_t outlen)
 {
     static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
