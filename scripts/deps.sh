@@ -6,7 +6,7 @@
 set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev libssl-dev libcmocka-dev)
-test_pkgs=(clang libclang-rt-14-dev llvm python3-libtorrent mktorrent transmission-cli opentracker strace)
+test_pkgs=(clang libclang-rt-14-dev llvm python3-libtorrent mktorrent transmission-cli transmission-daemon aria2 opentracker strace)
 
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" != "--build" ]; then

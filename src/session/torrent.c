@@ -405,6 +405,7 @@ static int handle_block(struct peer *p, const struct wire_msg *m)
         picker_block_received(t->picker, m->index, m->begin, p, &done, others, &nothers);
     if (r != PICKER_BLOCK_NEW) {
         t->wasted += m->data_len;
+        fill_requests(p);
         return 0;
     }
     struct piece_buf *b = buf_for(t, m->index, true);
@@ -431,8 +432,11 @@ static int handle_block(struct peer *p, const struct wire_msg *m)
             rv_error_t e;
             err_set(&e, rc, "cannot queue piece %u for writing", m->index);
             on_piece_stored(t, m->index, rc, &e);
+            return 0;
         }
     }
+    /* Keep the pipe full: each block that arrives makes room for another request. */
+    fill_requests(p);
     return 0;
 }
 

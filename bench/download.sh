@@ -1,0 +1,345 @@
+#!/usr/bin/env bash
+# Benchmark: downloading a torrent over loopback from one fast libtorrent seeder, rivulet against
+# aria2c, Transmission and libtorrent. Not a test: it prints a table and exits 0 unless the
+# setup fails (a leecher that fails or writes wrong bytes shows as such in the table).
+#
+# usage: bench/download.sh PATH_TO_RIVULET [SIZE_MIB]     (SIZE_MIB defaults to 1024)
+#
+# The torrent: SIZE MiB in four files of uneven sizes, private, v1, 1 MiB pieces, one HTTP
+# tracker (opentracker on 127.0.0.1). The seeder: python3-libtorrent with
+# lt.high_performance_seed() on 127.0.0.2, data checked up front and in the page cache. The
+# leechers, one at a time, each from an empty folder and each on its own address:
+#   rivulet download            (finds the seeder through the tracker; exits when done)
+#   aria2c --seed-time=0        (tracker; done = its --on-bt-download-complete hook ran)
+#   transmission-daemon         (done = transmission-remote says 100 %; Transmission never
+#                                dials loopback, so the seeder dials it; "encryption": 0, i.e.
+#                                plain TCP like the others)
+#   libtorrent, default settings, and libtorrent with high_performance_seed() (tracker)
+# Per leecher: wall time (start to done), MiB/s, CPU seconds (user + sys of the leecher's
+# process, from time(1)) and per GiB, peak RSS, and the seeder's CPU seconds over the same run.
+# RUNS (default 1) repeats the whole round; medians are printed.
+set -euo pipefail
+
+usage() {
+    echo "usage: $0 PATH_TO_RIVULET [SIZE_MIB]" >&2
+    exit 2
+}
+
+if [ $# -lt 1 ] || [ $# -gt 2 ]; then usage; fi
+RV=$1
+SIZE=${2:-1024}
+RUNS=${RUNS:-1}
+PIECE=1048576
+case $SIZE in '' | *[!0-9]*) usage ;; esac
+case $RUNS in '' | *[!0-9]* | 0) echo "RUNS must be a positive number" >&2; exit 2 ;; esac
+[ "$SIZE" -ge 4 ] || { echo "SIZE_MIB must be at least 4" >&2; exit 2; }
+[ -x "$RV" ] || { echo "$RV is not an executable" >&2; exit 2; }
+RV=$(cd "$(dirname "$RV")" && pwd)/$(basename "$RV")
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+INTEROP=$(cd "$HERE/../tests/interop" && pwd)
+PY=/usr/bin/python3
+$PY -c 'import libtorrent' 2>/dev/null || { echo "$PY cannot import libtorrent" >&2; exit 2; }
+for t in opentracker /usr/bin/time; do
+    command -v "$t" >/dev/null || { echo "missing tool: $t" >&2; exit 2; }
+done
+HAVE_ARIA=0
+HAVE_TR=0
+command -v aria2c >/dev/null && HAVE_ARIA=1
+command -v transmission-daemon >/dev/null && command -v transmission-remote >/dev/null && HAVE_TR=1
+[ $HAVE_ARIA -eq 1 ] || echo "note: aria2c not installed, its row is left out" >&2
+[ $HAVE_TR -eq 1 ] || echo "note: transmission-daemon/-remote not installed, its row is left out" >&2
+
+# Payload and one leecher's copy at a time, on the project's disk (not /tmp, maybe a tmpfs).
+mkdir -p "$HERE/out"
+avail_mib=$(df -Pm "$HERE/out" | awk 'NR == 2 { print $4 }')
+if [ "$avail_mib" -lt $((2 * SIZE + 64)) ]; then
+    echo "not enough space in $HERE/out: ${avail_mib} MiB free, need $((2 * SIZE + 64))" >&2
+    exit 1
+fi
+mem_mib=$(awk '/^MemAvailable:/ { print int($2 / 1024) }' /proc/meminfo)
+if [ "$mem_mib" -lt $((SIZE * 5 / 2)) ]; then
+    echo "warning: ${mem_mib} MiB of memory available; the payload and a leecher's copy may" \
+         "not both stay in the page cache, so disk speed will show in the figures" >&2
+fi
+
+WORK=$(mktemp -d "$HERE/out/download.XXXXXX")
+chmod 755 "$WORK" # opentracker drops privileges and must read the whitelist
+pids=()
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+cd "$WORK"
+
+free_port() { # IP: a TCP and UDP port free on IP
+    $PY - "$1" <<'PY'
+import socket, sys
+ip = sys.argv[1]
+while True:
+    t = socket.socket(); t.bind((ip, 0)); p = t.getsockname()[1]
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.bind((ip, p)); print(p); break
+    except OSError:
+        pass
+    finally:
+        t.close(); u.close()
+PY
+}
+now_ns() { date +%s%N; }
+cpu_ticks() { # pid: utime + stime in clock ticks
+    awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+TICK=$(getconf CLK_TCK)
+proc_usage() { # pid: "user_s sys_s peak_rss_kib" of a running process, like time -f "%U %S %M"
+    local hwm
+    hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0)
+    awk -v tick="$TICK" -v hwm="${hwm:-0}" '{ printf "%.2f %.2f %d\n", $14 / tick, $15 / tick, hwm }' \
+        "/proc/$1/stat" 2>/dev/null || echo "0 0 0"
+}
+
+# ---------------------------------------------------------------- payload, torrent, tracker, seeder
+PAYLOAD=$WORK/payload
+mkdir "$PAYLOAD"
+total=$((SIZE * 1048576))
+s1=$((total * 4 / 10 + 12345))
+s2=$((total * 3 / 10 - 54321))
+s3=$((total * 2 / 10 + 777))
+s4=$((total - s1 - s2 - s3))
+i=1
+for s in $s1 $s2 $s3 $s4; do
+    head -c "$s" /dev/urandom >"$PAYLOAD/file$i.bin"
+    i=$((i + 1))
+done
+
+HP=$(free_port 127.0.0.1)
+ANNOUNCE=http://127.0.0.1:$HP/announce
+$PY "$INTEROP/lt_make.py" "$PAYLOAD" t.torrent --piece-size $PIECE --private \
+    --tracker "0,$ANNOUNCE" --creator bench/download.sh
+$PY -c 'import libtorrent as lt, sys; print(lt.torrent_info(sys.argv[1]).info_hashes().v1)' \
+    t.torrent >whitelist
+chmod 644 whitelist
+opentracker -i 127.0.0.1 -p "$HP" -P "$HP" -w "$WORK/whitelist" >opentracker.log 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$HP") 2>/dev/null && break
+    sleep 0.1
+done
+
+SPORT=$(free_port 127.0.0.2)
+: >dial.txt
+$PY "$INTEROP/lt_seeder.py" t.torrent "$WORK" 127.0.0.2 "$SPORT" seeder.ready --ready tracker \
+    --check --high-performance --dial-file "$WORK/dial.txt" --stats seeder.json --seconds 86400 \
+    2>seeder.err &
+SEEDER=$!
+pids+=("$SEEDER")
+for ((i = 0; i < 1200; i++)); do
+    [ -s seeder.ready ] && break
+    kill -0 "$SEEDER" 2>/dev/null || break
+    sleep 0.1
+done
+[ -s seeder.ready ] || { echo "the libtorrent seeder did not start:" >&2; cat seeder.err >&2; exit 1; }
+
+lt_ver=$($PY -c 'import libtorrent as lt; print(lt.__version__)')
+echo "payload: $SIZE MiB in 4 files ($s1 $s2 $s3 $s4 bytes), 1 MiB pieces, private v1"
+echo "seeder: libtorrent $lt_ver (high_performance_seed) on 127.0.0.2:$SPORT; tracker $ANNOUNCE"
+echo "machine: $(nproc) cores, $(awk '/^MemTotal:/ { printf "%d MiB", $2 / 1024 }' /proc/meminfo); $RUNS run(s) per leecher; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---------------------------------------------------------------- measuring one leecher
+# Each run: an empty output folder, dirty pages of the previous run flushed, the payload read
+# once so the seeder serves from the page cache. Results go to NAME.runs as
+# "wall cpu rss_kib seeder_cpu ok" lines.
+prepare() {
+    rm -rf "$WORK/out"
+    mkdir "$WORK/out"
+    sync
+    cat "$PAYLOAD"/* >/dev/null
+}
+verify() { # 1 when the leecher's copy equals the payload
+    local f
+    for f in "$PAYLOAD"/*; do
+        cmp -s "$f" "$WORK/out/payload/$(basename "$f")" || { echo 0; return; }
+    done
+    echo 1
+}
+record() { # name t0_ns t1_ns timefile seeder_ticks_before rc
+    local name=$1 t0=$2 t1=$3 tf=$4 sb=$5 rc=$6 good
+    local sa
+    sa=$(cpu_ticks "$SEEDER")
+    good=$(verify)
+    [ "$rc" -eq 0 ] || good=0
+    # time(1) -f "%U %S %M": user s, sys s, max RSS KiB (its last line: earlier lines may be
+    # "Command exited with non-zero status")
+    tail -n 1 "$tf" | awk -v t0="$t0" -v t1="$t1" -v sb="$sb" -v sa="$sa" -v tick="$TICK" \
+        -v ok="$good" '{ printf "%.3f %.3f %d %.2f %d\n", (t1 - t0) / 1e9, $1 + $2, $3,
+                        (sa - sb) / tick, ok }' >>"$WORK/$name.runs"
+    [ "$good" -eq 1 ] || echo "warning: $name: exit $rc, or its files differ from the payload" \
+        "(log: $(tail -n 3 "$WORK/$name.log" | tr '\n' ' '))" >&2
+}
+
+run_rivulet() {
+    prepare
+    local sb t0 t1 rc=0
+    sb=$(cpu_ticks "$SEEDER")
+    t0=$(now_ns)
+    /usr/bin/time -f "%U %S %M" -o rivulet.time timeout 900 \
+        "$RV" download t.torrent -o "$WORK/out" --port "$(free_port 127.0.0.1)" -q \
+        >rivulet.log 2>&1 || rc=$?
+    t1=$(now_ns)
+    record rivulet "$t0" "$t1" rivulet.time "$sb" "$rc"
+}
+
+run_aria2() {
+    prepare
+    local sb t0 t1 rc=0
+    rm -f aria2.done
+    printf '#!/bin/sh\ndate +%%s%%N > %s/aria2.done\n' "$WORK" >aria2-done.sh
+    chmod +x aria2-done.sh
+    sb=$(cpu_ticks "$SEEDER")
+    t0=$(now_ns)
+    /usr/bin/time -f "%U %S %M" -o aria2.time timeout 900 \
+        aria2c --no-conf --enable-dht=false --enable-dht6=false --bt-enable-lpd=false \
+        --enable-peer-exchange=false --disable-ipv6=true --interface=127.0.0.4 \
+        --listen-port="$(free_port 127.0.0.4)" --seed-time=0 --dir="$WORK/out" \
+        --file-allocation=falloc --summary-interval=0 --console-log-level=warn \
+        --on-bt-download-complete="$WORK/aria2-done.sh" t.torrent >aria2.log 2>&1 || rc=$?
+    t1=$(now_ns)
+    # aria2 lingers a few seconds after finishing: the wall time ends at its completion hook
+    if [ -s aria2.done ]; then t1=$(cat aria2.done); elif [ "$rc" -eq 0 ]; then rc=1; fi
+    record aria2 "$t0" "$t1" aria2.time "$sb" "$rc"
+}
+
+run_transmission() {
+    prepare
+    local sb t0 t1 rc=0 rpc tport tpid i info
+    rm -rf trcfg
+    mkdir trcfg
+    cat >trcfg/settings.json <<JSON
+{
+    "dht-enabled": false, "lpd-enabled": false, "pex-enabled": false, "utp-enabled": false,
+    "port-forwarding-enabled": false, "bind-address-ipv6": "::1",
+    "rpc-whitelist-enabled": true, "rpc-whitelist": "127.0.0.1",
+    "start-added-torrents": true, "ratio-limit-enabled": false,
+    "idle-seeding-limit-enabled": false, "message-level": 1, "encryption": 0
+}
+JSON
+    rpc=$(free_port 127.0.0.1)
+    tport=$(free_port 127.0.0.5)
+    # started directly (not under time(1), whose PID would not be the daemon's): its CPU time
+    # and peak RSS come from /proc just before it is stopped
+    transmission-daemon -f -g "$WORK/trcfg" -O -Y -M --no-utp -i 127.0.0.5 -r 127.0.0.1 -T \
+        -p "$rpc" -P "$tport" -w "$WORK/out" >transmission.log 2>&1 &
+    tpid=$!
+    pids+=("$tpid")
+    for ((i = 0; i < 100; i++)); do
+        transmission-remote "127.0.0.1:$rpc" -l >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    sb=$(cpu_ticks "$SEEDER")
+    t0=$(now_ns)
+    transmission-remote "127.0.0.1:$rpc" -a t.torrent >>transmission.log 2>&1 || rc=1
+    # Transmission never dials a loopback address: the seeder dials it
+    echo "127.0.0.5:$tport" >>dial.txt
+    t1=""
+    local first=""
+    for ((i = 0; i < 9000 && rc == 0; i++)); do
+        info=$(transmission-remote "127.0.0.1:$rpc" -t 1 -i 2>/dev/null || true)
+        if [ -z "$first" ] && grep -qE 'Have: [1-9]' <<<"$info"; then first=$(now_ns); fi
+        if grep -q 'Percent Done: 100%' <<<"$info"; then t1=$(now_ns); break; fi
+        sleep 0.1
+    done
+    [ -n "$t1" ] || { rc=1; t1=$(now_ns); }
+    proc_usage "$tpid" >transmission.time
+    kill "$tpid" 2>/dev/null || true
+    wait "$tpid" 2>/dev/null || true
+    [ -n "$first" ] && awk -v a="$t0" -v b="$first" 'BEGIN { printf "%.1f\n", (b - a) / 1e9 }' \
+        >>transmission.first
+    record transmission "$t0" "$t1" transmission.time "$sb" "$rc"
+}
+
+run_libtorrent() { # name ip [--high-performance]
+    local name=$1 ip=$2
+    shift 2
+    prepare
+    local sb t0 t1 rc=0
+    sb=$(cpu_ticks "$SEEDER")
+    t0=$(now_ns)
+    /usr/bin/time -f "%U %S %M" -o "$name.time" timeout 900 \
+        $PY "$INTEROP/lt_leecher.py" t.torrent "$WORK/out" "$ip" "$(free_port "$ip")" \
+        --seconds 880 "$@" >"$name.log" 2>&1 || rc=$?
+    t1=$(now_ns)
+    record "$name" "$t0" "$t1" "$name.time" "$sb" "$rc"
+}
+
+TOOLS=rivulet
+[ $HAVE_ARIA -eq 1 ] && TOOLS="$TOOLS aria2"
+[ $HAVE_TR -eq 1 ] && TOOLS="$TOOLS transmission"
+TOOLS="$TOOLS libtorrent libtorrent-hp"
+for r in $(seq "$RUNS"); do
+    for t in $TOOLS; do
+        echo "run $r/$RUNS: $t" >&2
+        case $t in
+        rivulet) run_rivulet ;;
+        aria2) run_aria2 ;;
+        transmission) run_transmission ;;
+        libtorrent) run_libtorrent libtorrent 127.0.0.6 ;;
+        libtorrent-hp) run_libtorrent libtorrent-hp 127.0.0.7 --high-performance ;;
+        esac
+    done
+done
+rm -rf "$WORK/out"
+
+# ---------------------------------------------------------------- the table
+median_col() { # file column
+    awk -v c="$2" '{ print $c }' "$1" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+label() {
+    case $1 in
+    rivulet) echo "rivulet $("$RV" --version 2>/dev/null | awk '{ print $NF }' | head -n 1)" ;;
+    aria2) echo "aria2c $(aria2c --version | awk 'NR == 1 { print $3 }')" ;;
+    transmission) echo "transmission $(transmission-daemon -V 2>&1 | awk '{ print $2 }' | head -n 1)" ;;
+    libtorrent) echo "libtorrent $lt_ver" ;;
+    libtorrent-hp) echo "libtorrent $lt_ver (hp)" ;;
+    esac
+}
+rv_wall=$(median_col rivulet.runs 1)
+rv_cpu=$(median_col rivulet.runs 2)
+echo
+printf "%-26s %7s %11s %7s %7s %9s %8s %8s %8s %8s\n" leecher "wall s" "(min-max)" "MiB/s" \
+    "CPU s" "CPU s/GiB" "RSS MiB" "seed CPU" "wall/rv" "CPU/rv"
+for t in $TOOLS; do
+    f=$t.runs
+    wall=$(median_col "$f" 1)
+    cpu=$(median_col "$f" 2)
+    rss=$(median_col "$f" 3)
+    scpu=$(median_col "$f" 4)
+    okruns=$(awk '{ s += $5 } END { print s }' "$f")
+    range=$(awk 'NR == 1 || $1 < lo { lo = $1 } NR == 1 || $1 > hi { hi = $1 }
+                 END { printf "%.1f-%.1f", lo, hi }' "$f")
+    awk -v t="$(label "$t")" -v w="$wall" -v c="$cpu" -v r="$rss" -v sc="$scpu" -v s="$SIZE" -v rg="$range" \
+        -v rw="$rv_wall" -v rc="$rv_cpu" -v ok="$okruns" -v n="$RUNS" 'BEGIN {
+        ws = w > 0 ? w : 0.001; rws = rw > 0 ? rw : 0.001; rcs = rc > 0 ? rc : 0.001
+        printf "%-26s %7.2f %11s %7.0f %7.2f %9.2f %8.0f %8.2f %7.2fx %7.2fx%s\n", t, w, "(" rg ")", s / ws, c,
+               c * 1024 / s, r / 1024, sc, ws / rws, c / rcs,
+               ok == n ? "" : sprintf("  (%d of %d runs FAILED)", n - ok, n) }'
+done
+echo
+echo "wall: start of the leecher to every piece verified (aria2: its completion hook;"
+echo "transmission: remote reports 100 %, polled every 0.1 s). CPU: user + sys of the leecher's"
+echo "process tree; seed CPU: the seeder's over the same run. All on $(nproc) cores shared with"
+echo "the seeder."
+if [ -s transmission.first ]; then
+    tf=$(sort -g transmission.first | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+    awk -v f="$tf" -v w="$(median_col transmission.runs 1)" -v s="$SIZE" 'BEGIN {
+        printf "transmission: its first piece arrived %.1f s after the torrent was added (its start-up\n", f
+        r = w - f > 0 ? s / (w - f) : 0
+        printf "delay counts in its wall time); from then on it took %.2f s, %.0f MiB/s\n", w - f, r }'
+fi
+echo "libtorrent 2.0 writes through mmap: its peak RSS counts the mapped file pages."
+echo "the payload stays in the page cache (read before each run) and each leecher's writes go to"
+echo "the page cache too (sync between runs): the figures measure the clients, not the disk."
