@@ -1,4 +1,5 @@
 /* rivulet command line: dispatches to one subcommand. */
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +108,10 @@ int cli_parse_size(const char *s, uint64_t *out)
 
 int main(int argc, char **argv)
 {
+    /* A peer that hangs up while we write must be an EPIPE error on that connection, not the
+     * end of the process; a file over the size limit must be EFBIG naming the file. */
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         fputs(usage, stderr);
         return EXIT_USAGE;

@@ -7,6 +7,9 @@
  *   rv_session_add(s, "file.torrent", &(rv_add_opts_t){.save_dir = "out"}, &t, &err);
  *   rv_session_run(s);          // returns when every torrent finished or stopped
  *   rv_session_free(s);
+ *
+ * A program using the library should ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)), as for libcurl:
+ * a peer that closes its end while we write would otherwise end the process.
  */
 #ifndef RIVULET_SESSION_H
 #define RIVULET_SESSION_H
@@ -108,14 +111,22 @@ int rv_session_add_info(rv_session_t *s, rv_torrent_info_t *ti, const rv_add_opt
 /* Runs the session's own loop until every torrent has finished or stopped. Returns 0, or the
  * first torrent error code. */
 int rv_session_run(rv_session_t *s);
+/* Runs the session's own loop on a new thread and returns at once; events then arrive on that
+ * thread. Only for sessions made with loop NULL; add torrents before starting it.
+ * rv_session_wait joins it. */
+int rv_session_start_thread(rv_session_t *s);
+/* Waits for the thread of rv_session_start_thread to end (every torrent stopped); returns
+ * what rv_session_run would. */
+int rv_session_wait(rv_session_t *s);
 /* Stops every torrent cleanly: peers closed, data flushed, 'stopped' sent to trackers within
- * a short deadline. Safe to call from a signal handler's loop callback (not from a signal
- * handler itself). */
+ * a short deadline. From the loop's thread (a callback), or any thread when the session runs
+ * on its own thread; never from a signal handler. */
 void rv_session_stop(rv_session_t *s);
 void rv_session_free(rv_session_t *s);
 
+/* Any thread: on the loop's thread the live figures, elsewhere a copy at most a second old. */
 void rv_torrent_status(const rv_torrent_t *t, rv_torrent_status_t *st);
-/* Fills up to max peers; returns how many are connected. */
+/* Fills up to max peers; returns how many are connected. Loop thread only (or in a callback). */
 size_t rv_torrent_peers(const rv_torrent_t *t, rv_peer_info_t *out, size_t max);
 const rv_torrent_info_t *rv_torrent_info(const rv_torrent_t *t);
 

@@ -18,7 +18,18 @@ struct rv_session {
     size_t stopped;
     int first_error;
     bool closing_trackers;
+    uv_async_t wake;      /* rv_session_stop from another thread */
+    uv_thread_t thread;
+    uv_sem_t started;
+    bool thread_running;
 };
+
+static void stop_now(rv_session_t *s);
+
+static void on_wake(uv_async_t *h)
+{
+    stop_now(h->data);
+}
 
 static void on_trackers_closed(void *ud)
 {
@@ -74,6 +85,10 @@ int rv_session_new(void *loop, const rv_session_opts_t *opts, rv_session_t **out
     }
     s->ctx.on_stopped = on_torrent_stopped;
     s->ctx.ud = s;
+    /* Unreferenced: it must not keep the loop alive once every torrent has stopped. */
+    uv_async_init(s->ctx.loop, &s->wake, on_wake);
+    s->wake.data = s;
+    uv_unref((uv_handle_t *)&s->wake);
     *out = s;
     return 0;
 }
@@ -134,7 +149,7 @@ int rv_session_run(rv_session_t *s)
     return s->first_error;
 }
 
-void rv_session_stop(rv_session_t *s)
+static void stop_now(rv_session_t *s)
 {
     for (size_t i = 0; i < s->count; i++)
         torrent_stop(s->torrents[i]);
@@ -142,11 +157,61 @@ void rv_session_stop(rv_session_t *s)
         close_trackers(s);
 }
 
+void rv_session_stop(rv_session_t *s)
+{
+    if (session_on_loop_thread(&s->ctx))
+        stop_now(s);
+    else
+        uv_async_send(&s->wake);
+}
+
+static void loop_thread(void *arg)
+{
+    rv_session_t *s = arg;
+    s->ctx.loop_thread = uv_thread_self();
+    uv_sem_post(&s->started);
+    rv_session_run(s);
+}
+
+int rv_session_start_thread(rv_session_t *s)
+{
+    if (!s->owns_loop || s->thread_running)
+        return RV_EINVAL;
+    if (uv_sem_init(&s->started, 0) != 0)
+        return RV_ENOMEM;
+    s->ctx.threaded = true;
+    if (uv_thread_create(&s->thread, loop_thread, s) != 0) {
+        s->ctx.threaded = false;
+        uv_sem_destroy(&s->started);
+        return RV_ENOMEM;
+    }
+    /* The thread's id must be known before anyone asks which thread is the loop's. */
+    uv_sem_wait(&s->started);
+    uv_sem_destroy(&s->started);
+    s->thread_running = true;
+    return 0;
+}
+
+int rv_session_wait(rv_session_t *s)
+{
+    if (!s->thread_running)
+        return RV_EINVAL;
+    uv_thread_join(&s->thread);
+    s->thread_running = false;
+    s->ctx.threaded = false;
+    return s->first_error;
+}
+
 void rv_session_free(rv_session_t *s)
 {
     if (s == NULL)
         return;
-    rv_session_stop(s);
+    if (s->thread_running) {
+        rv_session_stop(s);
+        rv_session_wait(s);
+    }
+    stop_now(s);
+    uv_close((uv_handle_t *)&s->wake, NULL);
     /* Let every close callback run before the memory goes. */
     uv_run(s->ctx.loop, UV_RUN_DEFAULT);
     for (size_t i = 0; i < s->count; i++)

@@ -4,6 +4,7 @@
 #include "session/torrent.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +100,9 @@ struct rv_torrent {
     /* checking data already on disk */
     uint32_t check_next, check_done;
     unsigned checks_in_flight;
+    /* a copy of the status for other threads (rv_session_start_thread) */
+    pthread_mutex_t snap_lock;
+    rv_torrent_status_t snap;
     /* stopping */
     bool stopping, storage_closing, storage_closed, announcer_stopped, tick_closed, stopped;
     uint64_t started_ms;
@@ -332,6 +336,7 @@ static void on_piece_stored(void *ud, uint32_t piece, int rc, const rv_error_t *
         }
         if (b != NULL)
             buf_release(b);
+        torrent_snapshot(t);
         emit(t, RV_EVENT_PIECE_VERIFIED, piece, 0, NULL);
         if (picker_is_complete(t->picker)) {
             finish(t);
@@ -662,6 +667,7 @@ static void on_tick(uv_timer_t *h)
     }
     if (t->state == RV_STATE_DOWNLOADING)
         connect_peers(t);
+    torrent_snapshot(t);
 }
 
 /* ---- checking what is already on disk ---- */
@@ -813,6 +819,7 @@ static void stop_if_done(rv_torrent_t *t)
     t->stopped = true;
     if (t->state != RV_STATE_ERROR)
         t->state = RV_STATE_STOPPED;
+    torrent_snapshot(t);
     emit(t, RV_EVENT_STOPPED, 0, t->error_code, NULL);
     if (t->ctx->on_stopped != NULL)
         t->ctx->on_stopped(t->ctx->ud, t);
@@ -857,6 +864,7 @@ void torrent_free(rv_torrent_t *t)
     free(t->bufs);
     bitfield_free(&t->have);
     rv_torrent_info_free(t->ti);
+    pthread_mutex_destroy(&t->snap_lock);
     free(t);
 }
 
@@ -880,6 +888,7 @@ int torrent_start(struct session_ctx *ctx, rv_torrent_info_t *ti, const rv_add_o
     t->ctx = ctx;
     t->ti = ti;
     t->state = RV_STATE_CHECKING;
+    pthread_mutex_init(&t->snap_lock, NULL);
     t->started_ms = uv_now(ctx->loop);
     if (layout_from_torrent(&t->layout, ti) != 0) {
         rc = err_set(err, RV_ETORRENT, "inconsistent file layout");
@@ -911,11 +920,6 @@ int torrent_start(struct session_ctx *ctx, rv_torrent_info_t *ti, const rv_add_o
         rc = err_set(err, RV_ENOMEM, "out of memory");
         goto fail;
     }
-    /* Padding-only pieces do not exist in v1 layouts that matter; every piece is wanted. */
-    struct storage_opts so = {.dir = opts->save_dir};
-    bool existing = data_on_disk(t, opts->save_dir);
-    if ((rc = storage_new(ctx->loop, ti, &t->layout, &so, &t->storage, err)) != 0)
-        goto fail;
     peers_init(&t->known, MAX_CANDIDATES, on_new_peer, t);
     for (size_t i = 0; i < opts->peer_count; i++) {
         struct peer_addr a;
@@ -946,6 +950,11 @@ int torrent_start(struct session_ctx *ctx, rv_torrent_info_t *ti, const rv_add_o
             goto fail;
         }
     }
+    /* Storage last: it closes asynchronously, so nothing after it may fail. */
+    struct storage_opts so = {.dir = opts->save_dir};
+    bool existing = data_on_disk(t, opts->save_dir);
+    if ((rc = storage_new(ctx->loop, ti, &t->layout, &so, &t->storage, err)) != 0)
+        goto fail;
     uv_timer_init(ctx->loop, &t->tick);
     t->tick.data = t;
     uv_timer_start(&t->tick, on_tick, TICK_MS, TICK_MS);
@@ -954,17 +963,16 @@ int torrent_start(struct session_ctx *ctx, rv_torrent_info_t *ti, const rv_add_o
         check_more(t);
     else
         start_download(t);
+    torrent_snapshot(t);
     return 0;
 fail:
-    if (t->storage != NULL)
-        storage_close(t->storage, NULL, NULL);
     torrent_free(t);
     return rc;
 }
 
 /* ---- status ---- */
 
-void rv_torrent_status(const rv_torrent_t *t, rv_torrent_status_t *st)
+static void status_compute(const rv_torrent_t *t, rv_torrent_status_t *st)
 {
     memset(st, 0, sizeof(*st));
     st->state = t->state;
@@ -985,6 +993,28 @@ void rv_torrent_status(const rv_torrent_t *t, rv_torrent_status_t *st)
         st->eta_seconds = (int64_t)((st->bytes_total - st->bytes_have) / t->rate);
     st->error_code = t->error_code;
     snprintf(st->error, sizeof(st->error), "%s", t->error);
+}
+
+void torrent_snapshot(rv_torrent_t *t)
+{
+    rv_torrent_status_t st;
+    status_compute(t, &st);
+    pthread_mutex_lock(&t->snap_lock);
+    t->snap = st;
+    pthread_mutex_unlock(&t->snap_lock);
+}
+
+void rv_torrent_status(const rv_torrent_t *t, rv_torrent_status_t *st)
+{
+    /* On the loop thread the live fields are exact; elsewhere only the copy taken each tick
+     * and at every state change may be read. */
+    if (session_on_loop_thread(t->ctx)) {
+        status_compute(t, st);
+        return;
+    }
+    pthread_mutex_lock((pthread_mutex_t *)&t->snap_lock);
+    *st = t->snap;
+    pthread_mutex_unlock((pthread_mutex_t *)&t->snap_lock);
 }
 
 size_t rv_torrent_peers(const rv_torrent_t *t, rv_peer_info_t *out, size_t max)

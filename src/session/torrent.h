@@ -4,6 +4,7 @@
 #ifndef RV_SESSION_TORRENT_H
 #define RV_SESSION_TORRENT_H
 
+#include <stdbool.h>
 #include <uv.h>
 
 #include "rivulet/session.h"
@@ -11,6 +12,8 @@
 
 struct session_ctx {
     uv_loop_t *loop;
+    bool threaded;            /* the loop runs on a thread of the session's own */
+    uv_thread_t loop_thread;
     struct tracker_client *trackers; /* may be NULL when no torrent announces */
     rv_session_opts_t opts;
     uint32_t next_conn_id;
@@ -26,5 +29,16 @@ void torrent_stop(rv_torrent_t *t);
 /* Frees a stopped torrent (its handles must be closed: after on_stopped, run the loop once). */
 void torrent_free(rv_torrent_t *t);
 int torrent_error(const rv_torrent_t *t);
+/* Copies the status for readers on other threads. */
+void torrent_snapshot(rv_torrent_t *t);
+
+/* True unless the session runs its loop on its own thread and the caller is another thread. */
+static inline bool session_on_loop_thread(const struct session_ctx *ctx)
+{
+    if (!ctx->threaded)
+        return true;
+    uv_thread_t self = uv_thread_self();
+    return uv_thread_equal(&self, &ctx->loop_thread) != 0;
+}
 
 #endif
