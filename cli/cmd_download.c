@@ -1,6 +1,8 @@
 /* rivulet download: fetch a torrent into a folder, with a live progress line on a terminal,
  * key=value status lines when piped, or NDJSON events with --json. Ctrl+C stops cleanly. */
+#include <arpa/inet.h>
 #include <getopt.h>
+#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +22,7 @@ static const char usage[] =
     "Downloads the torrent into DIR and exits once every piece is verified and written.\n"
     "\n"
     "  -o, -d, --dir DIR       download folder (created if missing; default: .)\n"
-    "      --peer HOST:PORT    add a peer by hand (numeric address), repeatable\n"
+    "      --peer HOST:PORT    add a peer by hand ([IPv6]:PORT too), repeatable\n"
     "      --no-trackers       do not announce; use --peer peers only\n"
     "      --max-peers N       connections at once (default 50)\n"
     "      --max-memory SIZE   piece data held in memory (default 64M; with K/M/G)\n"
@@ -260,6 +262,50 @@ static void on_signal(uv_signal_t *h, int sig)
     rv_session_stop(u->session);
 }
 
+/* --peer HOST:PORT or [IPv6]:PORT: a host name is looked up here, before the loop starts,
+ * and the first address used; the session takes numeric addresses only. */
+static char *resolve_peer(const char *arg)
+{
+    char host[256];
+    const char *port;
+    if (arg[0] == '[') {
+        const char *close = strchr(arg, ']');
+        if (close == NULL || close[1] != ':' || (size_t)(close - arg - 1) >= sizeof(host))
+            return NULL;
+        memcpy(host, arg + 1, (size_t)(close - arg - 1));
+        host[close - arg - 1] = '\0';
+        port = close + 2;
+    } else {
+        const char *colon = strrchr(arg, ':');
+        if (colon == NULL || (size_t)(colon - arg) >= sizeof(host))
+            return NULL;
+        memcpy(host, arg, (size_t)(colon - arg));
+        host[colon - arg] = '\0';
+        port = colon + 1;
+    }
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    if (host[0] == '\0' || getaddrinfo(host, port, &hints, &res) != 0 || res == NULL)
+        return NULL;
+    char ip[INET6_ADDRSTRLEN], *out = malloc(INET6_ADDRSTRLEN + 16);
+    if (out != NULL) {
+        if (res->ai_family == AF_INET6) {
+            const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)res->ai_addr;
+            inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
+            snprintf(out, INET6_ADDRSTRLEN + 16, "[%s]:%u", ip, ntohs(a->sin6_port));
+        } else {
+            const struct sockaddr_in *a = (const struct sockaddr_in *)res->ai_addr;
+            inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+            snprintf(out, INET6_ADDRSTRLEN + 16, "%s:%u", ip, ntohs(a->sin_port));
+        }
+    }
+    freeaddrinfo(res);
+    return out;
+}
+
 int cmd_download(int argc, char **argv)
 {
     enum { OPT_PEER = 256, OPT_NO_TRACKERS, OPT_MAX_PEERS, OPT_MAX_MEMORY, OPT_PORT, OPT_CA };
@@ -279,7 +325,7 @@ int cmd_download(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     rv_session_opts_t so;
     rv_add_opts_t ao;
-    const char **peers = NULL;
+    char **peers = NULL;
     size_t npeers = 0;
     struct ui u;
     int c, ret = EXIT_USAGE;
@@ -298,11 +344,19 @@ int cmd_download(int argc, char **argv)
             ao.save_dir = optarg;
             break;
         case OPT_PEER: {
-            const char **p = realloc(peers, (npeers + 1) * sizeof(*p));
-            if (p == NULL)
+            char *addr = resolve_peer(optarg);
+            if (addr == NULL) {
+                cli_error("--peer %s: not HOST:PORT or [IPv6]:PORT, or the host is unknown",
+                          optarg);
                 goto done;
+            }
+            char **p = realloc(peers, (npeers + 1) * sizeof(*p));
+            if (p == NULL) {
+                free(addr);
+                goto done;
+            }
             peers = p;
-            peers[npeers++] = optarg;
+            peers[npeers++] = addr;
             break;
         }
         case OPT_NO_TRACKERS:
@@ -358,7 +412,7 @@ int cmd_download(int argc, char **argv)
         cli_error("download needs exactly one FILE.torrent (try rivulet download --help)");
         goto done;
     }
-    ao.peers = peers;
+    ao.peers = (const char *const *)peers;
     ao.peer_count = npeers;
     u.out = json ? OUT_JSON : quiet ? OUT_QUIET : isatty(STDERR_FILENO) ? OUT_TTY : OUT_PLAIN;
 
@@ -426,6 +480,8 @@ int cmd_download(int argc, char **argv)
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
 done:
+    for (size_t i = 0; i < npeers; i++)
+        free(peers[i]);
     free(peers);
     return ret;
 }

@@ -220,5 +220,30 @@ for _ in $(seq 50); do
 done
 download tracked popen tracked 127.0.0.7 tracker
 
+# ---------------------------------------------------------------- IPv6: a seeder on [::1]
+if $PY -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>/dev/null; then
+    port6=$($PY -c 'import socket; s=socket.socket(socket.AF_INET6); s.bind(("::1", 0)); print(s.getsockname()[1])')
+    $PY "$HERE/lt_seeder.py" multi256k.torrent "$WORK/p256k" ::1 "$port6" v6.ready --ready listen \
+        2>v6.seeder.err &
+    seeder6=$!
+    pids+=("$seeder6")
+    if wait_file v6.ready 30; then
+        rc=0
+        timeout 60 "$RV" download multi256k.torrent -o "$WORK/out-v6" --peer "[::1]:$port6" \
+            --no-trackers --json >v6.ndjson 2>v6.err || rc=$?
+        if [ "$rc" -eq 0 ] && diff -r "$WORK/p256k/multi" "$WORK/out-v6/multi" >/dev/null 2>&1; then
+            ok "ipv6: byte-identical download from the libtorrent seeder on [::1]:$port6"
+        else bad "ipv6: exit $rc: $(tail -n 3 v6.err | tr '\n' ' ')"; fi
+        if [ "$($PY "$EV" v6.ndjson "'[::1]:$port6' in addrs('peer_connected')")" = True ]; then
+            ok "ipv6: peer_connected names [::1]:$port6"
+        else bad "ipv6: no peer_connected for [::1]:$port6"; fi
+    else
+        bad "ipv6: libtorrent seeder on [::1]:$port6 not ready: $(tail -n 3 v6.seeder.err)"
+    fi
+    stop_pid "$seeder6"
+else
+    echo "skip ipv6: ::1 cannot be bound here"
+fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

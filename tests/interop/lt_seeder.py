@@ -60,7 +60,8 @@ def main():
         "enable_natpmp": False,
         "enable_outgoing_utp": False,
         "enable_incoming_utp": False,
-        "listen_interfaces": f"{a.ip}:{a.port}",
+        # IPv6 addresses go in brackets in libtorrent's interface lists.
+        "listen_interfaces": (f"[{a.ip}]" if ":" in a.ip else a.ip) + f":{a.port}",
         "outgoing_interfaces": a.ip,
         "allow_multiple_connections_per_ip": True,
         "announce_to_all_trackers": True,

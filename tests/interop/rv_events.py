@@ -20,7 +20,7 @@ import json
 import re
 import sys
 
-ADDR = re.compile(r"^\[?([0-9a-fA-F.:]+?)\]?:(\d+)")
+ADDR = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d+)")
 
 
 def load(path):
