@@ -88,6 +88,9 @@ struct rv_torrent {
     unsigned nconns;      /* every conn not yet closed, connecting included */
     struct piece_buf *bufs;
     size_t nbufs;
+    uint32_t *slot_of;    /* piece -> index in bufs, UINT32_MAX when none */
+    uint32_t *free_slots; /* stack of unused indices in bufs */
+    size_t nfree;
     struct bitfield have;
     struct wire_limits limits;
     struct handshake hs;
@@ -191,38 +194,37 @@ static void on_new_peer(void *ud, const struct peer_addr *addr, unsigned source)
 
 /* ---- piece buffers ---- */
 
+/* Piece -> buffer through slot_of (one index per piece), free buffers on a stack: a block's
+ * buffer is found in O(1) however many pieces are in progress. */
 static struct piece_buf *buf_for(rv_torrent_t *t, uint32_t piece, bool create)
 {
-    struct piece_buf *free_slot = NULL;
-    for (size_t i = 0; i < t->nbufs; i++) {
-        struct piece_buf *b = &t->bufs[i];
-        if (b->used && b->piece == piece)
-            return b;
-        if (!b->used && free_slot == NULL)
-            free_slot = b;
-    }
-    if (!create || free_slot == NULL)
+    uint32_t slot = t->slot_of[piece];
+    if (slot != UINT32_MAX)
+        return &t->bufs[slot];
+    if (!create || t->nfree == 0)
         return NULL;
-    uint32_t size = layout_piece_size(&t->layout, piece);
-    if (free_slot->data == NULL || free_slot->size < size) {
-        free(free_slot->data);
-        free_slot->data = malloc(t->ti->piece_length);
-        if (free_slot->data == NULL)
-            return NULL;
-    }
-    free_slot->used = true;
-    free_slot->writing = false;
-    free_slot->piece = piece;
-    free_slot->size = size;
-    free_slot->ncontrib = 0;
-    return free_slot;
+    struct piece_buf *b = &t->bufs[t->free_slots[t->nfree - 1]];
+    if (b->data == NULL && (b->data = malloc(t->ti->piece_length)) == NULL)
+        return NULL;
+    t->nfree--;
+    t->slot_of[piece] = (uint32_t)(b - t->bufs);
+    b->used = true;
+    b->writing = false;
+    b->piece = piece;
+    b->size = layout_piece_size(&t->layout, piece);
+    b->ncontrib = 0;
+    return b;
 }
 
-static void buf_release(struct piece_buf *b)
+static void buf_release(rv_torrent_t *t, struct piece_buf *b)
 {
     /* The memory stays for the next piece: no allocation per piece in steady state. */
+    if (!b->used)
+        return;
     b->used = false;
     b->writing = false;
+    t->slot_of[b->piece] = UINT32_MAX;
+    t->free_slots[t->nfree++] = (uint32_t)(b - t->bufs);
 }
 
 static void buf_add_contrib(struct piece_buf *b, const struct peer_addr *a)
@@ -335,7 +337,7 @@ static void on_piece_stored(void *ud, uint32_t piece, int rc, const rv_error_t *
             conn_flush(p->conn);
         }
         if (b != NULL)
-            buf_release(b);
+            buf_release(t, b);
         torrent_snapshot(t);
         emit(t, RV_EVENT_PIECE_VERIFIED, piece, 0, NULL);
         if (picker_is_complete(t->picker)) {
@@ -359,10 +361,10 @@ static void on_piece_stored(void *ud, uint32_t piece, int rc, const rv_error_t *
                 ban_peer(t, c, "sent data that failed the hash check");
         }
         if (b != NULL)
-            buf_release(b);
+            buf_release(t, b);
     } else {
         if (b != NULL)
-            buf_release(b);
+            buf_release(t, b);
         if (t->error_code == 0) {
             t->error_code = rc;
             snprintf(t->error, sizeof(t->error), "%s", err ? err->msg : rv_strerror(rc));
@@ -862,6 +864,8 @@ void torrent_free(rv_torrent_t *t)
     for (size_t i = 0; i < t->nbufs; i++)
         free(t->bufs[i].data);
     free(t->bufs);
+    free(t->slot_of);
+    free(t->free_slots);
     bitfield_free(&t->have);
     rv_torrent_info_free(t->ti);
     pthread_mutex_destroy(&t->snap_lock);
@@ -912,11 +916,18 @@ int torrent_start(struct session_ctx *ctx, rv_torrent_info_t *ti, const rv_add_o
         active = ti->piece_count;
     t->nbufs = active;
     t->bufs = calloc(active, sizeof(*t->bufs));
+    t->slot_of = malloc(ti->piece_count * sizeof(*t->slot_of));
+    t->free_slots = malloc(active * sizeof(*t->free_slots));
+    if (t->slot_of != NULL)
+        memset(t->slot_of, 0xff, ti->piece_count * sizeof(*t->slot_of));
+    for (size_t i = 0; t->free_slots != NULL && i < active; i++)
+        t->free_slots[t->nfree++] = (uint32_t)(active - 1 - i);
     struct picker_opts po = {.piece_count = ti->piece_count,
                              .piece_length = ti->piece_length,
                              .last_piece_length = t->limits.last_piece_length,
                              .max_active = (uint32_t)active};
-    if (t->bufs == NULL || picker_new(&po, &t->picker) != 0) {
+    if (t->bufs == NULL || t->slot_of == NULL || t->free_slots == NULL ||
+        picker_new(&po, &t->picker) != 0) {
         rc = err_set(err, RV_ENOMEM, "out of memory");
         goto fail;
     }
