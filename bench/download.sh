@@ -188,7 +188,7 @@ run_rivulet() {
     sb=$(cpu_ticks "$SEEDER")
     t0=$(now_ns)
     /usr/bin/time -f "%U %S %M" -o rivulet.time timeout 900 \
-        "$RV" download t.torrent -o "$WORK/out" --port "$(free_port 127.0.0.1)" -q \
+        "$RV" download --seed-time 0 t.torrent -o "$WORK/out" --port "$(free_port 127.0.0.1)" -q \
         >rivulet.log 2>&1 || rc=$?
     t1=$(now_ns)
     record rivulet "$t0" "$t1" rivulet.time "$sb" "$rc"

@@ -22,6 +22,7 @@ int cmd_info(int argc, char **argv);
 int cmd_create(int argc, char **argv);
 int cmd_trackers(int argc, char **argv);
 int cmd_download(int argc, char **argv);
+int cmd_seed(int argc, char **argv);
 
 /* Prints "rivulet: " + message + newline on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -18,15 +18,24 @@
 static const char usage[] =
     "Usage: rivulet download [OPTIONS] FILE.torrent -o DIR\n"
     "       rivulet FILE.torrent -o DIR\n"
+    "       rivulet seed [OPTIONS] FILE.torrent -d DIR\n"
     "\n"
-    "Downloads the torrent into DIR and exits once every piece is verified and written.\n"
+    "download fetches the torrent into DIR (checking what is already there), then seeds it\n"
+    "until the seed limits are reached, and exits. seed checks the data in DIR and seeds it\n"
+    "(fetching whatever is missing) until stopped.\n"
     "\n"
     "  -o, -d, --dir DIR       download folder (created if missing; default: .)\n"
     "      --peer HOST:PORT    add a peer by hand ([IPv6]:PORT too), repeatable\n"
     "      --no-trackers       do not announce; use --peer peers only\n"
     "      --max-peers N       connections at once (default 50)\n"
     "      --max-memory SIZE   piece data held in memory (default 64M; with K/M/G)\n"
-    "      --port N            the port announced to trackers (default 6881)\n"
+    "      --port N            the port to accept peers on and announce (default 6881, or\n"
+    "                          the next free one)\n"
+    "      --listen ADDR       accept peers on this address only (default: all)\n"
+    "      --seed-ratio R      once complete, seed until uploaded/downloaded reaches R\n"
+    "                          (default 1.0 for download, unlimited for seed; 0: no limit)\n"
+    "      --seed-time MIN     ... or for MIN minutes (default: no limit; 0: do not seed)\n"
+    "      --upload-slots N    peers uploaded to at once (default 4)\n"
     "      --ca-file PEM       trust these certificates for HTTPS trackers\n"
     "  -v, --verbose           log peers, trackers and pieces on stderr\n"
     "  -q, --quiet             print only errors\n"
@@ -35,7 +44,7 @@ static const char usage[] =
     "  -V, --version           print the version\n"
     "\n"
     "Exit codes: 0 done, 2 usage, 3 unreadable torrent, 4 stopped incomplete, 6 disk (a file\n"
-    "could not be written), 130 interrupted.\n";
+    "could not be read or written), 130 interrupted (after a complete download: 0).\n";
 
 enum output { OUT_TTY, OUT_PLAIN, OUT_JSON, OUT_QUIET };
 
@@ -101,8 +110,14 @@ static void draw(struct ui *u, bool final)
     fmt_eta(st.eta_seconds, eta, sizeof(eta));
     if (u->out == OUT_TTY) {
         char line[512];
-        snprintf(line, sizeof(line), "[%5.1f%%] %s/%s  down %s/s  up %s/s  peers %u/%u  ETA %s",
-                 pct, have, total, down, up, st.peers_connected, st.peers_known, eta);
+        if (st.state == RV_STATE_SEEDING)
+            snprintf(line, sizeof(line), "[seeding] %s  up %s/s  uploaded %llu MiB  peers %u/%u",
+                     total, up, (unsigned long long)(st.uploaded >> 20), st.peers_connected,
+                     st.peers_known);
+        else
+            snprintf(line, sizeof(line),
+                     "[%5.1f%%] %s/%s  down %s/s  up %s/s  peers %u/%u  ETA %s", pct, have, total,
+                     down, up, st.peers_connected, st.peers_known, eta);
         unsigned w = term_width() - 1;
         if (strlen(line) > w)
             line[w] = '\0';
@@ -114,10 +129,11 @@ static void draw(struct ui *u, bool final)
         }
     } else if (u->out == OUT_PLAIN) {
         fprintf(stderr,
-                "status progress=%.1f have=%llu total=%llu down_rate=%llu peers=%u known=%u "
-                "eta=%lld\n",
+                "status progress=%.1f have=%llu total=%llu down_rate=%llu up_rate=%llu "
+                "uploaded=%llu peers=%u known=%u eta=%lld\n",
                 pct, (unsigned long long)st.bytes_have, (unsigned long long)st.bytes_total,
-                (unsigned long long)st.download_rate, st.peers_connected, st.peers_known,
+                (unsigned long long)st.download_rate, (unsigned long long)st.upload_rate,
+                (unsigned long long)st.uploaded, st.peers_connected, st.peers_known,
                 (long long)st.eta_seconds);
     } else if (u->out == OUT_JSON) {
         struct json j;
@@ -133,6 +149,10 @@ static void draw(struct ui *u, bool final)
         json_uint(&j, st.pieces_have);
         json_key(&j, "download_rate");
         json_uint(&j, st.download_rate);
+        json_key(&j, "uploaded");
+        json_uint(&j, st.uploaded);
+        json_key(&j, "upload_rate");
+        json_uint(&j, st.upload_rate);
         json_key(&j, "peers");
         json_uint(&j, st.peers_connected);
         json_object_end(&j);
@@ -306,9 +326,42 @@ static char *resolve_peer(const char *arg)
     return out;
 }
 
+static int run(int argc, char **argv, bool seed_mode);
+
 int cmd_download(int argc, char **argv)
 {
-    enum { OPT_PEER = 256, OPT_NO_TRACKERS, OPT_MAX_PEERS, OPT_MAX_MEMORY, OPT_PORT, OPT_CA };
+    return run(argc, argv, false);
+}
+
+int cmd_seed(int argc, char **argv)
+{
+    return run(argc, argv, true);
+}
+
+static int parse_minutes(const char *s, int64_t *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || v < 0 || v > 1e7)
+        return -1;
+    *out = (int64_t)(v * 60);
+    return 0;
+}
+
+static int run(int argc, char **argv, bool seed_mode)
+{
+    enum {
+        OPT_PEER = 256,
+        OPT_NO_TRACKERS,
+        OPT_MAX_PEERS,
+        OPT_MAX_MEMORY,
+        OPT_PORT,
+        OPT_CA,
+        OPT_LISTEN,
+        OPT_SEED_RATIO,
+        OPT_SEED_TIME,
+        OPT_SLOTS
+    };
     static const struct option opts[] = {{"dir", required_argument, NULL, 'o'},
                                          {"output", required_argument, NULL, 'o'},
                                          {"peer", required_argument, NULL, OPT_PEER},
@@ -317,6 +370,10 @@ int cmd_download(int argc, char **argv)
                                          {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
                                          {"port", required_argument, NULL, OPT_PORT},
                                          {"ca-file", required_argument, NULL, OPT_CA},
+                                         {"listen", required_argument, NULL, OPT_LISTEN},
+                                         {"seed-ratio", required_argument, NULL, OPT_SEED_RATIO},
+                                         {"seed-time", required_argument, NULL, OPT_SEED_TIME},
+                                         {"upload-slots", required_argument, NULL, OPT_SLOTS},
                                          {"verbose", no_argument, NULL, 'v'},
                                          {"quiet", no_argument, NULL, 'q'},
                                          {"json", no_argument, NULL, 'j'},
@@ -336,6 +393,9 @@ int cmd_download(int argc, char **argv)
     memset(&ao, 0, sizeof(ao));
     memset(&u, 0, sizeof(u));
     ao.save_dir = ".";
+    /* aria2's defaults for download (seed to a ratio of 1.0); seed runs until stopped. */
+    ao.seed_ratio = seed_mode ? 0 : 1.0;
+    ao.seed_seconds = -1;
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:d:vqjhV", opts, NULL)) != -1) {
         switch (c) {
@@ -386,6 +446,31 @@ int cmd_download(int argc, char **argv)
         case OPT_CA:
             so.ca_file = optarg;
             break;
+        case OPT_LISTEN:
+            so.listen_addr = optarg;
+            break;
+        case OPT_SEED_RATIO: {
+            char *end;
+            ao.seed_ratio = strtod(optarg, &end);
+            if (end == optarg || *end != '\0' || ao.seed_ratio < 0 || ao.seed_ratio > 1e6) {
+                cli_error("--seed-ratio: '%s' is not a ratio such as 1.0", optarg);
+                goto done;
+            }
+            break;
+        }
+        case OPT_SEED_TIME:
+            if (parse_minutes(optarg, &ao.seed_seconds) != 0) {
+                cli_error("--seed-time: '%s' is not a number of minutes", optarg);
+                goto done;
+            }
+            break;
+        case OPT_SLOTS:
+            if (cli_parse_size(optarg, &v) != 0 || v < 1 || v > 1000) {
+                cli_error("--upload-slots: '%s' is not a number from 1 to 1000", optarg);
+                goto done;
+            }
+            so.upload_slots = (unsigned)v;
+            break;
         case 'v':
             u.verbose = true;
             break;
@@ -409,7 +494,8 @@ int cmd_download(int argc, char **argv)
         }
     }
     if (optind + 1 != argc) {
-        cli_error("download needs exactly one FILE.torrent (try rivulet download --help)");
+        cli_error("%s needs exactly one FILE.torrent (try rivulet %s --help)",
+                  seed_mode ? "seed" : "download", seed_mode ? "seed" : "download");
         goto done;
     }
     ao.peers = (const char *const *)peers;
@@ -421,8 +507,9 @@ int cmd_download(int argc, char **argv)
     so.on_event = on_event;
     so.event_ud = &u;
     if (rv_session_new(&loop, &so, &u.session) != 0) {
-        cli_error("out of memory");
-        ret = EXIT_FAIL;
+        cli_error("cannot start: no port to accept peers on%s%s (try --port or --listen)",
+                  so.listen_addr ? " at " : "", so.listen_addr ? so.listen_addr : "");
+        ret = EXIT_NET;
         uv_loop_close(&loop);
         goto done;
     }

@@ -13,6 +13,7 @@ static const char usage[] =
     "Commands:\n"
     "  info FILE.torrent|MAGNET     describe a torrent or a magnet link (--json)\n"
     "  download FILE.torrent -o DIR fetch a torrent (also: rivulet FILE.torrent -o DIR)\n"
+    "  seed FILE.torrent -d DIR     check the data in DIR and seed it\n"
     "  create PATH -o OUT.torrent   make a torrent of a file or folder\n"
     "  trackers FILE.torrent|MAGNET ask every tracker what it knows (--json)\n"
     "\n"
@@ -129,6 +130,8 @@ int main(int argc, char **argv)
         return cmd_info(argc - 1, argv + 1);
     if (strcmp(cmd, "download") == 0)
         return cmd_download(argc - 1, argv + 1);
+    if (strcmp(cmd, "seed") == 0)
+        return cmd_seed(argc - 1, argv + 1);
     /* The first client's short form: rivulet FILE.torrent -o DIR. */
     size_t n = strlen(cmd);
     if (n > 8 && strcmp(cmd + n - 8, ".torrent") == 0)

@@ -57,7 +57,7 @@ for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.2/$port") 2>/dev/null && break
     sleep 0.1
 done
-"$rivulet" download "$work/sample.torrent" -o "$work/downloaded" --peer "127.0.0.2:$port" --no-trackers
+"$rivulet" download --seed-time 0 "$work/sample.torrent" -o "$work/downloaded" --peer "127.0.0.2:$port" --no-trackers
 if diff -r "$payload" "$work/downloaded/sample album" > /dev/null; then
     echo "demo done: the download is byte-identical to the original"
 else

@@ -54,7 +54,13 @@ typedef struct rv_session_opts {
     unsigned max_peers;       /* connections per torrent; 0: 50 */
     unsigned max_half_open;   /* connection attempts in flight per torrent; 0: 8 */
     size_t max_memory;        /* bytes of piece data held in memory per torrent; 0: 64 MiB */
-    uint16_t port;            /* the port announced to trackers; 0: 6881 */
+    uint16_t port;            /* the port to listen on and announce; 0: 6881 (the next nine
+                                 are tried when it is taken, then any) */
+    const char *listen_addr;  /* a numeric address to accept peers on; NULL: every IPv4 and
+                                 IPv6 address */
+    bool no_listen;           /* accept no incoming peers */
+    unsigned upload_slots;    /* peers unchoked at once (tit-for-tat); 0: 4 */
+    size_t read_cache;        /* bytes of pieces kept in memory for uploading; 0: 16 MiB */
     const char *ca_file;      /* PEM bundle for HTTPS trackers; NULL: the system's */
     rv_event_cb on_event;
     void *event_ud;
@@ -65,11 +71,17 @@ typedef struct rv_add_opts {
     const char *const *peers;      /* "host:port" peers to add by hand (numeric hosts) */
     size_t peer_count;
     bool no_trackers;              /* do not announce (peers from .peers only) */
+    /* Seeding once complete: stop when uploaded/downloaded reaches seed_ratio (0: no ratio
+     * limit) or after seed_seconds (0: stop at once; negative: no time limit), whichever comes
+     * first. A zeroed rv_add_opts_t stops as soon as the download completes. */
+    double seed_ratio;
+    int64_t seed_seconds;
 } rv_add_opts_t;
 
 typedef enum rv_torrent_state {
     RV_STATE_CHECKING,    /* checking data already on disk */
     RV_STATE_DOWNLOADING,
+    RV_STATE_SEEDING,     /* complete, uploading until the seed limits are reached */
     RV_STATE_FINISHED,
     RV_STATE_STOPPING,
     RV_STATE_STOPPED,
@@ -85,6 +97,8 @@ typedef struct rv_torrent_status {
     uint64_t download_rate, upload_rate;    /* bytes per second, smoothed */
     unsigned peers_connected, peers_known, peers_connecting;
     unsigned pieces_failed, peers_banned;
+    unsigned peers_unchoked;                /* peers we upload to */
+    uint64_t requests_refused;              /* peer requests we did not serve */
     int64_t eta_seconds;                    /* -1 unknown */
     int error_code;
     char error[256];
@@ -97,6 +111,8 @@ typedef struct rv_peer_info {
     uint64_t download_rate;
     unsigned requests;     /* outstanding */
     bool choked, interested, snubbed;
+    bool am_choking, peer_interested, optimistic; /* our side of the choke */
+    uint64_t upload_rate;
     uint32_t pieces;       /* pieces the peer has */
 } rv_peer_info_t;
 

@@ -102,6 +102,8 @@ static void on_write(uv_write_t *req, int status)
     free(w);
     if (status < 0 && status != UV_ECANCELED && c->state != CONN_CLOSING)
         fail(c, RV_ENET, "send failed: %s", uv_strerror(status));
+    else if (status == 0 && c->state == CONN_ACTIVE && c->handler->on_sent != NULL)
+        c->handler->on_sent(c->owner, c);
 }
 
 void conn_flush(struct conn *c)
@@ -172,14 +174,17 @@ static void process(struct conn *c)
         }
         if (rc == 0)
             return;
-        if (memcmp(c->theirs.info_hash, c->ours.info_hash, 20) != 0) {
+        if (!c->incoming && memcmp(c->theirs.info_hash, c->ours.info_hash, 20) != 0) {
             fail(c, RV_EPROTO, "handshake for another torrent");
             return;
         }
         off = HANDSHAKE_LEN;
         c->state = CONN_ACTIVE;
         uv_timer_start(&c->timer, on_tick, tick_ms(c), tick_ms(c));
+        /* Incoming: on_handshake routes the connection by info-hash (conn_attach). */
         rc = c->handler->on_handshake(c->owner, c, &c->theirs);
+        if (rc == 0 && c->incoming && !c->handshake_sent)
+            rc = RV_EPROTO;
         if (rc != 0) {
             conn_close(c, rc, c->close_reason[0] ? c->close_reason : "refused after handshake");
             return;
@@ -280,6 +285,95 @@ static void on_connect(uv_connect_t *req, int status)
     uv_timer_start(&c->timer, on_tick, c->opts.handshake_timeout_ms, 0);
 }
 
+static void set_defaults(struct conn *c, const struct conn_opts *opts)
+{
+    if (opts != NULL)
+        c->opts = *opts;
+    if (!c->opts.connect_timeout_ms)
+        c->opts.connect_timeout_ms = 10000;
+    if (!c->opts.handshake_timeout_ms)
+        c->opts.handshake_timeout_ms = 10000;
+    if (!c->opts.keepalive_ms)
+        c->opts.keepalive_ms = 120000;
+    if (!c->opts.idle_timeout_ms)
+        c->opts.idle_timeout_ms = 180000;
+}
+
+int conn_accept(uv_loop_t *loop, uv_stream_t *server, const struct conn_opts *opts,
+                const struct conn_handler *handler, void *owner, uint32_t id, struct conn **out)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return RV_ENOMEM;
+    c->id = id;
+    c->handler = handler;
+    c->owner = owner;
+    c->incoming = true;
+    set_defaults(c, opts);
+    buf_init(&c->rbuf, RBUF_MAX);
+    buf_init(&c->wbuf, 0);
+    if (uv_tcp_init(loop, &c->tcp) != 0) {
+        free(c);
+        return RV_ENET;
+    }
+    uv_timer_init(loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
+    struct sockaddr_storage ss;
+    int sslen = sizeof(ss);
+    if (rc == 0)
+        rc = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sslen);
+    if (rc != 0) {
+        *out = c;
+        c->state = CONN_HANDSHAKE;
+        conn_close(c, RV_ENET, "accept failed");
+        return 0;
+    }
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        c->addr.family = 6;
+        memcpy(c->addr.ip, &a->sin6_addr, 16);
+        c->addr.port = ntohs(a->sin6_port);
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        c->addr.family = 4;
+        memcpy(c->addr.ip, &a->sin_addr, 4);
+        c->addr.port = ntohs(a->sin_port);
+    }
+    c->state = CONN_HANDSHAKE;
+    c->connected_ms = c->last_recv_ms = c->last_send_ms = now_ms(c);
+    uv_tcp_nodelay(&c->tcp, 1);
+    *out = c;
+    rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (rc != 0) {
+        fail(c, RV_ENET, "cannot read: %s", uv_strerror(rc));
+        return 0;
+    }
+    uv_timer_start(&c->timer, on_tick, c->opts.handshake_timeout_ms, 0);
+    return 0;
+}
+
+void conn_attach(struct conn *c, const struct handshake *ours, const struct wire_limits *limits,
+                 const struct conn_handler *handler, void *owner)
+{
+    c->ours = *ours;
+    c->limits = *limits;
+    c->handler = handler;
+    c->owner = owner;
+    uint8_t hs[HANDSHAKE_LEN];
+    handshake_build(hs, &c->ours);
+    /* Ahead of anything already queued: the handshake is the first thing on the wire. */
+    struct buf b;
+    buf_init(&b, 0);
+    if (buf_append(&b, hs, sizeof(hs)) == 0 && buf_append(&b, c->wbuf.data, c->wbuf.len) == 0) {
+        buf_free(&c->wbuf);
+        c->wbuf = b;
+    } else {
+        buf_free(&b);
+    }
+    c->handshake_sent = true;
+}
+
 int conn_connect(uv_loop_t *loop, const struct peer_addr *addr, const struct handshake *ours,
                  const struct wire_limits *limits, const struct conn_opts *opts,
                  const struct conn_handler *handler, void *owner, uint32_t id,
@@ -294,16 +388,7 @@ int conn_connect(uv_loop_t *loop, const struct peer_addr *addr, const struct han
     c->owner = owner;
     c->limits = *limits;
     c->ours = *ours;
-    if (opts != NULL)
-        c->opts = *opts;
-    if (!c->opts.connect_timeout_ms)
-        c->opts.connect_timeout_ms = 10000;
-    if (!c->opts.handshake_timeout_ms)
-        c->opts.handshake_timeout_ms = 10000;
-    if (!c->opts.keepalive_ms)
-        c->opts.keepalive_ms = 120000;
-    if (!c->opts.idle_timeout_ms)
-        c->opts.idle_timeout_ms = 180000;
+    set_defaults(c, opts);
     buf_init(&c->rbuf, RBUF_MAX);
     buf_init(&c->wbuf, 0);
     c->state = CONN_CONNECTING;

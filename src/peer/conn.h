@@ -26,6 +26,8 @@ struct conn_handler {
     int (*on_message)(void *owner, struct conn *c, const struct wire_msg *m);
     /* Called once, when the connection is gone. rc 0 for a close we asked for. */
     void (*on_close)(void *owner, struct conn *c, int rc, const char *why);
+    /* Optional: a write to the kernel finished (room to queue more uploads). */
+    void (*on_sent)(void *owner, struct conn *c);
 };
 
 struct conn_opts {
@@ -59,6 +61,7 @@ struct conn {
     int close_rc;
     char close_reason[160];
     bool handshake_sent;
+    bool incoming;
     bool read_paused;
 };
 
@@ -67,6 +70,16 @@ int conn_connect(uv_loop_t *loop, const struct peer_addr *addr, const struct han
                  const struct wire_limits *limits, const struct conn_opts *opts,
                  const struct conn_handler *handler, void *owner, uint32_t id,
                  struct conn **out);
+
+/* Accepts a connection waiting on server. The peer speaks first: its handshake goes to
+ * handler->on_handshake (with owner), which must call conn_attach to hand the connection to the
+ * torrent the info-hash names (or return an error to refuse it). */
+int conn_accept(uv_loop_t *loop, uv_stream_t *server, const struct conn_opts *opts,
+                const struct conn_handler *handler, void *owner, uint32_t id, struct conn **out);
+/* For an incoming connection, inside on_handshake: from now on the connection belongs to owner
+ * with handler; ours is queued at once, ahead of anything the new owner sends. */
+void conn_attach(struct conn *c, const struct handshake *ours, const struct wire_limits *limits,
+                 const struct conn_handler *handler, void *owner);
 
 /* Queues bytes (whole messages) for sending; conn_flush hands them to the kernel. Queued
  * writes are flushed automatically after each batch of received data. */

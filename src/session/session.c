@@ -3,11 +3,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "peer/conn.h"
 #include "rivulet/session.h"
 #include "session/torrent.h"
 #include "util/err.h"
 
 #define MAX_TORRENTS 4096
+#define MAX_PENDING 64 /* incoming connections whose handshake has not arrived yet */
 
 struct rv_session {
     struct session_ctx ctx;
@@ -22,7 +24,145 @@ struct rv_session {
     uv_thread_t thread;
     uv_sem_t started;
     bool thread_running;
+    /* accepting peers */
+    uv_tcp_t listeners[2];
+    int nlisteners;
+    struct conn *pending[MAX_PENDING];
+    int npending;
 };
+
+static void pending_remove(rv_session_t *s, struct conn *c)
+{
+    for (int i = 0; i < s->npending; i++) {
+        if (s->pending[i] == c) {
+            s->pending[i] = s->pending[--s->npending];
+            return;
+        }
+    }
+}
+
+/* The peer named an info-hash: hand it to that torrent. */
+static int route_handshake(void *owner, struct conn *c, const struct handshake *h)
+{
+    rv_session_t *s = owner;
+    pending_remove(s, c);
+    for (size_t i = 0; i < s->count; i++) {
+        rv_torrent_t *t = s->torrents[i];
+        if (!torrent_is_stopping(t) && memcmp(torrent_info_hash(t), h->info_hash, 20) == 0)
+            return torrent_accept(t, c, h);
+    }
+    conn_set_reason(c, "handshake for a torrent we do not have");
+    return RV_EPROTO;
+}
+
+static int route_message(void *owner, struct conn *c, const struct wire_msg *m)
+{
+    (void)owner;
+    (void)m;
+    conn_set_reason(c, "message before the handshake");
+    return RV_EPROTO;
+}
+
+static void route_close(void *owner, struct conn *c, int rc, const char *why)
+{
+    (void)rc;
+    (void)why;
+    pending_remove(owner, c);
+}
+
+static const struct conn_handler router = {route_handshake, route_message, route_close, NULL};
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    rv_session_t *s = server->data;
+    struct conn *c;
+    if (status < 0)
+        return;
+    if (s->npending >= MAX_PENDING) {
+        /* Accept and drop: leaving it queued would make libuv call us again at once. */
+        uv_tcp_t *tmp = malloc(sizeof(*tmp));
+        if (tmp != NULL && uv_tcp_init(server->loop, tmp) == 0) {
+            uv_accept(server, (uv_stream_t *)tmp);
+            uv_close((uv_handle_t *)tmp, (uv_close_cb)free);
+        } else {
+            free(tmp);
+        }
+        return;
+    }
+    if (conn_accept(server->loop, server, NULL, &router, s, ++s->ctx.next_conn_id, &c) == 0 &&
+        c->state != CONN_CLOSING)
+        s->pending[s->npending++] = c;
+}
+
+static int listen_on(rv_session_t *s, uv_tcp_t *tcp, const struct sockaddr *sa)
+{
+    uv_tcp_init(s->ctx.loop, tcp);
+    tcp->data = s;
+    int rc = uv_tcp_bind(tcp, sa, sa->sa_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)tcp, 128, on_connection);
+    if (rc != 0)
+        uv_close((uv_handle_t *)tcp, NULL);
+    return rc;
+}
+
+/* Listens on port (or the next nine, then any) on listen_addr, or on every IPv4 and IPv6
+ * address; the port found is the one announced. */
+static int start_listening(rv_session_t *s)
+{
+    rv_session_opts_t *o = &s->ctx.opts;
+    for (int attempt = 0; attempt <= 10; attempt++) {
+        uint16_t port = attempt == 10 ? 0 : (uint16_t)(o->port + attempt);
+        struct sockaddr_storage a4, a6;
+        int rc;
+        s->nlisteners = 0;
+        if (o->listen_addr != NULL) {
+            if (uv_ip4_addr(o->listen_addr, port, (struct sockaddr_in *)&a4) != 0 &&
+                uv_ip6_addr(o->listen_addr, port, (struct sockaddr_in6 *)&a4) != 0)
+                return RV_EINVAL;
+            rc = listen_on(s, &s->listeners[0], (struct sockaddr *)&a4);
+            if (rc == 0)
+                s->nlisteners = 1;
+        } else {
+            uv_ip4_addr("0.0.0.0", port, (struct sockaddr_in *)&a4);
+            rc = listen_on(s, &s->listeners[0], (struct sockaddr *)&a4);
+            if (rc == 0) {
+                s->nlisteners = 1;
+                /* The same port on IPv6, when the machine has it; IPv4 alone is enough. */
+                struct sockaddr_storage got;
+                int len = sizeof(got);
+                uv_tcp_getsockname(&s->listeners[0], (struct sockaddr *)&got, &len);
+                uv_ip6_addr("::", ntohs(((struct sockaddr_in *)&got)->sin_port),
+                            (struct sockaddr_in6 *)&a6);
+                if (listen_on(s, &s->listeners[1], (struct sockaddr *)&a6) == 0)
+                    s->nlisteners = 2;
+            }
+        }
+        if (rc == 0) {
+            struct sockaddr_storage got;
+            int len = sizeof(got);
+            uv_tcp_getsockname(&s->listeners[0], (struct sockaddr *)&got, &len);
+            o->port = got.ss_family == AF_INET6
+                          ? ntohs(((struct sockaddr_in6 *)&got)->sin6_port)
+                          : ntohs(((struct sockaddr_in *)&got)->sin_port);
+            return 0;
+        }
+        if (rc != UV_EADDRINUSE)
+            return RV_ENET;
+    }
+    return RV_ENET;
+}
+
+static void stop_listening(rv_session_t *s)
+{
+    for (int i = 0; i < s->nlisteners; i++)
+        uv_close((uv_handle_t *)&s->listeners[i], NULL);
+    s->nlisteners = 0;
+    while (s->npending > 0) {
+        struct conn *c = s->pending[--s->npending];
+        conn_close(c, 0, "the session is stopping");
+    }
+}
 
 static void stop_now(rv_session_t *s);
 
@@ -51,10 +191,12 @@ static void on_torrent_stopped(void *ud, rv_torrent_t *t)
     s->stopped++;
     if (s->first_error == 0)
         s->first_error = torrent_error(t);
-    /* With every torrent stopped nothing else needs the tracker client; closing it lets the
-     * loop run out. */
-    if (s->stopped == s->count)
+    /* With every torrent stopped nothing else needs the tracker client or the listener;
+     * closing them lets the loop run out. */
+    if (s->stopped == s->count) {
         close_trackers(s);
+        stop_listening(s);
+    }
 }
 
 int rv_session_new(void *loop, const rv_session_opts_t *opts, rv_session_t **out)
@@ -85,6 +227,14 @@ int rv_session_new(void *loop, const rv_session_opts_t *opts, rv_session_t **out
     }
     s->ctx.on_stopped = on_torrent_stopped;
     s->ctx.ud = s;
+    if (!o->no_listen && start_listening(s) != 0) {
+        if (s->owns_loop) {
+            uv_run(&s->own_loop, UV_RUN_DEFAULT);
+            uv_loop_close(&s->own_loop);
+        }
+        free(s);
+        return RV_ENET;
+    }
     /* Unreferenced: it must not keep the loop alive once every torrent has stopped. */
     uv_async_init(s->ctx.loop, &s->wake, on_wake);
     s->wake.data = s;
@@ -143,8 +293,10 @@ int rv_session_add(rv_session_t *s, const char *torrent_path, const rv_add_opts_
 
 int rv_session_run(rv_session_t *s)
 {
-    if (s->count == 0)
+    if (s->count == 0) {
         close_trackers(s);
+        stop_listening(s);
+    }
     uv_run(s->ctx.loop, UV_RUN_DEFAULT);
     return s->first_error;
 }
@@ -153,8 +305,10 @@ static void stop_now(rv_session_t *s)
 {
     for (size_t i = 0; i < s->count; i++)
         torrent_stop(s->torrents[i]);
-    if (s->count == 0)
+    if (s->count == 0 || s->stopped == s->count) {
         close_trackers(s);
+        stop_listening(s);
+    }
 }
 
 void rv_session_stop(rv_session_t *s)

@@ -31,6 +31,11 @@
 #define RETRY_MAX_MS 300000
 #define MAX_CONTRIB 16
 #define MAX_CANDIDATES 4096
+#define MAX_UPLOAD_QUEUE 256       /* a peer asking more than this at once is flooding */
+#define UPLOAD_BACKLOG (1u << 20)  /* bytes queued toward one peer before we wait for it */
+#define CHOKE_TICKS 10             /* BEP 3 / mainline: rechoke every 10 s */
+#define OPTIMISTIC_TICKS 30        /* rotate the optimistic unchoke every 30 s */
+#define NEW_PEER_MS 60000          /* peers this new are three times as likely to be picked */
 #define TRUST_MAX 8
 #define TRUST_BAN (-7)
 
@@ -60,7 +65,22 @@ struct peer {
     uint64_t downloaded, uploaded;
     uint64_t window, rate;
     uint64_t last_block_ms;
+    uint64_t connected_ms;
     char client[21];
+    /* uploading */
+    struct block_ref upq[MAX_UPLOAD_QUEUE]; /* the peer's requests, oldest first */
+    size_t nupq;
+    uint64_t up_window, up_rate;
+    bool optimistic;
+};
+
+struct cache_entry {
+    uint32_t piece;
+    uint32_t size;
+    uint8_t *data;
+    bool valid;   /* data holds the piece */
+    bool loading; /* a read is in flight into data */
+    uint64_t last_use;
 };
 
 struct piece_buf {
@@ -94,6 +114,13 @@ struct rv_torrent {
     struct bitfield have;
     struct wire_limits limits;
     struct handshake hs;
+    struct cache_entry *cache; /* read cache for uploads, whole pieces */
+    size_t ncache;
+    uint64_t uploaded, up_window, up_rate, refused;
+    unsigned ticks;
+    double seed_ratio;
+    int64_t seed_seconds;
+    uint64_t seeding_since_ms;
     uv_timer_t tick;
     rv_torrent_state_t state;
     uint64_t downloaded, wasted, window, rate, bytes_have;
@@ -301,6 +328,7 @@ static bool remove_request(struct peer *p, uint32_t piece, uint32_t begin, uint3
 
 static void finish(rv_torrent_t *t);
 static void stop_if_done(rv_torrent_t *t);
+static void fail_torrent(rv_torrent_t *t, int rc, const char *msg);
 
 static void ban_peer(rv_torrent_t *t, struct candidate *c, const char *why)
 {
@@ -316,6 +344,18 @@ static void ban_peer(rv_torrent_t *t, struct candidate *c, const char *why)
             memcmp(p->conn->addr.ip, c->addr.ip, c->addr.family == 6 ? 16 : 4) == 0)
             conn_close(p->conn, RV_EHASH, why);
     }
+}
+
+/* A disk error stops the torrent; what is verified stays on disk. */
+static void fail_torrent(rv_torrent_t *t, int rc, const char *msg)
+{
+    if (t->error_code != 0)
+        return;
+    t->error_code = rc;
+    snprintf(t->error, sizeof(t->error), "%s", msg);
+    t->state = RV_STATE_ERROR;
+    emit(t, RV_EVENT_ERROR, 0, rc, "%s", t->error);
+    torrent_stop(t);
 }
 
 static void on_piece_stored(void *ud, uint32_t piece, int rc, const rv_error_t *err)
@@ -365,13 +405,7 @@ static void on_piece_stored(void *ud, uint32_t piece, int rc, const rv_error_t *
     } else {
         if (b != NULL)
             buf_release(t, b);
-        if (t->error_code == 0) {
-            t->error_code = rc;
-            snprintf(t->error, sizeof(t->error), "%s", err ? err->msg : rv_strerror(rc));
-            t->state = RV_STATE_ERROR;
-            emit(t, RV_EVENT_ERROR, piece, rc, "%s", t->error);
-            torrent_stop(t);
-        }
+        fail_torrent(t, rc, err ? err->msg : rv_strerror(rc));
         return;
     }
     if (t->stopping) {
@@ -447,6 +481,181 @@ static int handle_block(struct peer *p, const struct wire_msg *m)
     return 0;
 }
 
+/* ---- uploading: a read cache of whole pieces, each peer's request queue ---- */
+
+static void serve(struct peer *p);
+
+static void on_cache_read(void *ud, uint32_t piece, int rc, const rv_error_t *err)
+{
+    rv_torrent_t *t = ud;
+    struct cache_entry *e = NULL;
+    for (size_t i = 0; i < t->ncache && e == NULL; i++)
+        if (t->cache[i].loading && t->cache[i].piece == piece)
+            e = &t->cache[i];
+    if (e == NULL)
+        return;
+    e->loading = false;
+    if (rc != 0) {
+        /* Verified data that cannot be read back: the disk changed under us. */
+        fail_torrent(t, rc, err ? err->msg : rv_strerror(rc));
+        return;
+    }
+    e->valid = true;
+    for (struct peer *p = t->peers; p != NULL; p = p->next)
+        if (p->nupq > 0)
+            serve(p);
+}
+
+/* The cached piece, or NULL after starting to load it (serve runs again when it is in). One
+ * read of a whole piece serves every peer asking for its blocks. */
+static struct cache_entry *cache_get(rv_torrent_t *t, uint32_t piece)
+{
+    struct cache_entry *victim = NULL;
+    for (size_t i = 0; i < t->ncache; i++) {
+        struct cache_entry *e = &t->cache[i];
+        if ((e->valid || e->loading) && e->piece == piece)
+            return e->valid ? e : NULL;
+        if (e->loading)
+            continue;
+        if (victim == NULL || !e->valid || (victim->valid && e->last_use < victim->last_use))
+            victim = e;
+    }
+    if (victim == NULL)
+        return NULL; /* every entry is loading: wait for one */
+    if (victim->data == NULL && (victim->data = malloc(t->ti->piece_length)) == NULL)
+        return NULL;
+    victim->valid = false;
+    victim->loading = true;
+    victim->piece = piece;
+    victim->size = layout_piece_size(&t->layout, piece);
+    if (storage_read(t->storage, piece, 0, victim->size, victim->data, on_cache_read, t) != 0) {
+        victim->loading = false;
+        return NULL;
+    }
+    return NULL;
+}
+
+/* Sends what the peer asked for while its connection has room; BEP 3 pieces in request order. */
+static void serve(struct peer *p)
+{
+    rv_torrent_t *t = p->t;
+    if (t->stopping || t->storage == NULL)
+        return;
+    while (p->nupq > 0 && !p->am_choking && conn_send_backlog(p->conn) < UPLOAD_BACKLOG) {
+        struct block_ref r = p->upq[0];
+        struct cache_entry *e = cache_get(t, r.piece);
+        if (e == NULL)
+            break;
+        e->last_use = now_ms(t);
+        struct buf *out = conn_out(p->conn);
+        if (wire_put_piece_header(out, r.piece, r.begin, r.length) != 0 ||
+            buf_append(out, e->data + r.begin, r.length) != 0) {
+            conn_close(p->conn, RV_ENOMEM, "out of memory queueing a block");
+            return;
+        }
+        memmove(p->upq, p->upq + 1, (p->nupq - 1) * sizeof(p->upq[0]));
+        p->nupq--;
+        p->uploaded += r.length;
+        p->up_window += r.length;
+        t->uploaded += r.length;
+        t->up_window += r.length;
+    }
+    conn_flush(p->conn);
+}
+
+static void on_sent(void *owner, struct conn *c)
+{
+    (void)owner;
+    struct peer *p = c->data;
+    if (p != NULL && p->nupq > 0)
+        serve(p);
+}
+
+static void set_choke(struct peer *p, bool choke)
+{
+    if (p->am_choking == choke)
+        return;
+    p->am_choking = choke;
+    wire_put_simple(conn_out(p->conn), choke ? WIRE_CHOKE : WIRE_UNCHOKE);
+    /* BEP 3: choking discards the peer's pending requests. */
+    if (choke) {
+        p->t->refused += p->nupq;
+        p->nupq = 0;
+    }
+    conn_flush(p->conn);
+}
+
+static int by_rate_desc(const void *a, const void *b)
+{
+    const struct peer *x = *(const struct peer *const *)a, *y = *(const struct peer *const *)b;
+    /* Leeching: who gives us most; seeding: who takes most (fastest uploads first). */
+    bool seeding = x->t->state == RV_STATE_SEEDING;
+    uint64_t rx = seeding ? x->up_rate : x->rate, ry = seeding ? y->up_rate : y->rate;
+    return rx < ry ? 1 : rx > ry ? -1 : 0;
+}
+
+/* Tit-for-tat (BEP 3, mainline): the upload_slots - 1 interested peers that upload to us fastest
+ * (or, seeding, that we upload to fastest) are unchoked, plus one optimistic unchoke rotated
+ * every 30 s, three times as likely to go to a new peer so it gets something to trade. */
+static void choke_round(rv_torrent_t *t, bool rotate)
+{
+    struct peer *list[512];
+    size_t n = 0;
+    unsigned slots = t->ctx->opts.upload_slots ? t->ctx->opts.upload_slots : 4;
+    struct peer *optimistic = NULL;
+    for (struct peer *p = t->peers; p != NULL; p = p->next) {
+        if (!p->handshaked)
+            continue;
+        if (p->optimistic) {
+            if (!rotate && p->peer_interested)
+                optimistic = p;
+            p->optimistic = false;
+        }
+        if (p->peer_interested && n < sizeof(list) / sizeof(list[0]))
+            list[n++] = p;
+    }
+    qsort(list, n, sizeof(list[0]), by_rate_desc);
+    size_t regular = slots > 1 ? slots - 1 : 1;
+    if (regular > n)
+        regular = n;
+    bool keep[512] = {false};
+    for (size_t i = 0; i < regular; i++)
+        keep[i] = true;
+    if (optimistic == NULL && n > regular) {
+        uint64_t now = now_ms(t), total = 0;
+        for (size_t i = regular; i < n; i++)
+            total += now - list[i]->connected_ms < NEW_PEER_MS ? 3 : 1;
+        uint64_t pick = rand_u32() % total;
+        for (size_t i = regular; i < n && optimistic == NULL; i++) {
+            uint64_t w = now - list[i]->connected_ms < NEW_PEER_MS ? 3 : 1;
+            if (pick < w)
+                optimistic = list[i];
+            else
+                pick -= w;
+        }
+    }
+    if (optimistic != NULL)
+        optimistic->optimistic = true;
+    for (struct peer *p = t->peers; p != NULL; p = p->next) {
+        if (!p->handshaked)
+            continue;
+        bool unchoke = p->optimistic;
+        for (size_t i = 0; i < n && !unchoke; i++)
+            unchoke = keep[i] && list[i] == p;
+        set_choke(p, !unchoke);
+    }
+}
+
+/* A peer became interested: with a slot free, unchoke it now rather than at the next round. */
+static void maybe_unchoke(rv_torrent_t *t, struct peer *p)
+{
+    unsigned slots = t->ctx->opts.upload_slots ? t->ctx->opts.upload_slots : 4, open = 0;
+    for (struct peer *o = t->peers; o != NULL; o = o->next)
+        open += o->handshaked && !o->am_choking;
+    if (open < slots && !t->stopping)
+        set_choke(p, false);
+}
+
 /* ---- connection callbacks ---- */
 
 static int on_handshake(void *owner, struct conn *c, const struct handshake *h)
@@ -460,6 +669,7 @@ static int on_handshake(void *owner, struct conn *c, const struct handshake *h)
     if (t->stopping)
         return RV_ECANCELED;
     p->handshaked = true;
+    p->connected_ms = now_ms(t);
     for (size_t i = 0; i < 20 && i < sizeof(p->client) - 1; i++) {
         uint8_t ch = h->peer_id[i];
         p->client[i] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '.';
@@ -496,6 +706,7 @@ static int on_message(void *owner, struct conn *c, const struct wire_msg *m)
         break;
     case WIRE_INTERESTED:
         p->peer_interested = true;
+        maybe_unchoke(t, p);
         break;
     case WIRE_NOT_INTERESTED:
         p->peer_interested = false;
@@ -528,9 +739,30 @@ static int on_message(void *owner, struct conn *c, const struct wire_msg *m)
         break;
     }
     case WIRE_REQUEST:
+        /* BEP 3: a choked peer's requests are ignored. Pieces we do not have and blocks over
+         * 16 KiB (what every client asks for) are refused; a peer queueing more than we would
+         * ever serve at once is flooding us and goes. */
+        if (p->am_choking || !bitfield_has(&t->have, m->index) || m->length > RV_BLOCK_SIZE) {
+            t->refused++;
+            break;
+        }
+        if (p->nupq == MAX_UPLOAD_QUEUE) {
+            conn_set_reason(c, "flooded us with more than %d outstanding requests",
+                            MAX_UPLOAD_QUEUE);
+            return RV_EPROTO;
+        }
+        p->upq[p->nupq++] = (struct block_ref){m->index, m->begin, m->length};
+        serve(p);
+        break;
     case WIRE_CANCEL:
-        /* We do not upload yet and keep every peer choked: BEP 3 lets a choked peer's
-         * requests be ignored. */
+        for (size_t i = 0; i < p->nupq; i++) {
+            if (p->upq[i].piece == m->index && p->upq[i].begin == m->begin &&
+                p->upq[i].length == m->length) {
+                memmove(p->upq + i, p->upq + i + 1, (p->nupq - i - 1) * sizeof(p->upq[0]));
+                p->nupq--;
+                break;
+            }
+        }
         break;
     case WIRE_PIECE:
         return handle_block(p, m);
@@ -595,7 +827,51 @@ static void on_close(void *owner, struct conn *c, int rc, const char *why)
     }
 }
 
-static const struct conn_handler handler = {on_handshake, on_message, on_close};
+static const struct conn_handler handler = {on_handshake, on_message, on_close, on_sent};
+
+int torrent_accept(rv_torrent_t *t, struct conn *c, const struct handshake *h)
+{
+    if (t->stopping) {
+        conn_set_reason(c, "the torrent is stopping");
+        return RV_ECANCELED;
+    }
+    if (t->nconns >= t->ctx->opts.max_peers) {
+        conn_set_reason(c, "already %u peers", t->nconns);
+        return RV_EFULL;
+    }
+    if (ip_banned(t, &c->addr)) {
+        conn_set_reason(c, "banned");
+        return RV_EPROTO;
+    }
+    struct peer *p = calloc(1, sizeof(*p));
+    if (p == NULL || bitfield_init(&p->have, t->ti->piece_count) != 0) {
+        free(p);
+        return RV_ENOMEM;
+    }
+    p->t = t;
+    p->am_choking = p->peer_choking = true;
+    p->depth = START_PIPELINE;
+    p->conn = c;
+    c->data = p;
+    p->next = t->peers;
+    if (t->peers)
+        t->peers->prev = p;
+    t->peers = p;
+    t->nconns++;
+    /* From here the connection is ours: our handshake goes out first, then our bitfield. */
+    conn_attach(c, &t->hs, &t->limits, &handler, t);
+    return on_handshake(t, c, h);
+}
+
+const uint8_t *torrent_info_hash(const rv_torrent_t *t)
+{
+    return t->ti->info_hash;
+}
+
+bool torrent_is_stopping(const rv_torrent_t *t)
+{
+    return t->stopping;
+}
 
 static void connect_peers(rv_torrent_t *t)
 {
@@ -641,17 +917,42 @@ static void connect_peers(rv_torrent_t *t)
     }
 }
 
-/* ---- the tick: rates, pipelines, snubs, new connections ---- */
+/* ---- the tick: rates, pipelines, snubs, choking, new connections ---- */
+
+/* aria2's rule: the ratio is uploaded over downloaded, or over the size when we downloaded
+ * nothing (seeding data we had). */
+static bool seed_limit_reached(const rv_torrent_t *t)
+{
+    if (t->seed_seconds >= 0 &&
+        now_ms(t) - t->seeding_since_ms >= (uint64_t)t->seed_seconds * 1000)
+        return true;
+    if (t->seed_ratio > 0) {
+        uint64_t base = t->downloaded ? t->downloaded : t->ti->total_size;
+        if ((double)t->uploaded >= t->seed_ratio * (double)base)
+            return true;
+    }
+    return false;
+}
 
 static void on_tick(uv_timer_t *h)
 {
     rv_torrent_t *t = h->data;
     uint64_t now = now_ms(t);
+    t->ticks++;
     t->rate = (t->rate * 3 + t->window * 7) / 10;
     t->window = 0;
+    t->up_rate = (t->up_rate * 3 + t->up_window * 7) / 10;
+    t->up_window = 0;
     for (struct peer *p = t->peers; p != NULL; p = p->next) {
         p->rate = (p->rate * 3 + p->window * 7) / 10;
         p->window = 0;
+        p->up_rate = (p->up_rate * 3 + p->up_window * 7) / 10;
+        p->up_window = 0;
+        /* Two seeds have nothing to trade (BEP 21's spirit): free the slot. */
+        if (t->state == RV_STATE_SEEDING && p->handshaked && bitfield_is_full(&p->have)) {
+            conn_close(p->conn, 0, "both sides are seeds");
+            continue;
+        }
         /* Keep about three seconds of data in flight (libtorrent's request_queue_time). */
         uint64_t d = p->rate * 3 / RV_BLOCK_SIZE;
         p->depth = d < MIN_PIPELINE ? MIN_PIPELINE : d > MAX_PIPELINE ? MAX_PIPELINE : (unsigned)d;
@@ -667,7 +968,15 @@ static void on_tick(uv_timer_t *h)
             conn_flush(p->conn);
         }
     }
-    if (t->state == RV_STATE_DOWNLOADING)
+    if (t->ticks % CHOKE_TICKS == 0)
+        choke_round(t, t->ticks % OPTIMISTIC_TICKS == 0);
+    if (t->state == RV_STATE_SEEDING && seed_limit_reached(t)) {
+        emit(t, RV_EVENT_FINISHED, 0, 0, "seeding done: uploaded %llu bytes",
+             (unsigned long long)t->uploaded);
+        torrent_stop(t);
+        return;
+    }
+    if (t->state == RV_STATE_DOWNLOADING || t->state == RV_STATE_SEEDING)
         connect_peers(t);
     torrent_snapshot(t);
 }
@@ -741,7 +1050,7 @@ static bool data_on_disk(const rv_torrent_t *t, const char *dir)
 static void announce_stats(void *ud, uint64_t *up, uint64_t *down, uint64_t *left)
 {
     rv_torrent_t *t = ud;
-    *up = 0;
+    *up = t->uploaded;
     *down = t->downloaded;
     *left = t->ti->total_size > t->bytes_have ? t->ti->total_size - t->bytes_have : 0;
 }
@@ -775,8 +1084,24 @@ static void finish(rv_torrent_t *t)
         announcer_completed(t->announcer);
     emit(t, RV_EVENT_FINISHED, 0, 0, "downloaded %llu bytes in %.1f s",
          (unsigned long long)t->downloaded, (double)(now_ms(t) - t->started_ms) / 1000);
-    /* Seeding comes later: a finished torrent stops (flushing its files). */
-    torrent_stop(t);
+    t->seeding_since_ms = now_ms(t);
+    if (t->seed_seconds == 0 || t->stopping) {
+        torrent_stop(t);
+        return;
+    }
+    /* Seed: no longer interested in anyone, choke by upload rate from now on. */
+    t->state = RV_STATE_SEEDING;
+    for (struct peer *p = t->peers; p != NULL; p = p->next) {
+        if (p->handshaked) {
+            send_interest(p, false);
+            conn_flush(p->conn);
+        }
+    }
+    if (t->announcer == NULL && t->ncands == 0 && t->ctx->opts.no_listen) {
+        torrent_stop(t); /* nobody could ever reach us */
+        return;
+    }
+    torrent_snapshot(t);
 }
 
 static void on_storage_closed(void *ud)
@@ -866,6 +1191,9 @@ void torrent_free(rv_torrent_t *t)
     free(t->bufs);
     free(t->slot_of);
     free(t->free_slots);
+    for (size_t i = 0; i < t->ncache; i++)
+        free(t->cache[i].data);
+    free(t->cache);
     bitfield_free(&t->have);
     rv_torrent_info_free(t->ti);
     pthread_mutex_destroy(&t->snap_lock);
@@ -914,6 +1242,13 @@ int torrent_start(struct session_ctx *ctx, rv_torrent_info_t *ti, const rv_add_o
         active = 2;
     if (active > ti->piece_count)
         active = ti->piece_count;
+    t->seed_ratio = opts->seed_ratio;
+    t->seed_seconds = opts->seed_seconds;
+    size_t cache_bytes = ctx->opts.read_cache ? ctx->opts.read_cache : 16u << 20;
+    t->ncache = cache_bytes / ti->piece_length;
+    if (t->ncache < 2)
+        t->ncache = 2;
+    t->cache = calloc(t->ncache, sizeof(*t->cache));
     t->nbufs = active;
     t->bufs = calloc(active, sizeof(*t->bufs));
     t->slot_of = malloc(ti->piece_count * sizeof(*t->slot_of));
@@ -926,7 +1261,7 @@ int torrent_start(struct session_ctx *ctx, rv_torrent_info_t *ti, const rv_add_o
                              .piece_length = ti->piece_length,
                              .last_piece_length = t->limits.last_piece_length,
                              .max_active = (uint32_t)active};
-    if (t->bufs == NULL || t->slot_of == NULL || t->free_slots == NULL ||
+    if (t->bufs == NULL || t->slot_of == NULL || t->free_slots == NULL || t->cache == NULL ||
         picker_new(&po, &t->picker) != 0) {
         rc = err_set(err, RV_ENOMEM, "out of memory");
         goto fail;
@@ -999,6 +1334,11 @@ static void status_compute(const rv_torrent_t *t, rv_torrent_status_t *st)
     st->peers_known = (unsigned)t->ncands;
     st->pieces_failed = t->pieces_failed;
     st->peers_banned = t->banned;
+    st->uploaded = t->uploaded;
+    st->upload_rate = t->up_rate;
+    st->requests_refused = t->refused;
+    for (const struct peer *p = t->peers; p != NULL; p = p->next)
+        st->peers_unchoked += p->handshaked && !p->am_choking;
     st->eta_seconds = -1;
     if (t->rate > 0 && st->bytes_total >= st->bytes_have)
         st->eta_seconds = (int64_t)((st->bytes_total - st->bytes_have) / t->rate);
@@ -1045,6 +1385,11 @@ size_t rv_torrent_peers(const rv_torrent_t *t, rv_peer_info_t *out, size_t max)
             i->choked = p->peer_choking;
             i->interested = p->am_interested;
             i->snubbed = p->snubbed;
+            i->uploaded = p->uploaded;
+            i->upload_rate = p->up_rate;
+            i->am_choking = p->am_choking;
+            i->peer_interested = p->peer_interested;
+            i->optimistic = p->optimistic;
             i->pieces = p->have.set;
         }
         n++;

@@ -5,6 +5,7 @@
 #define RV_SESSION_TORRENT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "rivulet/session.h"
@@ -29,6 +30,13 @@ void torrent_stop(rv_torrent_t *t);
 /* Frees a stopped torrent (its handles must be closed: after on_stopped, run the loop once). */
 void torrent_free(rv_torrent_t *t);
 int torrent_error(const rv_torrent_t *t);
+struct conn;
+struct handshake;
+/* An incoming connection whose handshake names this torrent: takes it over (conn_attach).
+ * Returns 0, or an error (with the reason set on c) to refuse it. */
+int torrent_accept(rv_torrent_t *t, struct conn *c, const struct handshake *h);
+const uint8_t *torrent_info_hash(const rv_torrent_t *t);
+bool torrent_is_stopping(const rv_torrent_t *t);
 /* Copies the status for readers on other threads. */
 void torrent_snapshot(rv_torrent_t *t);
 

@@ -149,10 +149,10 @@ download() {
         stop_pid "$seeder"
         return 0
     fi
-    local args=(download "$label.torrent" -o "$WORK/out-$label")
+    local args=(download "$label.torrent" -o "$WORK/out-$label" --seed-time 0)
     case $mode in
     peer) args+=(--peer "$ip:$port" --no-trackers) ;;
-    short) args=("$label.torrent" -o "$WORK/out-$label" --peer "$ip:$port" --no-trackers) ;;
+    short) args=("$label.torrent" -o "$WORK/out-$label" --peer "$ip:$port" --no-trackers --seed-time 0) ;;
     tracker) ;;
     esac
     args+=(--port "$(free_port 127.0.0.1)" --json "$@")
@@ -229,7 +229,7 @@ if $PY -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>/de
     pids+=("$seeder6")
     if wait_file v6.ready 30; then
         rc=0
-        timeout 60 "$RV" download multi256k.torrent -o "$WORK/out-v6" --peer "[::1]:$port6" \
+        timeout 60 "$RV" download multi256k.torrent --seed-time 0 -o "$WORK/out-v6" --peer "[::1]:$port6" \
             --no-trackers --json >v6.ndjson 2>v6.err || rc=$?
         if [ "$rc" -eq 0 ] && diff -r "$WORK/p256k/multi" "$WORK/out-v6/multi" >/dev/null 2>&1; then
             ok "ipv6: byte-identical download from the libtorrent seeder on [::1]:$port6"

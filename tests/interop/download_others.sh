@@ -149,7 +149,7 @@ PY
     fi
     local rc=0 t0 secs
     t0=$(date +%s%N)
-    timeout 90 "$RV" download aria.torrent -o "$WORK/out-aria2" --port "$(free_port 127.0.0.1)" \
+    timeout 90 "$RV" download --seed-time 0 aria.torrent -o "$WORK/out-aria2" --port "$(free_port 127.0.0.1)" \
         --json >aria2.ndjson 2>aria2.err || rc=$?
     secs=$(secs_since "$t0")
     stop_pid "$apid"
@@ -214,7 +214,7 @@ JSON
     fi
     local rc=0 t0 secs
     t0=$(date +%s%N)
-    timeout 90 "$RV" download tr.torrent -o "$WORK/out-transmission" --peer "127.0.0.3:$TPORT" \
+    timeout 90 "$RV" download --seed-time 0 tr.torrent -o "$WORK/out-transmission" --peer "127.0.0.3:$TPORT" \
         --no-trackers --port "$(free_port 127.0.0.1)" --json >transmission.ndjson 2>transmission.err || rc=$?
     secs=$(secs_since "$t0")
     info=$(transmission-remote "127.0.0.1:$RPC" -t 1 -i 2>/dev/null || true)

@@ -53,7 +53,7 @@ pids+=($!)
 wait_file seed.ready 30 || { bad "seeder not ready: $(tail -n 3 seed.err)"; exit 1; }
 
 # ---- Ctrl+C in the middle
-"$RV" download t.torrent -o out --json > run1.ndjson 2> run1.err &
+"$RV" download --seed-time 0 t.torrent -o out --json > run1.ndjson 2> run1.err &
 rv=$!
 for _ in $(seq 200); do
     n=$(grep -c piece_verified run1.ndjson 2>/dev/null || true)
@@ -78,7 +78,7 @@ verified=$($PY "$EV" run1.ndjson 'len(verified)')
 
 # ---- a second run checks what is there and fetches the rest
 rc=0
-timeout 60 "$RV" download t.torrent -o out --json > run2.ndjson 2> run2.err || rc=$?
+timeout 60 "$RV" download --seed-time 0 t.torrent -o out --json > run2.ndjson 2> run2.err || rc=$?
 [ "$rc" -eq 0 ] && ok "second run: exit 0" || bad "second run: exit $rc ($(tail -n 2 run2.err | tr '\n' ' '))"
 if diff -r data/payload out/payload > /dev/null; then ok "second run: byte-identical"; else bad "second run: files differ"; fi
 fetched=$($PY "$EV" run2.ndjson 'len(verified)')
@@ -89,7 +89,7 @@ fetched=$($PY "$EV" run2.ndjson 'len(verified)')
 if [ "$(id -u)" -eq 0 ] && mkdir small && mount -t tmpfs -o size=1m tmpfs small 2>/dev/null; then
     mounts+=("$WORK/small")
     rc=0
-    timeout 60 "$RV" download t.torrent -o small/out -q 2> full.err || rc=$?
+    timeout 60 "$RV" download --seed-time 0 t.torrent -o small/out -q 2> full.err || rc=$?
     [ "$rc" -eq 6 ] && ok "full disk: exit 6" || bad "full disk: exit $rc"
     if grep -q "payload/a.bin" full.err && grep -qi "no space" full.err; then
         ok "full disk: $(head -n 1 full.err)"
@@ -98,7 +98,7 @@ if [ "$(id -u)" -eq 0 ] && mkdir small && mount -t tmpfs -o size=1m tmpfs small 
     mount -t tmpfs -o size=1m,ro tmpfs ro
     mounts+=("$WORK/ro")
     rc=0
-    timeout 60 "$RV" download t.torrent -o ro/out -q 2> ro.err || rc=$?
+    timeout 60 "$RV" download --seed-time 0 t.torrent -o ro/out -q 2> ro.err || rc=$?
     [ "$rc" -eq 6 ] && ok "read-only disk: exit 6" || bad "read-only disk: exit $rc"
     if grep -qi "read-only" ro.err; then ok "read-only disk: $(head -n 1 ro.err)"; else
         bad "read-only disk: $(cat ro.err)"; fi

@@ -121,7 +121,7 @@ if [ "$ok_start" -eq 1 ]; then
     for a in "${addrs[@]}"; do peer_args+=(--peer "$a"); done
     rc=0
     t0=$(date +%s%N)
-    timeout 90 "$RV" download four.torrent -o "$WORK/out-four" "${peer_args[@]}" --no-trackers \
+    timeout 90 "$RV" download --seed-time 0 four.torrent -o "$WORK/out-four" "${peer_args[@]}" --no-trackers \
         --port "$(free_port 127.0.0.1)" --json >four.ndjson 2>four.err || rc=$?
     secs=$(secs_since "$t0")
     for v in sp2 sp3 sp4 sp5; do stop_pid "${!v}"; done
@@ -176,7 +176,7 @@ if start_seeder lp liar lie.torrent "$WORK/liar" 127.0.0.2 "$lport" lie-liar &&
     ok "lie: liar on $LIAR with $nbad bad pieces, honest seeders on 127.0.0.3:$g1port, 127.0.0.4:$g2port"
     rc=0
     t0=$(date +%s%N)
-    timeout 90 "$RV" download lie.torrent -o "$WORK/out-lie" --peer "$LIAR" \
+    timeout 90 "$RV" download --seed-time 0 lie.torrent -o "$WORK/out-lie" --peer "$LIAR" \
         --peer "127.0.0.3:$g1port" --peer "127.0.0.4:$g2port" --no-trackers \
         --port "$(free_port 127.0.0.1)" --json >lie.ndjson 2>lie.err || rc=$?
     secs=$(secs_since "$t0")
@@ -218,7 +218,7 @@ bport=$(free_port 127.0.0.3)
 if start_seeder sa lt churn.torrent "$WORK/pc" 127.0.0.2 "$aport" churn-a --upload-limit 1000000; then
     rc=0
     t0=$(date +%s%N)
-    timeout 120 "$RV" download churn.torrent -o "$WORK/out-churn" --peer "127.0.0.2:$aport" \
+    timeout 120 "$RV" download --seed-time 0 churn.torrent -o "$WORK/out-churn" --peer "127.0.0.2:$aport" \
         --peer "127.0.0.3:$bport" --no-trackers --port "$(free_port 127.0.0.1)" --json \
         >churn.ndjson 2>churn.err &
     rvpid=$!

@@ -254,7 +254,7 @@ static void h_close(void *owner, struct conn *c, int rc, const char *why)
     x->c = NULL; /* freed after we return */
 }
 
-static const struct conn_handler handler = {h_handshake, h_message, h_close};
+static const struct conn_handler handler = {h_handshake, h_message, h_close, NULL};
 
 /* ---- test scaffolding ---- */
 
