@@ -95,6 +95,37 @@ static void fmt_eta(int64_t s, char *out, size_t n)
         snprintf(out, n, "%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
 }
 
+/* Who sent what, while the peers are still connected: scripts check that every seeder
+ * contributed. */
+static void json_peers(struct json *j, const rv_torrent_t *t)
+{
+    rv_peer_info_t info[64];
+    size_t n = rv_torrent_peers(t, info, 64);
+    if (n > 64)
+        n = 64;
+    json_key(j, "peers");
+    json_array_begin(j);
+    for (size_t i = 0; i < n; i++) {
+        json_object_begin(j);
+        json_key(j, "address");
+        json_string(j, info[i].address);
+        json_key(j, "client");
+        json_string(j, info[i].client);
+        json_key(j, "downloaded");
+        json_uint(j, info[i].downloaded);
+        json_key(j, "uploaded");
+        json_uint(j, info[i].uploaded);
+        json_key(j, "choked_by_us");
+        json_bool(j, info[i].am_choking);
+        json_key(j, "optimistic");
+        json_bool(j, info[i].optimistic);
+        json_key(j, "interested_in_us");
+        json_bool(j, info[i].peer_interested);
+        json_object_end(j);
+    }
+    json_array_end(j);
+}
+
 static void draw(struct ui *u, bool final)
 {
     rv_torrent_status_t st;
@@ -153,8 +184,9 @@ static void draw(struct ui *u, bool final)
         json_uint(&j, st.uploaded);
         json_key(&j, "upload_rate");
         json_uint(&j, st.upload_rate);
-        json_key(&j, "peers");
+        json_key(&j, "peers_connected");
         json_uint(&j, st.peers_connected);
+        json_peers(&j, u->torrent);
         json_object_end(&j);
         fflush(stdout);
     }
@@ -183,29 +215,6 @@ static const char *event_name(rv_event_type_t t)
         return "stopped";
     }
     return "unknown";
-}
-
-/* Who sent what, while the peers are still connected: scripts check that every seeder
- * contributed. */
-static void json_peers(struct json *j, const rv_torrent_t *t)
-{
-    rv_peer_info_t info[64];
-    size_t n = rv_torrent_peers(t, info, 64);
-    if (n > 64)
-        n = 64;
-    json_key(j, "peers");
-    json_array_begin(j);
-    for (size_t i = 0; i < n; i++) {
-        json_object_begin(j);
-        json_key(j, "address");
-        json_string(j, info[i].address);
-        json_key(j, "client");
-        json_string(j, info[i].client);
-        json_key(j, "downloaded");
-        json_uint(j, info[i].downloaded);
-        json_object_end(j);
-    }
-    json_array_end(j);
 }
 
 static void on_event(void *ud, const rv_event_t *ev)
