@@ -36,6 +36,8 @@ static const char usage[] =
     "                          (default 1.0 for download, unlimited for seed; 0: no limit)\n"
     "      --seed-time MIN     ... or for MIN minutes (default: no limit; 0: do not seed)\n"
     "      --upload-slots N    peers uploaded to at once (default 4)\n"
+    "      --max-download-rate RATE, --max-upload-rate RATE\n"
+    "                          bytes per second, with K/M/G (e.g. 2M); 0: unlimited (default)\n"
     "      --ca-file PEM       trust these certificates for HTTPS trackers\n"
     "  -v, --verbose           log peers, trackers and pieces on stderr\n"
     "  -q, --quiet             print only errors\n"
@@ -369,7 +371,9 @@ static int run(int argc, char **argv, bool seed_mode)
         OPT_LISTEN,
         OPT_SEED_RATIO,
         OPT_SEED_TIME,
-        OPT_SLOTS
+        OPT_SLOTS,
+        OPT_MAX_DOWN,
+        OPT_MAX_UP
     };
     static const struct option opts[] = {{"dir", required_argument, NULL, 'o'},
                                          {"output", required_argument, NULL, 'o'},
@@ -383,6 +387,9 @@ static int run(int argc, char **argv, bool seed_mode)
                                          {"seed-ratio", required_argument, NULL, OPT_SEED_RATIO},
                                          {"seed-time", required_argument, NULL, OPT_SEED_TIME},
                                          {"upload-slots", required_argument, NULL, OPT_SLOTS},
+                                         {"max-download-rate", required_argument, NULL,
+                                          OPT_MAX_DOWN},
+                                         {"max-upload-rate", required_argument, NULL, OPT_MAX_UP},
                                          {"verbose", no_argument, NULL, 'v'},
                                          {"quiet", no_argument, NULL, 'q'},
                                          {"json", no_argument, NULL, 'j'},
@@ -472,6 +479,18 @@ static int run(int argc, char **argv, bool seed_mode)
                 cli_error("--seed-time: '%s' is not a number of minutes", optarg);
                 goto done;
             }
+            break;
+        case OPT_MAX_DOWN:
+        case OPT_MAX_UP:
+            if (cli_parse_size(optarg, &v) != 0) {
+                cli_error("--max-%s-rate: '%s' is not a rate such as 500K or 2M",
+                          c == OPT_MAX_DOWN ? "download" : "upload", optarg);
+                goto done;
+            }
+            if (c == OPT_MAX_DOWN)
+                so.max_download_rate = v;
+            else
+                so.max_upload_rate = v;
             break;
         case OPT_SLOTS:
             if (cli_parse_size(optarg, &v) != 0 || v < 1 || v > 1000) {

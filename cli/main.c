@@ -140,6 +140,8 @@ int main(int argc, char **argv)
         return cmd_create(argc - 1, argv + 1);
     if (strcmp(cmd, "trackers") == 0)
         return cmd_trackers(argc - 1, argv + 1);
+    if (strcmp(cmd, "verify") == 0)
+        return cmd_verify(argc - 1, argv + 1);
     cli_error("unknown command '%s' (try rivulet --help)", cmd);
     return EXIT_USAGE;
 }

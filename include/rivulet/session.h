@@ -61,6 +61,8 @@ typedef struct rv_session_opts {
     bool no_listen;           /* accept no incoming peers */
     unsigned upload_slots;    /* peers unchoked at once (tit-for-tat); 0: 4 */
     size_t read_cache;        /* bytes of pieces kept in memory for uploading; 0: 16 MiB */
+    uint64_t max_download_rate; /* bytes/s for the whole session; 0: unlimited */
+    uint64_t max_upload_rate;
     const char *ca_file;      /* PEM bundle for HTTPS trackers; NULL: the system's */
     rv_event_cb on_event;
     void *event_ud;
@@ -76,6 +78,8 @@ typedef struct rv_add_opts {
      * first. A zeroed rv_add_opts_t stops as soon as the download completes. */
     double seed_ratio;
     int64_t seed_seconds;
+    uint64_t max_download_rate;    /* bytes/s for this torrent; 0: unlimited */
+    uint64_t max_upload_rate;
 } rv_add_opts_t;
 
 typedef enum rv_torrent_state {
@@ -139,6 +143,10 @@ int rv_session_wait(rv_session_t *s);
  * on its own thread; never from a signal handler. */
 void rv_session_stop(rv_session_t *s);
 void rv_session_free(rv_session_t *s);
+/* Changes the rate limits (bytes/s, 0: unlimited) of the session or of one torrent. Loop thread
+ * only (or in a callback). */
+void rv_session_set_rate_limits(rv_session_t *s, uint64_t download, uint64_t upload);
+void rv_torrent_set_rate_limits(rv_torrent_t *t, uint64_t download, uint64_t upload);
 
 /* Any thread: on the loop's thread the live figures, elsewhere a copy at most a second old. */
 void rv_torrent_status(const rv_torrent_t *t, rv_torrent_status_t *st);

@@ -39,6 +39,12 @@ void conn_close(struct conn *c, int rc, const char *why)
     if (c->state == CONN_CLOSING)
         return;
     c->state = CONN_CLOSING;
+    if (c->rsched != NULL) {
+        /* Bytes granted and never read go back to the buckets for the others. */
+        limit_cancel(c->rsched, &c->rwait);
+        limit_refund(&c->rchain, c->rcredit, now_ms(c));
+        c->rcredit = 0;
+    }
     c->close_rc = rc;
     /* why may be close_reason itself (a reason the owner set): copying it onto itself with
      * snprintf is undefined and glibc leaves it empty. */
@@ -130,17 +136,53 @@ void conn_flush(struct conn *c)
     c->last_send_ms = now_ms(c);
 }
 
+static void on_read_grant(struct limit_waiter *w, size_t n);
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
 {
     struct conn *c = h->data;
     (void)suggested;
+    size_t allow = SIZE_MAX;
+    if (c->rsched != NULL) {
+        if (c->rcredit == 0)
+            c->rcredit = limit_take(&c->rchain, READ_CHUNK, now_ms(c));
+        if (c->rcredit == 0) {
+            /* Out of tokens: read nothing (on_read sees UV_ENOBUFS and pauses) until the
+             * scheduler grants more. */
+            limit_wait(c->rsched, &c->rwait, &c->rchain, SIZE_MAX, now_ms(c), on_read_grant, c);
+            *out = uv_buf_init(NULL, 0);
+            return;
+        }
+        allow = c->rcredit;
+    }
     if (buf_reserve(&c->rbuf, READ_CHUNK) != 0) {
         /* Full: the decoder refuses any message this large long before, so this is a peer
          * we stopped reading. Hand libuv nothing; on_read sees UV_ENOBUFS. */
         *out = uv_buf_init(NULL, 0);
         return;
     }
-    *out = uv_buf_init((char *)c->rbuf.data + c->rbuf.len, (unsigned)(c->rbuf.cap - c->rbuf.len));
+    size_t room = c->rbuf.cap - c->rbuf.len;
+    *out = uv_buf_init((char *)c->rbuf.data + c->rbuf.len, (unsigned)(room < allow ? room : allow));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
+
+static void on_read_grant(struct limit_waiter *w, size_t n)
+{
+    struct conn *c = w->data;
+    c->rcredit += n;
+    if (c->read_paused && c->state != CONN_CLOSING) {
+        c->read_paused = false;
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
+}
+
+void conn_set_read_limit(struct conn *c, struct limit_sched *sched,
+                         const struct limit_chain *chain)
+{
+    limit_waiter_init(&c->rwait);
+    c->rchain = *chain;
+    c->rsched = sched;
 }
 
 static void consume(struct conn *c, size_t n)
@@ -217,6 +259,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     (void)b;
     if (c->state == CONN_CLOSING)
         return;
+    if (nread == UV_ENOBUFS && c->rsched != NULL) {
+        /* The rate limit said wait: on_read_grant starts reading again. */
+        uv_read_stop(s);
+        c->read_paused = true;
+        return;
+    }
     if (nread < 0) {
         if (nread == UV_EOF)
             fail(c, RV_ENET, "the peer closed the connection");
@@ -228,6 +276,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         return;
     c->rbuf.len += (size_t)nread;
     c->bytes_in += (uint64_t)nread;
+    if (c->rsched != NULL)
+        c->rcredit -= (size_t)nread < c->rcredit ? (size_t)nread : c->rcredit;
     c->last_recv_ms = now_ms(c);
     process(c);
     if (c->state != CONN_CLOSING)

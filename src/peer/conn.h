@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "peer/wire.h"
+#include "session/limits.h"
 #include "swarm/peers.h"
 #include "util/bitfield.h"
 #include "util/buf.h"
@@ -62,7 +63,12 @@ struct conn {
     char close_reason[160];
     bool handshake_sent;
     bool incoming;
-    bool read_paused;
+    bool read_paused;   /* stopped reading until the rate limit grants more */
+    /* download rate limit: reads are paid for from rchain before they happen */
+    struct limit_sched *rsched;
+    struct limit_chain rchain;
+    struct limit_waiter rwait;
+    size_t rcredit;     /* bytes granted and not yet read */
 };
 
 /* Starts an outgoing connection to addr; the handshake (ours) is sent once connected. */
@@ -80,6 +86,11 @@ int conn_accept(uv_loop_t *loop, uv_stream_t *server, const struct conn_opts *op
  * with handler; ours is queued at once, ahead of anything the new owner sends. */
 void conn_attach(struct conn *c, const struct handshake *ours, const struct wire_limits *limits,
                  const struct conn_handler *handler, void *owner);
+
+/* Charges what this connection reads to chain (its torrent's and the session's download
+ * buckets), waiting in sched when they are empty. Both must outlive the connection. */
+void conn_set_read_limit(struct conn *c, struct limit_sched *sched,
+                         const struct limit_chain *chain);
 
 /* Queues bytes (whole messages) for sending; conn_flush hands them to the kernel. Queued
  * writes are flushed automatically after each batch of received data. */

@@ -25,6 +25,7 @@ struct rv_session {
     uv_sem_t started;
     bool thread_running;
     /* accepting peers */
+    uv_timer_t down_timer, up_timer; /* run the rate-limit queues */
     uv_tcp_t listeners[2];
     int nlisteners;
     struct conn *pending[MAX_PENDING];
@@ -171,6 +172,45 @@ static void on_wake(uv_async_t *h)
     stop_now(h->data);
 }
 
+static void run_down_q(uv_timer_t *t)
+{
+    rv_session_t *s = t->data;
+    limit_sched_run(&s->ctx.down_q, uv_now(t->loop));
+}
+
+static void run_up_q(uv_timer_t *t)
+{
+    rv_session_t *s = t->data;
+    limit_sched_run(&s->ctx.up_q, uv_now(t->loop));
+}
+
+static void arm_down(void *ud, uint64_t delay_ms)
+{
+    rv_session_t *s = ud;
+    if (delay_ms == LIMIT_NEVER)
+        uv_timer_stop(&s->down_timer);
+    else
+        uv_timer_start(&s->down_timer, run_down_q, delay_ms, 0);
+}
+
+static void arm_up(void *ud, uint64_t delay_ms)
+{
+    rv_session_t *s = ud;
+    if (delay_ms == LIMIT_NEVER)
+        uv_timer_stop(&s->up_timer);
+    else
+        uv_timer_start(&s->up_timer, run_up_q, delay_ms, 0);
+}
+
+void rv_session_set_rate_limits(rv_session_t *s, uint64_t download, uint64_t upload)
+{
+    uint64_t now = uv_now(s->ctx.loop);
+    limit_bucket_set_rate(&s->ctx.down_all, download, now);
+    limit_bucket_set_rate(&s->ctx.up_all, upload, now);
+    limit_sched_run(&s->ctx.down_q, now);
+    limit_sched_run(&s->ctx.up_q, now);
+}
+
 static void on_trackers_closed(void *ud)
 {
     (void)ud;
@@ -239,6 +279,16 @@ int rv_session_new(void *loop, const rv_session_opts_t *opts, rv_session_t **out
     uv_async_init(s->ctx.loop, &s->wake, on_wake);
     s->wake.data = s;
     uv_unref((uv_handle_t *)&s->wake);
+    uint64_t now = uv_now(s->ctx.loop);
+    limit_bucket_init(&s->ctx.down_all, o->max_download_rate, now);
+    limit_bucket_init(&s->ctx.up_all, o->max_upload_rate, now);
+    limit_sched_init(&s->ctx.down_q, arm_down, s);
+    limit_sched_init(&s->ctx.up_q, arm_up, s);
+    uv_timer_init(s->ctx.loop, &s->down_timer);
+    uv_timer_init(s->ctx.loop, &s->up_timer);
+    s->down_timer.data = s->up_timer.data = s;
+    uv_unref((uv_handle_t *)&s->down_timer);
+    uv_unref((uv_handle_t *)&s->up_timer);
     *out = s;
     return 0;
 }
@@ -366,6 +416,8 @@ void rv_session_free(rv_session_t *s)
     }
     stop_now(s);
     uv_close((uv_handle_t *)&s->wake, NULL);
+    uv_close((uv_handle_t *)&s->down_timer, NULL);
+    uv_close((uv_handle_t *)&s->up_timer, NULL);
     /* Let every close callback run before the memory goes. */
     uv_run(s->ctx.loop, UV_RUN_DEFAULT);
     for (size_t i = 0; i < s->count; i++)

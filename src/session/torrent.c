@@ -31,7 +31,8 @@
 #define RETRY_MAX_MS 300000
 #define MAX_CONTRIB 16
 #define MAX_CANDIDATES 4096
-#define MAX_UPLOAD_QUEUE 256       /* a peer asking more than this at once is flooding */
+#define MAX_UPLOAD_QUEUE 2048      /* a peer asking more than this at once is flooding (libtorrent
+                                      accepts 2000 by default, and asks that many of slow peers) */
 #define UPLOAD_BACKLOG (1u << 20)  /* bytes queued toward one peer before we wait for it */
 #define CHOKE_TICKS 10             /* BEP 3 / mainline: rechoke every 10 s */
 #define OPTIMISTIC_TICKS 30        /* rotate the optimistic unchoke every 30 s */
@@ -68,10 +69,12 @@ struct peer {
     uint64_t connected_ms;
     char client[21];
     /* uploading */
-    struct block_ref upq[MAX_UPLOAD_QUEUE]; /* the peer's requests, oldest first */
-    size_t nupq;
+    struct block_ref *upq; /* the peer's requests: a ring of MAX_UPLOAD_QUEUE, oldest at uphead */
+    size_t uphead, nupq;
     uint64_t up_window, up_rate;
     bool optimistic;
+    struct limit_waiter uwait; /* waiting for upload tokens */
+    size_t ucredit;            /* upload bytes granted and not yet sent */
 };
 
 struct cache_entry {
@@ -117,6 +120,8 @@ struct rv_torrent {
     struct cache_entry *cache; /* read cache for uploads, whole pieces */
     size_t ncache;
     uint64_t uploaded, up_window, up_rate, refused;
+    struct limit_bucket down_b, up_b; /* this torrent's rate limits */
+    struct limit_chain down_chain, up_chain; /* {torrent, session} */
     unsigned ticks;
     double seed_ratio;
     int64_t seed_seconds;
@@ -535,6 +540,22 @@ static struct cache_entry *cache_get(rv_torrent_t *t, uint32_t piece)
     return NULL;
 }
 
+static void on_up_grant(struct limit_waiter *w, size_t n)
+{
+    struct peer *p = w->data;
+    p->ucredit += n;
+    serve(p);
+}
+
+/* Gives back upload tokens a peer no longer needs (choked, gone). */
+static void release_upload(struct peer *p)
+{
+    rv_torrent_t *t = p->t;
+    limit_cancel(&t->ctx->up_q, &p->uwait);
+    limit_refund(&t->up_chain, p->ucredit, now_ms(t));
+    p->ucredit = 0;
+}
+
 /* Sends what the peer asked for while its connection has room; BEP 3 pieces in request order. */
 static void serve(struct peer *p)
 {
@@ -542,10 +563,20 @@ static void serve(struct peer *p)
     if (t->stopping || t->storage == NULL)
         return;
     while (p->nupq > 0 && !p->am_choking && conn_send_backlog(p->conn) < UPLOAD_BACKLOG) {
-        struct block_ref r = p->upq[0];
+        struct block_ref r = p->upq[p->uphead];
         struct cache_entry *e = cache_get(t, r.piece);
         if (e == NULL)
             break;
+        /* The upload limit: a PIECE goes out only when its bytes are paid for. */
+        size_t need = 13 + (size_t)r.length;
+        if (p->ucredit < need)
+            p->ucredit += limit_take(&t->up_chain, need - p->ucredit, now_ms(t));
+        if (p->ucredit < need) {
+            limit_wait(&t->ctx->up_q, &p->uwait, &t->up_chain, need - p->ucredit, now_ms(t),
+                       on_up_grant, p);
+            break;
+        }
+        p->ucredit -= need;
         e->last_use = now_ms(t);
         struct buf *out = conn_out(p->conn);
         if (wire_put_piece_header(out, r.piece, r.begin, r.length) != 0 ||
@@ -553,7 +584,7 @@ static void serve(struct peer *p)
             conn_close(p->conn, RV_ENOMEM, "out of memory queueing a block");
             return;
         }
-        memmove(p->upq, p->upq + 1, (p->nupq - 1) * sizeof(p->upq[0]));
+        p->uphead = (p->uphead + 1) % MAX_UPLOAD_QUEUE;
         p->nupq--;
         p->uploaded += r.length;
         p->up_window += r.length;
@@ -581,6 +612,7 @@ static void set_choke(struct peer *p, bool choke)
     if (choke) {
         p->t->refused += p->nupq;
         p->nupq = 0;
+        release_upload(p);
     }
     conn_flush(p->conn);
 }
@@ -751,14 +783,20 @@ static int on_message(void *owner, struct conn *c, const struct wire_msg *m)
                             MAX_UPLOAD_QUEUE);
             return RV_EPROTO;
         }
-        p->upq[p->nupq++] = (struct block_ref){m->index, m->begin, m->length};
+        if (p->upq == NULL && (p->upq = malloc(MAX_UPLOAD_QUEUE * sizeof(*p->upq))) == NULL)
+            return RV_ENOMEM;
+        p->upq[(p->uphead + p->nupq++) % MAX_UPLOAD_QUEUE] =
+            (struct block_ref){m->index, m->begin, m->length};
         serve(p);
         break;
     case WIRE_CANCEL:
         for (size_t i = 0; i < p->nupq; i++) {
-            if (p->upq[i].piece == m->index && p->upq[i].begin == m->begin &&
-                p->upq[i].length == m->length) {
-                memmove(p->upq + i, p->upq + i + 1, (p->nupq - i - 1) * sizeof(p->upq[0]));
+            struct block_ref *r = &p->upq[(p->uphead + i) % MAX_UPLOAD_QUEUE];
+            if (r->piece == m->index && r->begin == m->begin && r->length == m->length) {
+                /* Close the gap: later requests move one place toward the head. */
+                for (size_t k = i; k + 1 < p->nupq; k++)
+                    p->upq[(p->uphead + k) % MAX_UPLOAD_QUEUE] =
+                        p->upq[(p->uphead + k + 1) % MAX_UPLOAD_QUEUE];
                 p->nupq--;
                 break;
             }
@@ -812,8 +850,10 @@ static void on_close(void *owner, struct conn *c, int rc, const char *why)
             delay *= 2;
         cand->retry_ms = now_ms(t) + (delay < RETRY_MAX_MS ? delay : RETRY_MAX_MS);
     }
+    release_upload(p);
     peer_unlink(t, p);
     bitfield_free(&p->have);
+    free(p->upq);
     free(p);
     t->nconns--;
     if (t->stopping) {
@@ -851,8 +891,10 @@ int torrent_accept(rv_torrent_t *t, struct conn *c, const struct handshake *h)
     p->t = t;
     p->am_choking = p->peer_choking = true;
     p->depth = START_PIPELINE;
+    limit_waiter_init(&p->uwait);
     p->conn = c;
     c->data = p;
+    conn_set_read_limit(c, &t->ctx->down_q, &t->down_chain);
     p->next = t->peers;
     if (t->peers)
         t->peers->prev = p;
@@ -861,6 +903,15 @@ int torrent_accept(rv_torrent_t *t, struct conn *c, const struct handshake *h)
     /* From here the connection is ours: our handshake goes out first, then our bitfield. */
     conn_attach(c, &t->hs, &t->limits, &handler, t);
     return on_handshake(t, c, h);
+}
+
+void rv_torrent_set_rate_limits(rv_torrent_t *t, uint64_t download, uint64_t upload)
+{
+    uint64_t now = now_ms(t);
+    limit_bucket_set_rate(&t->down_b, download, now);
+    limit_bucket_set_rate(&t->up_b, upload, now);
+    limit_sched_run(&t->ctx->down_q, now);
+    limit_sched_run(&t->ctx->up_q, now);
 }
 
 const uint8_t *torrent_info_hash(const rv_torrent_t *t)
@@ -907,6 +958,8 @@ static void connect_peers(rv_torrent_t *t)
         }
         conn->data = p;
         p->conn = conn;
+        limit_waiter_init(&p->uwait);
+        conn_set_read_limit(conn, &t->ctx->down_q, &t->down_chain);
         p->next = t->peers;
         if (t->peers)
             t->peers->prev = p;
@@ -1244,6 +1297,10 @@ int torrent_start(struct session_ctx *ctx, rv_torrent_info_t *ti, const rv_add_o
         active = ti->piece_count;
     t->seed_ratio = opts->seed_ratio;
     t->seed_seconds = opts->seed_seconds;
+    limit_bucket_init(&t->down_b, opts->max_download_rate, t->started_ms);
+    limit_bucket_init(&t->up_b, opts->max_upload_rate, t->started_ms);
+    t->down_chain = (struct limit_chain){{&t->down_b, &ctx->down_all}};
+    t->up_chain = (struct limit_chain){{&t->up_b, &ctx->up_all}};
     size_t cache_bytes = ctx->opts.read_cache ? ctx->opts.read_cache : 16u << 20;
     t->ncache = cache_bytes / ti->piece_length;
     if (t->ncache < 2)

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "rivulet/session.h"
+#include "session/limits.h"
 #include "tracker/client.h"
 
 struct session_ctx {
@@ -17,6 +18,9 @@ struct session_ctx {
     uv_thread_t loop_thread;
     struct tracker_client *trackers; /* may be NULL when no torrent announces */
     rv_session_opts_t opts;
+    /* session-wide rate limits: buckets and the queues that wait on them */
+    struct limit_bucket down_all, up_all;
+    struct limit_sched down_q, up_q;
     uint32_t next_conn_id;
     void (*on_stopped)(void *ud, rv_torrent_t *t);
     void *ud;
