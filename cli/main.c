@@ -16,6 +16,7 @@ static const char usage[] =
     "  seed FILE.torrent -d DIR     check the data in DIR and seed it\n"
     "  create PATH -o OUT.torrent   make a torrent of a file or folder\n"
     "  trackers FILE.torrent|MAGNET ask every tracker what it knows (--json)\n"
+    "  verify FILE.torrent -d DIR   re-check the data in DIR on every core (--json)\n"
     "\n"
     "Options:\n"
     "  -h, --help      help (also after each command: rivulet info --help)\n"

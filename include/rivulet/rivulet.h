@@ -6,6 +6,7 @@
 #include "rivulet/metainfo.h"
 #include "rivulet/session.h"
 #include "rivulet/tracker.h"
+#include "rivulet/verify.h"
 #include "rivulet/version.h"
 
 #endif

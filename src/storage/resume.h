@@ -83,15 +83,17 @@ int resume_path(const char *state_dir, const uint8_t info_hash[RV_SHA1_LEN], cha
  * together: a partial piece out of range or in have, a block bitmap of the wrong size. */
 int resume_encode(const struct resume_data *rd, struct buf *out, rv_error_t *err);
 
-/* Decodes and checks a resume file for ti. Borrows p. Anything that is not exactly what
- * resume_encode writes for this torrent is refused: malformed or non-canonical bencode, an
- * unknown version, another info-hash, a bitfield not of ti's piece count or with spare bits
- * set, a file list not of ti's file count, negative sizes or totals, partial pieces out of
- * range, repeated, already had or with a bitmap of the wrong size, peer strings not a
- * multiple of their entry size. Returns 0, or RV_EBENCODE / RV_ETORRENT with err naming the
- * field (and the byte offset for malformed bencode), or RV_ENOMEM. On failure out holds
- * nothing (resume_free is still allowed) and the caller re-checks the data. Peer addresses
- * nobody should dial (port 0, multicast, ...) are dropped, not refused: they are hints. */
+/* Decodes and checks a resume file for ti. Borrows p. Refused: malformed or non-canonical
+ * bencode, trailing bytes, a missing key, an unknown version, another info-hash, a bitfield not
+ * of ti's piece count or with spare bits set, a file list not of ti's file count, a file with
+ * only one of size and mtime, negative sizes or totals, partial pieces out of range, repeated,
+ * already had, with no block or with a bitmap of the wrong size, peer strings not a multiple
+ * of their entry size or longer than RESUME_MAX_PEERS. Unknown keys are ignored (a later
+ * version may add some); peer addresses nobody should dial (port 0, multicast, ...) are
+ * dropped, not refused: they are hints. Returns 0, or RV_EBENCODE (malformed bencode) /
+ * RV_EINVAL (anything else wrong) with err naming the field and its byte offset, or
+ * RV_ENOMEM. On failure out holds nothing (resume_free is still allowed) and the caller
+ * re-checks the data. */
 int resume_decode(const uint8_t *p, size_t len, const rv_torrent_info_t *ti,
                   struct resume_data *out, rv_error_t *err);
 

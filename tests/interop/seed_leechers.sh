@@ -103,7 +103,7 @@ same_tree() {
             { [ -f "$f" ] && [ ! -s "$f" ]; } || echo "$l"
         done || true)
         if [ -z "$rest" ] && [ -z "$others" ]; then
-            ok "$label: byte-identical apart from zero-length files it does not create ($(echo $missing))"
+            ok "$label: byte-identical apart from zero-length files it does not create ($(tr '\n' ' ' <<<"$missing" | sed 's/ $//'))"
             return
         fi
     fi
