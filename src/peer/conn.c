@@ -464,6 +464,16 @@ int conn_connect(uv_loop_t *loop, const struct peer_addr *addr, const struct han
     uv_timer_init(loop, &c->timer);
     c->tcp.data = c->timer.data = c;
     c->connect_req.data = c;
+    if (c->opts.bind_addr != NULL) {
+        struct sockaddr_storage src;
+        memset(&src, 0, sizeof(src));
+        /* Only an address of the peer's family can be the source. */
+        if ((addr->family == 4 &&
+             uv_ip4_addr(c->opts.bind_addr, 0, (struct sockaddr_in *)&src) == 0) ||
+            (addr->family == 6 &&
+             uv_ip6_addr(c->opts.bind_addr, 0, (struct sockaddr_in6 *)&src) == 0))
+            uv_tcp_bind(&c->tcp, (const struct sockaddr *)&src, 0);
+    }
     rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&ss, on_connect);
     if (rc != 0) {
         /* Report through on_close like any other failure, so the owner has one path. */

@@ -36,6 +36,9 @@ struct conn_opts {
     unsigned handshake_timeout_ms; /* 0: 10000 */
     unsigned keepalive_ms;         /* send one when nothing was sent this long; 0: 120000 */
     unsigned idle_timeout_ms;      /* drop when nothing was received this long; 0: 180000 */
+    const char *bind_addr;         /* numeric source address for outgoing connections (the
+                                      address we listen on, so peers see one address); NULL:
+                                      the system's choice */
 };
 
 enum conn_state { CONN_CONNECTING, CONN_HANDSHAKE, CONN_ACTIVE, CONN_CLOSING };

@@ -315,6 +315,7 @@ int rv_session_add_info(rv_session_t *s, rv_torrent_info_t *ti, const rv_add_opt
         struct tracker_client_opts co;
         memset(&co, 0, sizeof(co));
         co.ca_file = s->ctx.opts.ca_file;
+        co.bind_addr = s->ctx.opts.listen_addr; /* trackers record where announces come from */
         int rc = tracker_client_new(s->ctx.loop, &co, &s->ctx.trackers);
         if (rc != 0) {
             rv_torrent_info_free(ti);

@@ -16,6 +16,8 @@ struct tracker_client_opts {
     unsigned udp_timeout_ms;      /* BEP 15 base retransmission timeout; 0: 15000 */
     unsigned udp_max_retries;     /* retransmissions (timeout doubles each time); 0: 8 */
     const char *user_agent;       /* NULL: "rivulet/VERSION" */
+    const char *bind_addr;        /* numeric source address for announces; NULL: any. A tracker
+                                     records the address an announce comes from. */
 };
 
 /* resp is borrowed for the callback's duration (the callee may move its peers out by setting

@@ -24,6 +24,7 @@ struct http_tr {
     uv_timer_t timer;
     char *ca_file;
     char *user_agent;
+    char *bind_addr;
     long timeout_ms;
     struct http_tr_req *reqs; /* in flight */
     struct sock_ctx *socks;   /* sockets curl asked us to watch */
@@ -62,6 +63,7 @@ static void finish_close(struct http_tr *h)
     void *ud = h->close_ud;
     free(h->ca_file);
     free(h->user_agent);
+    free(h->bind_addr);
     free(h);
     curl_global_cleanup();
     if (cb != NULL)
@@ -301,6 +303,8 @@ int http_tr_new(uv_loop_t *loop, const struct tracker_client_opts *opts, struct 
                                 : (long)opts->http_timeout_ms;
         if (opts->ca_file != NULL && (h->ca_file = strdup(opts->ca_file)) == NULL)
             goto fail;
+        if (opts->bind_addr != NULL && (h->bind_addr = strdup(opts->bind_addr)) == NULL)
+            goto fail;
         if (opts->user_agent != NULL && (h->user_agent = strdup(opts->user_agent)) == NULL)
             goto fail;
     }
@@ -326,6 +330,7 @@ fail:
             curl_multi_cleanup(h->multi);
         free(h->ca_file);
         free(h->user_agent);
+        free(h->bind_addr);
         free(h);
     }
     curl_global_cleanup();
@@ -407,6 +412,8 @@ int http_tr_get(struct http_tr *h, const char *url, http_tr_cb cb, void *ud,
     }
     SET(CURLOPT_TIMEOUT_MS, h->timeout_ms);
     SET(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+    if (h->bind_addr != NULL)
+        SET(CURLOPT_INTERFACE, h->bind_addr);
     SET(CURLOPT_USERAGENT, h->user_agent != NULL ? h->user_agent : "rivulet/" RV_VERSION_STRING);
 #undef SET
     if (cc == CURLE_OUT_OF_MEMORY)

@@ -73,6 +73,7 @@ struct udp_tr_req {
 struct udp_tr {
     uv_loop_t *loop;
     unsigned timeout_ms, max_retries;
+    char bind_addr[64]; /* numeric source address, or "" for any */
     struct udp_sock sock4, sock6;
     uv_timer_t timer;
     bool timer_open;
@@ -330,10 +331,15 @@ static uv_udp_t *sock_get(struct udp_tr *u, int family, rv_error_t *err)
     }
     memset(&any, 0, sizeof(any));
     if (family == AF_INET6) {
-        uv_ip6_addr("::", 0, (struct sockaddr_in6 *)&any);
+        /* The source address, when one was asked for and it is of this family. */
+        if (u->bind_addr[0] == '\0' ||
+            uv_ip6_addr(u->bind_addr, 0, (struct sockaddr_in6 *)&any) != 0)
+            uv_ip6_addr("::", 0, (struct sockaddr_in6 *)&any);
         bind_flags = UV_UDP_IPV6ONLY;
     } else {
-        uv_ip4_addr("0.0.0.0", 0, (struct sockaddr_in *)&any);
+        if (u->bind_addr[0] == '\0' ||
+            uv_ip4_addr(u->bind_addr, 0, (struct sockaddr_in *)&any) != 0)
+            uv_ip4_addr("0.0.0.0", 0, (struct sockaddr_in *)&any);
     }
     rc = uv_udp_init_ex(u->loop, &s->h, (unsigned)family);
     if (rc < 0) {
@@ -632,6 +638,8 @@ int udp_tr_new(uv_loop_t *loop, const struct tracker_client_opts *opts, struct u
     u->loop = loop;
     u->timeout_ms = opts && opts->udp_timeout_ms ? opts->udp_timeout_ms : UDP_DEFAULT_TIMEOUT_MS;
     u->max_retries = opts && opts->udp_max_retries ? opts->udp_max_retries : UDP_DEFAULT_RETRIES;
+    if (opts != NULL && opts->bind_addr != NULL)
+        snprintf(u->bind_addr, sizeof(u->bind_addr), "%s", opts->bind_addr);
     if (uv_timer_init(loop, &u->timer) < 0) {
         rc = RV_ENET;
         goto fail;
