@@ -39,6 +39,8 @@ static const char usage[] =
     "      --max-download-rate RATE, --max-upload-rate RATE\n"
     "                          bytes per second, with K/M/G (e.g. 2M); 0: unlimited (default)\n"
     "      --ca-file PEM       trust these certificates for HTTPS trackers\n"
+    "      --state-dir DIR     keep resume data in DIR (default: $XDG_STATE_HOME/rivulet or\n"
+    "                          ~/.local/state/rivulet)\n"
     "  -v, --verbose           log peers, trackers and pieces on stderr\n"
     "  -q, --quiet             print only errors\n"
     "  -j, --json              NDJSON events and status on stdout\n"
@@ -215,6 +217,10 @@ static const char *event_name(rv_event_type_t t)
         return "tracker";
     case RV_EVENT_STOPPED:
         return "stopped";
+    case RV_EVENT_CHECKED:
+        return "checked";
+    case RV_EVENT_RESUME:
+        return "resume";
     }
     return "unknown";
 }
@@ -373,7 +379,8 @@ static int run(int argc, char **argv, bool seed_mode)
         OPT_SEED_TIME,
         OPT_SLOTS,
         OPT_MAX_DOWN,
-        OPT_MAX_UP
+        OPT_MAX_UP,
+        OPT_STATE_DIR
     };
     static const struct option opts[] = {{"dir", required_argument, NULL, 'o'},
                                          {"output", required_argument, NULL, 'o'},
@@ -390,6 +397,7 @@ static int run(int argc, char **argv, bool seed_mode)
                                          {"max-download-rate", required_argument, NULL,
                                           OPT_MAX_DOWN},
                                          {"max-upload-rate", required_argument, NULL, OPT_MAX_UP},
+                                         {"state-dir", required_argument, NULL, OPT_STATE_DIR},
                                          {"verbose", no_argument, NULL, 'v'},
                                          {"quiet", no_argument, NULL, 'q'},
                                          {"json", no_argument, NULL, 'j'},
@@ -437,6 +445,9 @@ static int run(int argc, char **argv, bool seed_mode)
         }
         case OPT_NO_TRACKERS:
             ao.no_trackers = true;
+            break;
+        case OPT_STATE_DIR:
+            ao.state_dir = optarg;
             break;
         case OPT_MAX_PEERS:
             if (cli_parse_size(optarg, &v) != 0 || v < 1 || v > 10000) {

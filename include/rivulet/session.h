@@ -37,7 +37,10 @@ typedef enum rv_event_type {
     RV_EVENT_PEER_DROPPED,   /* message: "ip:port: why" */
     RV_EVENT_PEER_BANNED,    /* message: "ip:port: why" */
     RV_EVENT_TRACKER,        /* message: "url: ok, N peers" or "url: error" */
-    RV_EVENT_STOPPED         /* the torrent stopped after rv_session_stop or finishing */
+    RV_EVENT_STOPPED,        /* the torrent stopped after rv_session_stop or finishing */
+    RV_EVENT_CHECKED,        /* data on disk checked: piece = pieces hashed, message counts */
+    RV_EVENT_RESUME          /* resume data loaded or saved (code 0), or unusable or not saved
+                                (code says why; the data is then checked again) */
 } rv_event_type_t;
 
 typedef struct rv_event {
@@ -80,6 +83,12 @@ typedef struct rv_add_opts {
     int64_t seed_seconds;
     uint64_t max_download_rate;    /* bytes/s for this torrent; 0: unlimited */
     uint64_t max_upload_rate;
+    /* Resume data (verified pieces, file sizes and times, totals, peers) is kept in
+     * STATE/<info-hash>.resume: state_dir, or NULL for $XDG_STATE_HOME/rivulet (else
+     * ~/.local/state/rivulet). A zeroed rv_add_opts_t therefore writes there; no_resume
+     * neither reads nor writes it (every start checks what is on disk). */
+    const char *state_dir;
+    bool no_resume;
 } rv_add_opts_t;
 
 typedef enum rv_torrent_state {

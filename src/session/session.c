@@ -26,7 +26,7 @@ struct rv_session {
     bool thread_running;
     /* accepting peers */
     uv_timer_t down_timer, up_timer; /* run the rate-limit queues */
-    uv_tcp_t listeners[2];
+    uv_tcp_t *listeners[2];
     int nlisteners;
     struct conn *pending[MAX_PENDING];
     int npending;
@@ -95,16 +95,29 @@ static void on_connection(uv_stream_t *server, int status)
         s->pending[s->npending++] = c;
 }
 
-static int listen_on(rv_session_t *s, uv_tcp_t *tcp, const struct sockaddr *sa)
+static void free_handle(uv_handle_t *h)
 {
+    free(h);
+}
+
+/* Each attempt gets a handle of its own: a failed one is still closing when the next port is
+ * tried, and libuv must not see its memory reused before the close completes. */
+static int listen_on(rv_session_t *s, uv_tcp_t **out, const struct sockaddr *sa)
+{
+    uv_tcp_t *tcp = malloc(sizeof(*tcp));
+    if (tcp == NULL)
+        return UV_ENOMEM;
     uv_tcp_init(s->ctx.loop, tcp);
     tcp->data = s;
     int rc = uv_tcp_bind(tcp, sa, sa->sa_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)tcp, 128, on_connection);
-    if (rc != 0)
-        uv_close((uv_handle_t *)tcp, NULL);
-    return rc;
+    if (rc != 0) {
+        uv_close((uv_handle_t *)tcp, free_handle);
+        return rc;
+    }
+    *out = tcp;
+    return 0;
 }
 
 /* Listens on port (or the next nine, then any) on listen_addr, or on every IPv4 and IPv6
@@ -132,7 +145,7 @@ static int start_listening(rv_session_t *s)
                 /* The same port on IPv6, when the machine has it; IPv4 alone is enough. */
                 struct sockaddr_storage got;
                 int len = sizeof(got);
-                uv_tcp_getsockname(&s->listeners[0], (struct sockaddr *)&got, &len);
+                uv_tcp_getsockname(s->listeners[0], (struct sockaddr *)&got, &len);
                 uv_ip6_addr("::", ntohs(((struct sockaddr_in *)&got)->sin_port),
                             (struct sockaddr_in6 *)&a6);
                 if (listen_on(s, &s->listeners[1], (struct sockaddr *)&a6) == 0)
@@ -142,7 +155,7 @@ static int start_listening(rv_session_t *s)
         if (rc == 0) {
             struct sockaddr_storage got;
             int len = sizeof(got);
-            uv_tcp_getsockname(&s->listeners[0], (struct sockaddr *)&got, &len);
+            uv_tcp_getsockname(s->listeners[0], (struct sockaddr *)&got, &len);
             o->port = got.ss_family == AF_INET6
                           ? ntohs(((struct sockaddr_in6 *)&got)->sin6_port)
                           : ntohs(((struct sockaddr_in *)&got)->sin_port);
@@ -157,7 +170,7 @@ static int start_listening(rv_session_t *s)
 static void stop_listening(rv_session_t *s)
 {
     for (int i = 0; i < s->nlisteners; i++)
-        uv_close((uv_handle_t *)&s->listeners[i], NULL);
+        uv_close((uv_handle_t *)s->listeners[i], free_handle);
     s->nlisteners = 0;
     while (s->npending > 0) {
         struct conn *c = s->pending[--s->npending];

@@ -3,6 +3,7 @@
  * the announcer. Everything here runs on the loop thread. */
 #include "session/torrent.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 
 #include "metainfo/layout.h"
 #include "peer/conn.h"
+#include "storage/resume.h"
 #include "storage/storage.h"
 #include "swarm/peers.h"
 #include "swarm/picker.h"
@@ -39,6 +41,7 @@
 #define NEW_PEER_MS 60000          /* peers this new are three times as likely to be picked */
 #define TRUST_MAX 8
 #define TRUST_BAN (-7)
+#define RESUME_SAVE_MS 30000 /* resume data is saved this often while pieces arrive */
 
 enum cand_state { CAND_NEW, CAND_CONNECTING, CAND_CONNECTED, CAND_WAIT, CAND_BANNED };
 
@@ -84,6 +87,24 @@ struct cache_entry {
     bool valid;   /* data holds the piece */
     bool loading; /* a read is in flight into data */
     uint64_t last_use;
+};
+
+/* Resume data work on a worker: a load (path, read, compare the files) or a save (the files'
+ * sizes and times, then the atomic write). Owned by the torrent while in flight. */
+struct resume_job {
+    uv_work_t work;
+    rv_torrent_t *t;
+    bool late;                   /* load: the download already began (no data was on disk), so
+                                    only the path, totals and peers are taken */
+    bool take_peers;             /* load: add its peers (not with no_trackers: .peers only) */
+    bool final;                  /* the save at stop: written after the storage closed */
+    const rv_torrent_info_t *ti; /* the torrent's, read-only while the job runs */
+    const char *save_dir, *state_dir;
+    char path[4096];         /* load: set by the work (empty if no path could be made) */
+    struct resume_data rd;   /* load: what was read; save: the snapshot to write */
+    struct bitfield suspect; /* load: pieces of files changed behind our back */
+    int rc, changed;
+    rv_error_t err;
 };
 
 struct piece_buf {
@@ -135,6 +156,25 @@ struct rv_torrent {
     /* checking data already on disk */
     uint32_t check_next, check_done;
     unsigned checks_in_flight;
+    bool existing;   /* data was on disk at start */
+    bool check_some; /* check only the pieces in check_set (resume data trusted) */
+    bool checked;    /* the check (or the download without one) has begun downloading */
+    struct bitfield check_set;
+    uint32_t checks_started, resumed;
+    /* resume data: loaded on a worker at start, saved every RESUME_SAVE_MS while pieces
+     * arrive, on finishing and at stop; a piece is claimed only after a sync covered it */
+    bool resume_on;    /* !no_resume and the load found a usable path */
+    bool resume_busy;  /* a resume_job is on a worker: the torrent must not be freed */
+    bool save_syncing; /* a storage_sync for save_job is in flight */
+    bool save_again;   /* a save was asked while one was in flight */
+    bool final_sync_started;
+    struct resume_job *save_job;  /* the snapshot waiting for its sync */
+    struct resume_job *final_job; /* synced, written once the storage has closed */
+    char *save_dir, *state_dir;
+    char *resume_file;
+    uint32_t added_since_save;
+    uint64_t last_save_ms;
+    uint64_t base_up, base_down; /* totals of earlier sessions, from the resume data */
     /* a copy of the status for other threads (rv_session_start_thread) */
     pthread_mutex_t snap_lock;
     rv_torrent_status_t snap;
@@ -333,6 +373,7 @@ static bool remove_request(struct peer *p, uint32_t piece, uint32_t begin, uint3
 
 static void finish(rv_torrent_t *t);
 static void stop_if_done(rv_torrent_t *t);
+static void save_begin(rv_torrent_t *t);
 static void fail_torrent(rv_torrent_t *t, int rc, const char *msg);
 
 static void ban_peer(rv_torrent_t *t, struct candidate *c, const char *why)
@@ -371,6 +412,7 @@ static void on_piece_stored(void *ud, uint32_t piece, int rc, const rv_error_t *
         picker_piece_passed(t->picker, piece);
         bitfield_set(&t->have, piece);
         t->bytes_have += piece_payload(t, piece);
+        t->added_since_save++;
         for (size_t i = 0; b != NULL && i < b->ncontrib; i++) {
             struct candidate *c = cand_find(t, &b->contrib[i]);
             if (c != NULL && c->trust < TRUST_MAX)
@@ -634,13 +676,14 @@ static void choke_round(rv_torrent_t *t, bool rotate)
     struct peer *list[512];
     size_t n = 0;
     unsigned slots = t->ctx->opts.upload_slots ? t->ctx->opts.upload_slots : 4;
-    struct peer *optimistic = NULL;
+    struct peer *optimistic = NULL, *previous = NULL;
     for (struct peer *p = t->peers; p != NULL; p = p->next) {
         if (!p->handshaked)
             continue;
         if (p->optimistic) {
             if (!rotate && p->peer_interested)
                 optimistic = p;
+            previous = p;
             p->optimistic = false;
         }
         if (p->peer_interested && n < sizeof(list) / sizeof(list[0]))
@@ -654,11 +697,16 @@ static void choke_round(rv_torrent_t *t, bool rotate)
     for (size_t i = 0; i < regular; i++)
         keep[i] = true;
     if (optimistic == NULL && n > regular) {
+        /* A rotation moves the slot to another peer when there is one (as mainline does). */
+        bool skip_previous = n - regular > 1;
         uint64_t now = now_ms(t), total = 0;
         for (size_t i = regular; i < n; i++)
-            total += now - list[i]->connected_ms < NEW_PEER_MS ? 3 : 1;
+            if (!(skip_previous && list[i] == previous))
+                total += now - list[i]->connected_ms < NEW_PEER_MS ? 3 : 1;
         uint64_t pick = rand_u32() % total;
         for (size_t i = regular; i < n && optimistic == NULL; i++) {
+            if (skip_previous && list[i] == previous)
+                continue;
             uint64_t w = now - list[i]->connected_ms < NEW_PEER_MS ? 3 : 1;
             if (pick < w)
                 optimistic = list[i];
@@ -753,11 +801,27 @@ static int on_message(void *owner, struct conn *c, const struct wire_msg *m)
         }
         break;
     case WIRE_BITFIELD: {
-        /* BEP 3: the bitfield comes once, right after the handshake. */
+        /* BEP 3 sends the bitfield once, first; aria2 sends a fresh one instead of several
+         * haves, and libtorrent accepts that: its new bits count as haves. */
         if (p->got_bitfield || p->have.set > 0) {
-            conn_set_reason(c, p->got_bitfield ? "sent a second bitfield"
-                                               : "sent a bitfield after have messages");
-            return RV_EPROTO;
+            struct bitfield nb;
+            if (bitfield_init(&nb, t->ti->piece_count) != 0)
+                return RV_ENOMEM;
+            if (bitfield_load(&nb, m->data, m->data_len) != 0) {
+                bitfield_free(&nb);
+                conn_set_reason(c, "sent an invalid bitfield");
+                return RV_EPROTO;
+            }
+            for (uint32_t i = 0; i < nb.count; i++) {
+                if (bitfield_has(&nb, i) && !bitfield_has(&p->have, i)) {
+                    bitfield_set(&p->have, i);
+                    picker_inc(t->picker, i);
+                }
+            }
+            bitfield_free(&nb);
+            update_interest(p);
+            fill_requests(p);
+            break;
         }
         p->got_bitfield = true;
         int rc = bitfield_load(&p->have, m->data, m->data_len);
@@ -946,7 +1010,8 @@ static void connect_peers(rv_torrent_t *t)
         p->am_choking = p->peer_choking = true;
         p->depth = START_PIPELINE;
         struct conn *conn;
-        int rc = conn_connect(t->ctx->loop, &c->addr, &t->hs, &t->limits, NULL, &handler, t,
+        struct conn_opts co = {.bind_addr = t->ctx->opts.listen_addr};
+        int rc = conn_connect(t->ctx->loop, &c->addr, &t->hs, &t->limits, &co, &handler, t,
                               ++t->ctx->next_conn_id, &conn);
         if (rc != 0) {
             bitfield_free(&p->have);
@@ -1023,6 +1088,8 @@ static void on_tick(uv_timer_t *h)
     }
     if (t->ticks % CHOKE_TICKS == 0)
         choke_round(t, t->ticks % OPTIMISTIC_TICKS == 0);
+    if (t->added_since_save > 0 && now - t->last_save_ms >= RESUME_SAVE_MS)
+        save_begin(t);
     if (t->state == RV_STATE_SEEDING && seed_limit_reached(t)) {
         emit(t, RV_EVENT_FINISHED, 0, 0, "seeding done: uploaded %llu bytes",
              (unsigned long long)t->uploaded);
@@ -1060,15 +1127,32 @@ static void on_checked(void *ud, uint32_t piece, int rc, const rv_error_t *err)
     check_more(t);
 }
 
+/* Checking is over (or was not needed): says what it did, then downloads or finishes. */
+static void check_finished(rv_torrent_t *t)
+{
+    t->checked = true;
+    t->last_save_ms = now_ms(t);
+    if (t->existing || t->resumed > 0)
+        emit(t, RV_EVENT_CHECKED, t->checks_started, 0,
+             "checked %u pieces, %u trusted from resume data, %u of %u had", t->checks_started,
+             t->resumed, t->have.set, t->ti->piece_count);
+    if (t->checks_started > 0)
+        save_begin(t); /* what was hashed need not be hashed again after a crash */
+}
+
 static void check_more(rv_torrent_t *t)
 {
     while (t->checks_in_flight < 4 && t->check_next < t->ti->piece_count) {
         uint32_t piece = t->check_next++;
+        if (bitfield_has(&t->have, piece) || (t->check_some && !bitfield_has(&t->check_set, piece)))
+            continue;
         if (storage_check(t->storage, piece, on_checked, t) != 0)
             continue;
+        t->checks_started++;
         t->checks_in_flight++;
     }
     if (t->checks_in_flight == 0 && t->check_next >= t->ti->piece_count) {
+        check_finished(t);
         if (t->error_code != 0) {
             t->state = RV_STATE_ERROR;
             emit(t, RV_EVENT_ERROR, 0, t->error_code, "%s", t->error);
@@ -1081,6 +1165,20 @@ static void check_more(rv_torrent_t *t)
         }
         start_download(t);
     }
+}
+
+/* After the resume data was looked at: checks what it does not vouch for, if anything. */
+static void check_start(rv_torrent_t *t)
+{
+    if (t->existing && (!t->check_some || t->check_set.set > 0)) {
+        check_more(t);
+        return;
+    }
+    check_finished(t);
+    if (picker_is_complete(t->picker))
+        finish(t);
+    else
+        start_download(t);
 }
 
 static bool data_on_disk(const rv_torrent_t *t, const char *dir)
@@ -1096,6 +1194,204 @@ static bool data_on_disk(const rv_torrent_t *t, const char *dir)
             return true;
     }
     return false;
+}
+
+/* ---- resume data ---- */
+
+static void job_free(struct resume_job *j)
+{
+    if (j == NULL)
+        return;
+    resume_free(&j->rd);
+    bitfield_free(&j->suspect);
+    free(j);
+}
+
+/* On a worker: where the file is, what it says, and which pieces it can no longer vouch for. */
+static void load_run(uv_work_t *w)
+{
+    struct resume_job *j = w->data;
+    j->rc = resume_path(j->state_dir, j->ti->info_hash, j->path, sizeof(j->path), &j->err);
+    if (j->rc != 0) {
+        j->path[0] = '\0';
+        return;
+    }
+    if ((j->rc = resume_load(j->path, j->ti, &j->rd, &j->err)) != 0)
+        return;
+    if (bitfield_init(&j->suspect, j->ti->piece_count) != 0) {
+        j->rc = err_set(&j->err, RV_ENOMEM, "out of memory");
+        return;
+    }
+    j->changed = resume_files_match(j->ti, j->save_dir, &j->rd, &j->suspect, &j->err);
+    if (j->changed < 0) {
+        j->rc = j->changed;
+        return;
+    }
+    resume_drop_suspect(&j->rd, &j->suspect);
+}
+
+static void load_done(uv_work_t *w, int status)
+{
+    (void)status; /* never canceled */
+    struct resume_job *j = w->data;
+    rv_torrent_t *t = j->t;
+    t->resume_busy = false;
+    if (j->path[0] != '\0')
+        t->resume_file = strdup(j->path);
+    t->resume_on = t->resume_file != NULL;
+    if (t->stopping) {
+        job_free(j);
+        stop_if_done(t);
+        return;
+    }
+    if (j->rc == 0 && j->late) {
+        t->base_up = j->rd.uploaded;
+        t->base_down = j->rd.downloaded;
+        for (size_t i = 0; j->take_peers && i < j->rd.peer_count; i++)
+            peers_add(&t->known, &j->rd.peers[i], PEER_SRC_MANUAL);
+    } else if (j->rc == 0) {
+        for (uint32_t i = 0; i < t->ti->piece_count; i++) {
+            if (!bitfield_has(&j->rd.have, i))
+                continue;
+            picker_piece_passed(t->picker, i);
+            bitfield_set(&t->have, i);
+            t->bytes_have += piece_payload(t, i);
+            t->resumed++;
+        }
+        t->base_up = j->rd.uploaded;
+        t->base_down = j->rd.downloaded;
+        for (size_t i = 0; j->take_peers && i < j->rd.peer_count; i++)
+            peers_add(&t->known, &j->rd.peers[i], PEER_SRC_MANUAL);
+        t->check_set = j->suspect;
+        j->suspect = (struct bitfield){0};
+        t->check_some = true;
+        emit(t, RV_EVENT_RESUME, 0, 0, "%s: %u pieces trusted, %d files changed", j->path,
+             t->resumed, j->changed);
+    } else if (!(j->rc == RV_EIO && j->err.sys_errno == ENOENT) && !j->late) {
+        /* Corrupt, for another torrent, unreadable: check everything, as without one. */
+        emit(t, RV_EVENT_RESUME, 0, j->rc, "resume data not used, checking everything: %s",
+             j->err.msg);
+    }
+    bool late = j->late;
+    job_free(j);
+    if (!late)
+        check_start(t);
+}
+
+/* A copy of what may be claimed now: pieces whose write callback has run (all in have),
+ * totals and peers. The files' sizes and times are read on the worker after the sync. */
+static struct resume_job *save_snapshot(rv_torrent_t *t)
+{
+    struct resume_job *j = calloc(1, sizeof(*j));
+    if (j == NULL)
+        return NULL;
+    j->t = t;
+    j->ti = t->ti;
+    j->save_dir = t->save_dir;
+    if (resume_init(&j->rd, t->ti) != 0 ||
+        bitfield_load(&j->rd.have, t->have.bits, bitfield_bytes(t->have.count)) != 0) {
+        job_free(j);
+        return NULL;
+    }
+    j->rd.uploaded = t->base_up + t->uploaded;
+    j->rd.downloaded = t->base_down + t->downloaded;
+    struct peer_addr *pa = malloc((t->ncands ? t->ncands : 1) * sizeof(*pa));
+    size_t n = 0;
+    for (size_t i = 0; pa != NULL && i < t->ncands && n < RESUME_MAX_PEERS; i++)
+        if (t->cands[i].state != CAND_BANNED)
+            pa[n++] = t->cands[i].addr;
+    if (pa == NULL || resume_set_peers(&j->rd, pa, n) != 0) {
+        free(pa);
+        job_free(j);
+        return NULL;
+    }
+    free(pa);
+    t->added_since_save = 0;
+    t->last_save_ms = now_ms(t);
+    return j;
+}
+
+static void save_run(uv_work_t *w)
+{
+    struct resume_job *j = w->data;
+    j->rc = resume_files_from_disk(j->ti, j->save_dir, j->rd.files, &j->err);
+    if (j->rc == 0)
+        j->rc = resume_save(j->path, &j->rd, &j->err);
+}
+
+static void save_done(uv_work_t *w, int status)
+{
+    (void)status; /* never canceled */
+    struct resume_job *j = w->data;
+    rv_torrent_t *t = j->t;
+    t->resume_busy = false;
+    if (j->rc != 0)
+        emit(t, RV_EVENT_RESUME, 0, j->rc, "resume data not saved: %s", j->err.msg);
+    else
+        emit(t, RV_EVENT_RESUME, 0, 0, "saved %u pieces to %s", j->rd.have.set, j->path);
+    job_free(j);
+    if (t->stopping) {
+        stop_if_done(t);
+        return;
+    }
+    if (t->save_again) {
+        t->save_again = false;
+        save_begin(t);
+    }
+}
+
+/* Writes a synced snapshot on a worker. */
+static void save_queue(rv_torrent_t *t, struct resume_job *j)
+{
+    snprintf(j->path, sizeof(j->path), "%s", t->resume_file);
+    j->work.data = j;
+    t->resume_busy = true;
+    /* uv_queue_work fails only without a work callback */
+    (void)uv_queue_work(t->ctx->loop, &j->work, save_run, save_done);
+}
+
+static void on_save_synced(void *ud, uint32_t piece, int rc, const rv_error_t *err)
+{
+    (void)piece;
+    rv_torrent_t *t = ud;
+    struct resume_job *j = t->save_job;
+    t->save_job = NULL;
+    t->save_syncing = false;
+    if (rc != 0) {
+        /* Nothing is claimed that a sync did not cover; the old file stays true. */
+        emit(t, RV_EVENT_RESUME, 0, rc, "resume data not saved: %s",
+             err != NULL ? err->msg : rv_strerror(rc));
+        job_free(j);
+    } else if (j->final) {
+        t->final_job = j; /* written once the storage has closed */
+    } else if (t->resume_busy) {
+        job_free(j);
+        t->save_again = true;
+    } else {
+        save_queue(t, j);
+    }
+    if (t->stopping)
+        stop_if_done(t);
+}
+
+/* Snapshot, sync the data it claims, then save (save_queue). */
+static void save_begin(rv_torrent_t *t)
+{
+    if (!t->resume_on || !t->checked || t->stopping || t->storage == NULL)
+        return;
+    if (t->resume_busy || t->save_syncing) {
+        t->save_again = true;
+        return;
+    }
+    struct resume_job *j = save_snapshot(t);
+    if (j == NULL)
+        return;
+    if (storage_sync(t->storage, on_save_synced, t) != 0) {
+        job_free(j);
+        return;
+    }
+    t->save_job = j;
+    t->save_syncing = true;
 }
 
 /* ---- lifecycle ---- */
@@ -1132,12 +1428,20 @@ static void finish(rv_torrent_t *t)
 {
     if (t->state == RV_STATE_FINISHED)
         return;
+    bool downloaded_now = t->state == RV_STATE_DOWNLOADING;
     t->state = RV_STATE_FINISHED;
-    if (t->announcer != NULL)
-        announcer_completed(t->announcer);
+    /* A download that just completed says 'completed'; data complete from the start was never
+     * announced at all: 'started' with left 0 makes us a seed in the tracker's eyes. */
+    if (t->announcer != NULL) {
+        if (downloaded_now)
+            announcer_completed(t->announcer);
+        else
+            announcer_start(t->announcer);
+    }
     emit(t, RV_EVENT_FINISHED, 0, 0, "downloaded %llu bytes in %.1f s",
          (unsigned long long)t->downloaded, (double)(now_ms(t) - t->started_ms) / 1000);
     t->seeding_since_ms = now_ms(t);
+    save_begin(t);
     if (t->seed_seconds == 0 || t->stopping) {
         torrent_stop(t);
         return;
@@ -1189,9 +1493,33 @@ static void stop_if_done(rv_torrent_t *t)
         return;
     if (!t->storage_closed) {
         if (t->storage != NULL && !t->storage_closing) {
+            /* A sync in flight calls back (the storage is not closing yet). Then the final
+             * snapshot is synced before the close and written after it. */
+            if (t->save_syncing)
+                return;
+            if (t->resume_on && t->checked && !t->final_sync_started) {
+                t->final_sync_started = true;
+                struct resume_job *j = save_snapshot(t);
+                if (j != NULL && storage_sync(t->storage, on_save_synced, t) == 0) {
+                    j->final = true;
+                    t->save_job = j;
+                    t->save_syncing = true;
+                    return;
+                }
+                job_free(j);
+            }
             t->storage_closing = true;
             storage_close(t->storage, on_storage_closed, t);
         }
+        return;
+    }
+    /* Resume work on a worker (a load, or a save) borrows the torrent: wait for it. */
+    if (t->resume_busy)
+        return;
+    if (t->final_job != NULL) {
+        struct resume_job *j = t->final_job;
+        t->final_job = NULL;
+        save_queue(t, j);
         return;
     }
     if (!t->announcer_stopped || !t->tick_closed)
@@ -1248,6 +1576,12 @@ void torrent_free(rv_torrent_t *t)
         free(t->cache[i].data);
     free(t->cache);
     bitfield_free(&t->have);
+    bitfield_free(&t->check_set);
+    job_free(t->save_job);
+    job_free(t->final_job);
+    free(t->save_dir);
+    free(t->state_dir);
+    free(t->resume_file);
     rv_torrent_info_free(t->ti);
     pthread_mutex_destroy(&t->snap_lock);
     free(t);
@@ -1295,6 +1629,13 @@ int torrent_start(struct session_ctx *ctx, rv_torrent_info_t *ti, const rv_add_o
         active = 2;
     if (active > ti->piece_count)
         active = ti->piece_count;
+    t->save_dir = strdup(opts->save_dir);
+    if (opts->state_dir != NULL)
+        t->state_dir = strdup(opts->state_dir);
+    if (t->save_dir == NULL || (opts->state_dir != NULL && t->state_dir == NULL)) {
+        rc = err_set(err, RV_ENOMEM, "out of memory");
+        goto fail;
+    }
     t->seed_ratio = opts->seed_ratio;
     t->seed_seconds = opts->seed_seconds;
     limit_bucket_init(&t->down_b, opts->max_download_rate, t->started_ms);
@@ -1355,17 +1696,32 @@ int torrent_start(struct session_ctx *ctx, rv_torrent_info_t *ti, const rv_add_o
     }
     /* Storage last: it closes asynchronously, so nothing after it may fail. */
     struct storage_opts so = {.dir = opts->save_dir};
-    bool existing = data_on_disk(t, opts->save_dir);
+    t->existing = data_on_disk(t, opts->save_dir);
     if ((rc = storage_new(ctx->loop, ti, &t->layout, &so, &t->storage, err)) != 0)
         goto fail;
     uv_timer_init(ctx->loop, &t->tick);
     t->tick.data = t;
     uv_timer_start(&t->tick, on_tick, TICK_MS, TICK_MS);
     *out = t;
-    if (existing)
-        check_more(t);
-    else
-        start_download(t);
+    /* Without data on disk there is nothing to check or trust: the download starts now, and
+     * the resume file only brings its path, totals and peers when the worker is done. */
+    if (!t->existing)
+        check_start(t);
+    struct resume_job *j = opts->no_resume ? NULL : calloc(1, sizeof(*j));
+    if (j != NULL) {
+        /* The state folder and file are looked at on a worker; checking waits for them. */
+        j->t = t;
+        j->late = !t->existing;
+        j->take_peers = !opts->no_trackers;
+        j->ti = ti;
+        j->save_dir = t->save_dir;
+        j->state_dir = t->state_dir;
+        j->work.data = j;
+        t->resume_busy = true;
+        (void)uv_queue_work(ctx->loop, &j->work, load_run, load_done);
+    } else if (t->existing) {
+        check_start(t);
+    }
     torrent_snapshot(t);
     return 0;
 fail:

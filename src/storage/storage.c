@@ -36,7 +36,7 @@
 #define IO_MAX (1u << 30)        /* Linux moves at most ~2 GiB per call; keep each call below */
 #define NONE SIZE_MAX
 
-enum op { OP_WRITE, OP_CHECK, OP_READ };
+enum op { OP_WRITE, OP_CHECK, OP_READ, OP_SYNC };
 
 struct req {
     uv_work_t work; /* work.data points back here */
@@ -58,7 +58,10 @@ struct fent {
     unsigned refs;             /* workers using fd now: it is closed only at 0 */
     bool writable;             /* O_RDWR; O_RDONLY when a check or read found it read-only */
     bool sized;                /* already at least its final length */
-    bool dirty;                /* written to: fsync'd at close */
+    bool dirty;                /* written to since the last sync: fsync'd by storage_sync and
+                                  at close */
+    bool new_name;             /* opened for writing since the last sync: its folders may hold
+                                  a new name (the file or a folder made for it) to fsync */
     size_t lru_prev, lru_next; /* towards the most / least recently used open file */
 };
 
@@ -80,6 +83,7 @@ struct storage {
     struct req *inflight;
     struct req *free_reqs;
     bool closing, final_queued;
+    bool syncing; /* a storage_sync is queued or running */
     uv_work_t final_work;
     void (*close_cb)(void *ud);
     void *close_ud;
@@ -319,6 +323,8 @@ static int fh_acquire(struct storage *s, size_t file, bool write, struct fh *h, 
         return rc;
 
     uv_mutex_lock(&s->lock);
+    if (write)
+        e->new_name = true; /* open_path may have made the file or its folders */
     if (e->fd >= 0 && (e->writable || !write)) {
         /* another worker opened it meanwhile: share theirs */
         extra = fd;
@@ -588,6 +594,84 @@ static int do_read(struct storage *s, struct req *r)
     return 0;
 }
 
+/* fsyncs every folder from the download folder down to the one holding path. */
+static int sync_folders(struct storage *s, const char *path, rv_error_t *err)
+{
+    char comp[NAME_MAX + 1];
+    int dfd = s->dirfd, rc = 0;
+    const char *p = path;
+    for (;;) {
+        if (fsync(dfd) != 0) {
+            rc = sys_err(err, errno, "cannot sync a folder of %s/%s", s->dir, path);
+            break;
+        }
+        const char *slash = strchr(p, '/');
+        if (slash == NULL || (size_t)(slash - p) > NAME_MAX)
+            break;
+        memcpy(comp, p, (size_t)(slash - p));
+        comp[slash - p] = '\0';
+        int nfd = openat(dfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (nfd < 0) {
+            rc = sys_err(err, errno, "cannot open a folder of %s/%s", s->dir, path);
+            break;
+        }
+        if (dfd != s->dirfd)
+            close(dfd);
+        dfd = nfd;
+        p = slash + 1;
+    }
+    if (dfd != s->dirfd)
+        close(dfd);
+    return rc;
+}
+
+/* Takes the dirty and new-name marks under the lock, then fsyncs those files and folders
+ * unlocked. A write during the sync marks its file dirty again, for the next sync. On
+ * failure the marks not yet honoured are put back, so nothing is ever lost from a sync. */
+static int do_sync(struct storage *s, struct req *r)
+{
+    size_t n = s->l->file_count;
+    uint8_t *marks = calloc(n + 1, 1); /* bit 0: dirty, bit 1: new name */
+    if (marks == NULL)
+        return err_set(&r->err, RV_ENOMEM, "out of memory syncing");
+    uv_mutex_lock(&s->lock);
+    for (size_t i = 0; i < n; i++) {
+        marks[i] = (uint8_t)((s->fents[i].dirty ? 1 : 0) | (s->fents[i].new_name ? 2 : 0));
+        s->fents[i].dirty = s->fents[i].new_name = false;
+    }
+    uv_mutex_unlock(&s->lock);
+
+    int rc = 0;
+    size_t i = 0;
+    for (; i < n && rc == 0; i++) {
+        if (marks[i] & 1) {
+            struct fh h;
+            rc = fh_acquire(s, i, false, &h, &r->err);
+            if (rc == 0) {
+                if (fsync(h.fd) != 0)
+                    rc = sys_err(&r->err, errno, "cannot sync %s/%s", s->dir, s->l->files[i].path);
+                fh_release(s, &h, false);
+            }
+            if (rc == 0)
+                marks[i] &= (uint8_t)~1u;
+        }
+        if (rc == 0 && (marks[i] & 2) && (rc = sync_folders(s, s->l->files[i].path, &r->err)) == 0)
+            marks[i] &= (uint8_t)~2u;
+    }
+    if (rc != 0) {
+        uv_mutex_lock(&s->lock);
+        for (size_t k = 0; k < n; k++) {
+            if (marks[k] & 1)
+                s->fents[k].dirty = true;
+            if (marks[k] & 2)
+                s->fents[k].new_name = true;
+        }
+        uv_mutex_unlock(&s->lock);
+    }
+    free(marks);
+    return rc;
+}
+
 static void run_req(uv_work_t *w)
 {
     struct req *r = w->data;
@@ -600,6 +684,9 @@ static void run_req(uv_work_t *w)
         break;
     case OP_READ:
         r->rc = do_read(r->s, r);
+        break;
+    case OP_SYNC:
+        r->rc = do_sync(r->s, r);
         break;
     }
 }
@@ -639,6 +726,8 @@ static void after_req(uv_work_t *w, int status)
     struct storage *s = r->s;
 
     s->pending--;
+    if (r->op == OP_SYNC)
+        s->syncing = false;
     if (r->prev != NULL)
         r->prev->next = r->next;
     else
@@ -717,6 +806,18 @@ int storage_read(struct storage *s, uint32_t piece, uint32_t begin, uint32_t len
     if (piece >= s->l->piece_count || out == NULL || len == 0 || begin > size || len > size - begin)
         return RV_EINVAL;
     return submit(s, OP_READ, piece, begin, len, NULL, out, cb, ud);
+}
+
+int storage_sync(struct storage *s, storage_cb cb, void *ud)
+{
+    if (s->closing)
+        return RV_ECANCELED;
+    if (s->syncing)
+        return RV_EFULL;
+    int rc = submit(s, OP_SYNC, 0, 0, 0, NULL, NULL, cb, ud);
+    if (rc == 0)
+        s->syncing = true;
+    return rc;
 }
 
 unsigned storage_pending(const struct storage *s)

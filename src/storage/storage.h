@@ -40,6 +40,14 @@ int storage_check(struct storage *s, uint32_t piece, storage_cb cb, void *ud);
 /* On a worker: reads [begin, begin+len) of piece into out (borrowed until cb). */
 int storage_read(struct storage *s, uint32_t piece, uint32_t begin, uint32_t len, uint8_t *out,
                  storage_cb cb, void *ud);
+/* On a worker: fsyncs every file written since the last successful sync, then the folders that
+ * may have got new names (files or folders made for them), and calls cb (piece 0) on the loop
+ * with rc 0 or RV_EIO (err names the file; the marks stay, so the next sync retries them).
+ * Pieces whose write callback ran before this call are durable once cb reports 0; a write
+ * running meanwhile marks its file again for the next sync. One at a time: RV_EFULL while one
+ * is in flight; RV_ECANCELED once closing (and, like other work, a sync in flight when the
+ * storage closes is not called back: storage_close fsyncs everything itself). */
+int storage_sync(struct storage *s, storage_cb cb, void *ud);
 /* Work queued and not yet called back. */
 unsigned storage_pending(const struct storage *s);
 /* Waits (on the loop) for queued work to finish, without calling its callbacks; fsyncs and
