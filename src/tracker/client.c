@@ -141,6 +141,31 @@ static void udp_scrape_done(void *ud, int rc, const struct scrape_resp *resp,
     free(r);
 }
 
+/* Hands r to the caller once its transport has it, or frees it. */
+static int started(struct tracker_request *r, int rc, struct tracker_request **req)
+{
+    if (rc != 0) {
+        free(r);
+        return rc;
+    }
+    if (req != NULL)
+        *req = r;
+    return 0;
+}
+
+/* Sends the GET for the URL the caller built into u (build_rc says how building went). */
+static int http_start(struct tracker_client *c, struct tracker_request *r, struct buf *u,
+                      int build_rc, http_tr_cb done)
+{
+    int rc = build_rc;
+    if (rc == 0)
+        rc = buf_append_byte(u, 0);
+    if (rc == 0)
+        rc = http_tr_get(c->http, (const char *)u->data, done, r, &r->http);
+    buf_free(u);
+    return rc;
+}
+
 int tracker_announce(struct tracker_client *c, const char *url, const struct announce_req *areq,
                      tracker_announce_cb cb, void *ud, struct tracker_request **req)
 {
@@ -154,25 +179,14 @@ int tracker_announce(struct tracker_client *c, const char *url, const struct ann
         struct buf u;
         buf_init(&u, 8192);
         r->kind = REQ_HTTP_ANNOUNCE;
-        rc = http_announce_url(url, areq, &u);
-        if (rc == 0)
-            rc = buf_append_byte(&u, 0);
-        if (rc == 0)
-            rc = http_tr_get(c->http, (const char *)u.data, http_announce_done, r, &r->http);
-        buf_free(&u);
+        rc = http_start(c, r, &u, http_announce_url(url, areq, &u), http_announce_done);
     } else if (has_scheme(url, "udp://")) {
         r->kind = REQ_UDP;
         rc = udp_tr_announce(c->udp, url, areq, udp_announce_done, r, &r->udp);
     } else {
         rc = RV_EINVAL;
     }
-    if (rc != 0) {
-        free(r);
-        return rc;
-    }
-    if (req != NULL)
-        *req = r;
-    return 0;
+    return started(r, rc, req);
 }
 
 int tracker_scrape(struct tracker_client *c, const char *url, const uint8_t info_hash[20],
@@ -189,25 +203,14 @@ int tracker_scrape(struct tracker_client *c, const char *url, const uint8_t info
         struct buf u;
         buf_init(&u, 8192);
         r->kind = REQ_HTTP_SCRAPE;
-        rc = http_scrape_url(url, info_hash, &u);
-        if (rc == 0)
-            rc = buf_append_byte(&u, 0);
-        if (rc == 0)
-            rc = http_tr_get(c->http, (const char *)u.data, http_scrape_done, r, &r->http);
-        buf_free(&u);
+        rc = http_start(c, r, &u, http_scrape_url(url, info_hash, &u), http_scrape_done);
     } else if (has_scheme(url, "udp://")) {
         r->kind = REQ_UDP;
         rc = udp_tr_scrape(c->udp, url, info_hash, udp_scrape_done, r, &r->udp);
     } else {
         rc = RV_EINVAL;
     }
-    if (rc != 0) {
-        free(r);
-        return rc;
-    }
-    if (req != NULL)
-        *req = r;
-    return 0;
+    return started(r, rc, req);
 }
 
 void tracker_cancel(struct tracker_request *req)
