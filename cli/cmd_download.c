@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,13 +17,15 @@
 #include "json.h"
 
 static const char usage[] =
-    "Usage: rivulet download [OPTIONS] FILE.torrent -o DIR\n"
-    "       rivulet FILE.torrent -o DIR\n"
+    "Usage: rivulet download [OPTIONS] FILE.torrent|MAGNET -o DIR\n"
+    "       rivulet FILE.torrent|MAGNET -o DIR\n"
+    "       rivulet download --metadata-only MAGNET -o FILE.torrent\n"
     "       rivulet seed [OPTIONS] FILE.torrent -d DIR\n"
     "\n"
     "download fetches the torrent into DIR (checking what is already there), then seeds it\n"
     "until the seed limits are reached, and exits. seed checks the data in DIR and seeds it\n"
-    "(fetching whatever is missing) until stopped.\n"
+    "(fetching whatever is missing) until stopped. A magnet link's metadata comes from peers\n"
+    "(x.pe, its trackers, peers they tell of) and is kept in the state folder.\n"
     "\n"
     "  -o, -d, --dir DIR       download folder (created if missing; default: .)\n"
     "      --peer HOST:PORT    add a peer by hand ([IPv6]:PORT too), repeatable\n"
@@ -41,6 +44,8 @@ static const char usage[] =
     "      --ca-file PEM       trust these certificates for HTTPS trackers\n"
     "      --state-dir DIR     keep resume data in DIR (default: $XDG_STATE_HOME/rivulet or\n"
     "                          ~/.local/state/rivulet)\n"
+    "      --metadata-only     magnet links: fetch the metadata, save it as the .torrent\n"
+    "                          named by -o, and exit\n"
     "  -v, --verbose           log peers, trackers and pieces on stderr\n"
     "  -q, --quiet             print only errors\n"
     "  -j, --json              NDJSON events and status on stdout\n"
@@ -145,7 +150,11 @@ static void draw(struct ui *u, bool final)
     fmt_eta(st.eta_seconds, eta, sizeof(eta));
     if (u->out == OUT_TTY) {
         char line[512];
-        if (st.state == RV_STATE_SEEDING)
+        if (st.state == RV_STATE_METADATA)
+            snprintf(line, sizeof(line), "[metadata] %s  blocks %u/%u  peers %u/%u",
+                     rv_torrent_name(u->torrent), st.metadata_have, st.metadata_total,
+                     st.peers_connected, st.peers_known);
+        else if (st.state == RV_STATE_SEEDING)
             snprintf(line, sizeof(line), "[seeding] %s  up %s/s  uploaded %llu MiB  peers %u/%u",
                      total, up, (unsigned long long)(st.uploaded >> 20), st.peers_connected,
                      st.peers_known);
@@ -221,6 +230,8 @@ static const char *event_name(rv_event_type_t t)
         return "checked";
     case RV_EVENT_RESUME:
         return "resume";
+    case RV_EVENT_METADATA:
+        return "metadata";
     }
     return "unknown";
 }
@@ -253,7 +264,8 @@ static void on_event(void *ud, const rv_event_t *ev)
         return;
     }
     bool important = ev->type == RV_EVENT_ERROR || ev->type == RV_EVENT_FINISHED ||
-                     ev->type == RV_EVENT_PEER_BANNED || ev->type == RV_EVENT_PIECE_FAILED;
+                     ev->type == RV_EVENT_PEER_BANNED || ev->type == RV_EVENT_PIECE_FAILED ||
+                     ev->type == RV_EVENT_METADATA;
     if (ev->type == RV_EVENT_ERROR) {
         clear_line(u);
         cli_error("%s", ev->message);
@@ -380,7 +392,8 @@ static int run(int argc, char **argv, bool seed_mode)
         OPT_SLOTS,
         OPT_MAX_DOWN,
         OPT_MAX_UP,
-        OPT_STATE_DIR
+        OPT_STATE_DIR,
+        OPT_METADATA_ONLY
     };
     static const struct option opts[] = {{"dir", required_argument, NULL, 'o'},
                                          {"output", required_argument, NULL, 'o'},
@@ -398,6 +411,8 @@ static int run(int argc, char **argv, bool seed_mode)
                                           OPT_MAX_DOWN},
                                          {"max-upload-rate", required_argument, NULL, OPT_MAX_UP},
                                          {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+                                         {"metadata-only", no_argument, NULL,
+                                          OPT_METADATA_ONLY},
                                          {"verbose", no_argument, NULL, 'v'},
                                          {"quiet", no_argument, NULL, 'q'},
                                          {"json", no_argument, NULL, 'j'},
@@ -448,6 +463,9 @@ static int run(int argc, char **argv, bool seed_mode)
             break;
         case OPT_STATE_DIR:
             ao.state_dir = optarg;
+            break;
+        case OPT_METADATA_ONLY:
+            ao.metadata_only = true;
             break;
         case OPT_MAX_PEERS:
             if (cli_parse_size(optarg, &v) != 0 || v < 1 || v > 10000) {
@@ -533,9 +551,23 @@ static int run(int argc, char **argv, bool seed_mode)
         }
     }
     if (optind + 1 != argc) {
-        cli_error("%s needs exactly one FILE.torrent (try rivulet %s --help)",
+        cli_error("%s needs exactly one FILE.torrent or magnet link (try rivulet %s --help)",
                   seed_mode ? "seed" : "download", seed_mode ? "seed" : "download");
         goto done;
+    }
+    bool magnet = strncasecmp(argv[optind], "magnet:", 7) == 0;
+    if (ao.metadata_only) {
+        if (!magnet) {
+            cli_error("--metadata-only needs a magnet link");
+            goto done;
+        }
+        /* -o names the .torrent to write; no data is downloaded. */
+        ao.save_torrent = ao.save_dir;
+        ao.save_dir = ".";
+        if (strcmp(ao.save_torrent, ".") == 0) {
+            cli_error("--metadata-only needs -o FILE.torrent");
+            goto done;
+        }
     }
     ao.peers = (const char *const *)peers;
     ao.peer_count = npeers;
@@ -553,7 +585,8 @@ static int run(int argc, char **argv, bool seed_mode)
         goto done;
     }
     rv_error_t err;
-    int rc = rv_session_add(u.session, argv[optind], &ao, &u.torrent, &err);
+    int rc = magnet ? rv_session_add_magnet(u.session, argv[optind], &ao, &u.torrent, &err)
+                    : rv_session_add(u.session, argv[optind], &ao, &u.torrent, &err);
     if (rc != 0) {
         cli_report(argv[optind], &err);
         ret = rc == RV_EIO || rc == RV_EPATH ? EXIT_DISK : rc == RV_EINVAL ? EXIT_USAGE
@@ -583,7 +616,13 @@ static int run(int argc, char **argv, bool seed_mode)
     rv_torrent_status(u.torrent, &st);
     draw(&u, true);
     double secs = since(&u.start);
-    if (st.pieces_have == st.pieces_total) {
+    bool have_info = rv_torrent_info(u.torrent) != NULL;
+    if (ao.metadata_only && have_info && st.error_code == 0) {
+        ret = EXIT_OK;
+        if (u.out != OUT_QUIET && u.out != OUT_JSON)
+            fprintf(stderr, "done: metadata of %s saved to %s in %.1f s\n",
+                    rv_torrent_name(u.torrent), ao.save_torrent, secs);
+    } else if (have_info && !ao.metadata_only && st.pieces_have == st.pieces_total) {
         ret = EXIT_OK;
         if (u.out != OUT_QUIET && u.out != OUT_JSON) {
             char size[32];

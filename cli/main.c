@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli.h"
 
@@ -12,7 +13,8 @@ static const char usage[] =
     "\n"
     "Commands:\n"
     "  info FILE.torrent|MAGNET     describe a torrent or a magnet link (--json)\n"
-    "  download FILE.torrent -o DIR fetch a torrent (also: rivulet FILE.torrent -o DIR)\n"
+    "  download FILE.torrent|MAGNET -o DIR\n"
+    "                               fetch a torrent (also: rivulet FILE.torrent -o DIR)\n"
     "  seed FILE.torrent -d DIR     check the data in DIR and seed it\n"
     "  create PATH -o OUT.torrent   make a torrent of a file or folder\n"
     "  trackers FILE.torrent|MAGNET ask every tracker what it knows (--json)\n"
@@ -135,7 +137,7 @@ int main(int argc, char **argv)
         return cmd_seed(argc - 1, argv + 1);
     /* The first client's short form: rivulet FILE.torrent -o DIR. */
     size_t n = strlen(cmd);
-    if (n > 8 && strcmp(cmd + n - 8, ".torrent") == 0)
+    if ((n > 8 && strcmp(cmd + n - 8, ".torrent") == 0) || strncasecmp(cmd, "magnet:", 7) == 0)
         return cmd_download(argc, argv);
     if (strcmp(cmd, "create") == 0)
         return cmd_create(argc - 1, argv + 1);

@@ -39,8 +39,11 @@ typedef enum rv_event_type {
     RV_EVENT_TRACKER,        /* message: "url: ok, N peers" or "url: error" */
     RV_EVENT_STOPPED,        /* the torrent stopped after rv_session_stop or finishing */
     RV_EVENT_CHECKED,        /* data on disk checked: piece = pieces hashed, message counts */
-    RV_EVENT_RESUME          /* resume data loaded or saved (code 0), or unusable or not saved
+    RV_EVENT_RESUME,         /* resume data loaded or saved (code 0), or unusable or not saved
                                 (code says why; the data is then checked again) */
+    RV_EVENT_METADATA        /* a magnet link's info dictionary arrived and matched the
+                                info-hash (code 0; message: size, name, where it was saved), or
+                                a peer's metadata was refused (code says why) */
 } rv_event_type_t;
 
 typedef struct rv_event {
@@ -89,6 +92,11 @@ typedef struct rv_add_opts {
      * neither reads nor writes it (every start checks what is on disk). */
     const char *state_dir;
     bool no_resume;
+    /* Magnet links: the .torrent is kept as STATE/<info-hash>.torrent (unless no_resume) so a
+     * restart does not fetch it again; save_torrent also writes it there; metadata_only stops
+     * the torrent once it is saved, without downloading data. */
+    const char *save_torrent;
+    bool metadata_only;
 } rv_add_opts_t;
 
 typedef enum rv_torrent_state {
@@ -98,7 +106,8 @@ typedef enum rv_torrent_state {
     RV_STATE_FINISHED,
     RV_STATE_STOPPING,
     RV_STATE_STOPPED,
-    RV_STATE_ERROR
+    RV_STATE_ERROR,
+    RV_STATE_METADATA     /* a magnet link: fetching the info dictionary from peers */
 } rv_torrent_state_t;
 
 typedef struct rv_torrent_status {
@@ -112,6 +121,9 @@ typedef struct rv_torrent_status {
     unsigned pieces_failed, peers_banned;
     unsigned peers_unchoked;                /* peers we upload to */
     uint64_t requests_refused;              /* peer requests we did not serve */
+    uint64_t rejects_sent, rejects_received; /* BEP 6 reject-request messages */
+    uint64_t pex_received;                  /* new peer addresses learnt through PEX */
+    uint32_t metadata_have, metadata_total; /* magnet: metadata blocks received, of */
     int64_t eta_seconds;                    /* -1 unknown */
     int error_code;
     char error[256];
@@ -137,6 +149,11 @@ int rv_session_add(rv_session_t *s, const char *torrent_path, const rv_add_opts_
 /* The same with an already parsed torrent; takes ownership of ti. */
 int rv_session_add_info(rv_session_t *s, rv_torrent_info_t *ti, const rv_add_opts_t *opts,
                         rv_torrent_t **out, rv_error_t *err);
+/* Adds a magnet link (BEP 9): the info dictionary is fetched from peers (x.pe, the trackers
+ * in tr, peers they give), checked against the info-hash, then the download goes on as for a
+ * .torrent. When STATE/<info-hash>.torrent exists from an earlier run it is used at once. */
+int rv_session_add_magnet(rv_session_t *s, const char *uri, const rv_add_opts_t *opts,
+                          rv_torrent_t **out, rv_error_t *err);
 /* Runs the session's own loop until every torrent has finished or stopped. Returns 0, or the
  * first torrent error code. */
 int rv_session_run(rv_session_t *s);
@@ -161,7 +178,10 @@ void rv_torrent_set_rate_limits(rv_torrent_t *t, uint64_t download, uint64_t upl
 void rv_torrent_status(const rv_torrent_t *t, rv_torrent_status_t *st);
 /* Fills up to max peers; returns how many are connected. Loop thread only (or in a callback). */
 size_t rv_torrent_peers(const rv_torrent_t *t, rv_peer_info_t *out, size_t max);
+/* The torrent's metadata, or NULL while a magnet link's is being fetched. Loop thread only. */
 const rv_torrent_info_t *rv_torrent_info(const rv_torrent_t *t);
+/* Its name: the torrent's, else the magnet link's dn, else the info-hash in hex. */
+const char *rv_torrent_name(const rv_torrent_t *t);
 
 #ifdef __cplusplus
 }

@@ -117,6 +117,13 @@ static int check_length(unsigned id, uint32_t mlen, const struct wire_limits *li
         want = PORT_LEN;
         break;
     case WIRE_BITFIELD: {
+        /* Before the metadata (piece_count 0) any size up to the cap is kept for later. */
+        if (lim->piece_count == 0) {
+            if (mlen - 1 > WIRE_MAX_EXTENDED)
+                return err_set(err, RV_EPROTO, "bitfield of %u bytes exceeds the limit (%u)",
+                               mlen - 1, WIRE_MAX_EXTENDED);
+            return 0;
+        }
         /* BEP 3: one bit per piece, rounded up to whole bytes, nothing more or less. */
         size_t bytes = bitfield_bytes(lim->piece_count);
         if ((size_t)mlen - 1 != bytes)
@@ -150,6 +157,8 @@ static int check_length(unsigned id, uint32_t mlen, const struct wire_limits *li
 static int check_block(const char *what, uint32_t index, uint32_t begin, uint32_t length,
                        const struct wire_limits *lim, rv_error_t *err)
 {
+    if (lim->piece_count == 0)
+        return err_set(err, RV_EPROTO, "%s for piece %u before we have the metadata", what, index);
     if (index >= lim->piece_count)
         return err_set(err, RV_EPROTO, "%s for piece %u but the torrent has %u pieces", what, index,
                        lim->piece_count);
@@ -166,6 +175,8 @@ static int check_block(const char *what, uint32_t index, uint32_t begin, uint32_
 
 static int check_index(unsigned id, uint32_t index, const struct wire_limits *lim, rv_error_t *err)
 {
+    if (lim->piece_count == 0)
+        return 0; /* no metadata yet: the owner checks it once the piece count is known */
     if (index >= lim->piece_count)
         return err_set(err, RV_EPROTO, "%s for piece %u but the torrent has %u pieces",
                        type_name(id), index, lim->piece_count);
@@ -250,7 +261,7 @@ int wire_decode(const uint8_t *p, size_t len, const struct wire_limits *lim, str
         msg->data_len = mlen - 1;
         /* BEP 3: "Spare bits at the end are set to zero." */
         uint32_t tail = lim->piece_count % 8;
-        if (tail != 0 && (b[msg->data_len - 1] & (0xffu >> tail)))
+        if (tail != 0 && msg->data_len > 0 && (b[msg->data_len - 1] & (0xffu >> tail)))
             rc =
                 err_set(err, RV_EPROTO, "bitfield has spare bits set (last byte 0x%02x, %u pieces)",
                         (unsigned)b[msg->data_len - 1], lim->piece_count);
@@ -311,6 +322,13 @@ int wire_put_simple(struct buf *out, enum wire_type type)
 int wire_put_have(struct buf *out, uint32_t index)
 {
     return put_small(out, WIRE_HAVE, &index, 1);
+}
+
+int wire_put_index(struct buf *out, enum wire_type type, uint32_t index)
+{
+    if (type != WIRE_HAVE && type != WIRE_SUGGEST && type != WIRE_ALLOWED_FAST)
+        return RV_EINVAL;
+    return put_small(out, type, &index, 1);
 }
 
 int wire_put_bitfield(struct buf *out, const uint8_t *bits, size_t nbytes)

@@ -34,7 +34,9 @@ enum wire_type {
 #define WIRE_MAX_BLOCK (128u * 1024)       /* largest request/piece length accepted */
 #define WIRE_MAX_EXTENDED (1u << 20)        /* largest extended message accepted */
 
-/* What the codec checks indices and lengths against. */
+/* What the codec checks indices and lengths against. piece_count 0 means the metadata is not
+ * known yet (a magnet link): bitfields of any size up to WIRE_MAX_EXTENDED and any index in
+ * have, suggest and allowed fast pass, for the owner to check later; blocks are refused. */
 struct wire_limits {
     uint32_t piece_count;
     uint32_t piece_length;
@@ -72,6 +74,8 @@ int wire_put_keepalive(struct buf *out);
 int wire_put_simple(struct buf *out, enum wire_type type); /* choke .. not interested,
                                                                have all, have none */
 int wire_put_have(struct buf *out, uint32_t index);
+/* HAVE, SUGGEST or ALLOWED_FAST (BEP 6) */
+int wire_put_index(struct buf *out, enum wire_type type, uint32_t index);
 int wire_put_bitfield(struct buf *out, const uint8_t *bits, size_t nbytes);
 /* REQUEST, CANCEL or REJECT */
 int wire_put_request(struct buf *out, enum wire_type type, uint32_t index, uint32_t begin,

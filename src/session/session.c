@@ -2,10 +2,12 @@
  * torrents. rv_session_run returns when every torrent has stopped. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "peer/conn.h"
 #include "rivulet/session.h"
 #include "session/torrent.h"
+#include "storage/resume.h"
 #include "util/err.h"
 
 #define MAX_TORRENTS 4096
@@ -306,8 +308,9 @@ int rv_session_new(void *loop, const rv_session_opts_t *opts, rv_session_t **out
     return 0;
 }
 
-int rv_session_add_info(rv_session_t *s, rv_torrent_info_t *ti, const rv_add_opts_t *opts,
-                        rv_torrent_t **out, rv_error_t *err)
+/* A .torrent (ti, owned) or a magnet link (borrowed). */
+static int add_torrent(rv_session_t *s, rv_torrent_info_t *ti, const rv_magnet_t *magnet,
+                       const rv_add_opts_t *opts, rv_torrent_t **out, rv_error_t *err)
 {
     if (s->count == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 4;
@@ -323,7 +326,8 @@ int rv_session_add_info(rv_session_t *s, rv_torrent_info_t *ti, const rv_add_opt
         s->torrents = t;
         s->cap = cap;
     }
-    if (s->ctx.trackers == NULL && !s->closing_trackers && ti->tier_count > 0 &&
+    size_t tiers = ti != NULL ? ti->tier_count : magnet->tracker_count;
+    if (s->ctx.trackers == NULL && !s->closing_trackers && tiers > 0 &&
         !(opts && opts->no_trackers)) {
         struct tracker_client_opts co;
         memset(&co, 0, sizeof(co));
@@ -336,13 +340,67 @@ int rv_session_add_info(rv_session_t *s, rv_torrent_info_t *ti, const rv_add_opt
         }
     }
     rv_torrent_t *t;
-    int rc = torrent_start(&s->ctx, ti, opts, &t, err);
+    int rc = torrent_start(&s->ctx, ti, magnet, opts, &t, err);
     if (rc != 0)
         return rc;
     s->torrents[s->count++] = t;
     if (out != NULL)
         *out = t;
     return 0;
+}
+
+int rv_session_add_info(rv_session_t *s, rv_torrent_info_t *ti, const rv_add_opts_t *opts,
+                        rv_torrent_t **out, rv_error_t *err)
+{
+    return add_torrent(s, ti, NULL, opts, out, err);
+}
+
+int rv_session_add_magnet(rv_session_t *s, const char *uri, const rv_add_opts_t *opts,
+                          rv_torrent_t **out, rv_error_t *err)
+{
+    rv_magnet_t *m;
+    int rc = rv_magnet_parse(uri, &m, err);
+    if (rc != 0)
+        return rc;
+    if (!m->has_v1) {
+        rv_magnet_free(m);
+        return err_set(err, RV_EINVAL, "magnet link without a v1 (btih) info-hash: v2-only "
+                       "magnet links cannot be downloaded yet");
+    }
+    /* The metadata of an earlier run, kept in the state folder: no need to fetch it again. */
+    char path[4096];
+    rv_error_t e;
+    rv_torrent_info_t *ti = NULL;
+    if (opts != NULL && !opts->no_resume && !opts->metadata_only &&
+        torrent_state_path(opts->state_dir, m->info_hash, path, sizeof(path), &e) == 0 &&
+        access(path, F_OK) == 0 && rv_torrent_load(path, 0, &ti, &e) == 0 &&
+        memcmp(ti->info_hash, m->info_hash, 20) != 0) {
+        rv_torrent_info_free(ti);
+        ti = NULL;
+    }
+    if (ti == NULL) {
+        rc = add_torrent(s, NULL, m, opts, out, err);
+        rv_magnet_free(m);
+        return rc;
+    }
+    /* x.pe peers join those given by hand. */
+    rv_add_opts_t o = *opts;
+    const char **peers = calloc(opts->peer_count + m->peer_count + 1, sizeof(*peers));
+    if (peers == NULL) {
+        rv_torrent_info_free(ti);
+        rv_magnet_free(m);
+        return err_set(err, RV_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < opts->peer_count; i++)
+        peers[i] = opts->peers[i];
+    o.peer_count = opts->peer_count;
+    for (size_t i = 0; i < m->peer_count; i++)
+        peers[o.peer_count++] = m->peers[i];
+    o.peers = peers;
+    rc = add_torrent(s, ti, NULL, &o, out, err);
+    free(peers);
+    rv_magnet_free(m);
+    return rc;
 }
 
 int rv_session_add(rv_session_t *s, const char *torrent_path, const rv_add_opts_t *opts,

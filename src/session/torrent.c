@@ -13,15 +13,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bencode/bencode.h"
 #include "metainfo/layout.h"
 #include "peer/conn.h"
+#include "peer/ext.h"
 #include "storage/resume.h"
 #include "storage/storage.h"
+#include "swarm/metadata.h"
 #include "swarm/peers.h"
 #include "swarm/picker.h"
 #include "tracker/announcer.h"
 #include "util/bitfield.h"
 #include "util/err.h"
+#include "util/fs.h"
+#include "util/hex.h"
 #include "util/rand.h"
 
 #define TICK_MS 1000
@@ -42,6 +47,14 @@
 #define TRUST_MAX 8
 #define TRUST_BAN (-7)
 #define RESUME_SAVE_MS 30000 /* resume data is saved this often while pieces arrive */
+#define ALLOWED_FAST_K 10    /* BEP 6 allowed-fast set we grant (libtorrent's default is 5) */
+#define MAX_ALLOWED_FAST 32  /* allowed-fast pieces we take from one peer */
+#define MAX_SUGGESTED 8      /* suggest-piece hints kept per peer */
+#define MAX_EARLY_HAVES 65536 /* haves kept from a peer before the metadata is known */
+#define METADATA_PIPELINE 4  /* metadata blocks asked of one peer at once */
+#define PEX_INTERVAL_MS 60000 /* BEP 11: at most one PEX message a minute */
+#define PEX_FIRST_MS 2000    /* the first one, once the extended handshakes are done */
+#define PEX_MAX_SENT 200     /* addresses remembered as told to one peer */
 
 enum cand_state { CAND_NEW, CAND_CONNECTING, CAND_CONNECTED, CAND_WAIT, CAND_BANNED };
 
@@ -49,6 +62,8 @@ struct candidate {
     struct peer_addr addr;
     enum cand_state state;
     unsigned fails;
+    bool seed;        /* known to be a seed (PEX flag, or it was one when we met): a seed does
+                         not dial it */
     int trust;        /* libtorrent's trust points: +1 per good piece it contributed to (up to
                          TRUST_MAX), -2 per failed one; banned at TRUST_BAN */
     uint64_t retry_ms;
@@ -71,6 +86,30 @@ struct peer {
     uint64_t last_block_ms;
     uint64_t connected_ms;
     char client[21];
+    /* extensions (BEP 6, 10, 9, 11, 21, 54) */
+    bool fast, ext;            /* both sides set the bit */
+    bool got_eh;               /* its extended handshake arrived */
+    struct ext_handshake eh;
+    bool upload_only;          /* BEP 21: it will not download */
+    uint32_t allowed[MAX_ALLOWED_FAST]; /* pieces it lets us ask for while choking us */
+    size_t nallowed;
+    uint32_t granted[ALLOWED_FAST_K];   /* pieces we let it ask for while we choke it */
+    size_t ngranted;
+    uint32_t suggested[MAX_SUGGESTED];
+    size_t nsuggested;
+    /* before the metadata: what it said it has, checked once the piece count is known */
+    uint8_t *early_bits;
+    size_t early_bits_len;
+    uint32_t *early_haves;
+    size_t nearly, capearly;
+    bool early_all;
+    /* metadata exchange */
+    unsigned md_asked;         /* blocks asked of it and not answered */
+    bool md_refused;           /* it rejected a request: not asked again */
+    /* PEX: the addresses we last told it about */
+    struct peer_addr *pex_sent;
+    size_t npex_sent;
+    uint64_t pex_next_ms;
     /* uploading */
     struct block_ref *upq; /* the peer's requests: a ring of MAX_UPLOAD_QUEUE, oldest at uphead */
     size_t uphead, nupq;
@@ -119,7 +158,22 @@ struct piece_buf {
 
 struct rv_torrent {
     struct session_ctx *ctx;
-    rv_torrent_info_t *ti;
+    rv_torrent_info_t *ti;      /* NULL while a magnet link's metadata is fetched */
+    uint8_t info_hash[20];
+    char *name;                 /* a magnet link's dn */
+    char hex_name[41];
+    bool is_private;
+    bool no_resume, no_trackers;
+    /* magnet links: the metadata exchange, then the .torrent saved on a worker */
+    struct metadata md;
+    char **magnet_trackers;
+    size_t magnet_tracker_count;
+    char *save_torrent;
+    bool metadata_only;
+    bool md_saving;
+    uint64_t rejects_sent, rejects_received, pex_received;
+    bool has_ext_addr;
+    struct peer_addr ext_addr;  /* our address as peers report it (BEP 10 yourip) */
     struct layout layout;
     struct picker *picker;
     struct storage *storage;
@@ -136,6 +190,7 @@ struct rv_torrent {
     uint32_t *free_slots; /* stack of unused indices in bufs */
     size_t nfree;
     struct bitfield have;
+    struct bitfield mask; /* scratch: the pieces a peer may be asked for now */
     struct wire_limits limits;
     struct handshake hs;
     struct cache_entry *cache; /* read cache for uploads, whole pieces */
@@ -330,17 +385,31 @@ static void drop_requests(struct peer *p)
     p->nreqs = 0;
 }
 
-static void fill_requests(struct peer *p)
+/* Fills t->mask with the pieces of list the peer has and we still want; false when none. */
+static bool mask_of(rv_torrent_t *t, const struct peer *p, const uint32_t *list, size_t n)
+{
+    bitfield_clear_all(&t->mask);
+    for (size_t i = 0; i < n; i++)
+        if (bitfield_has(&p->have, list[i]) && !picker_have(t->picker, list[i]))
+            bitfield_set(&t->mask, list[i]);
+    return t->mask.set > 0;
+}
+
+static bool in_list(const uint32_t *list, size_t n, uint32_t piece)
+{
+    for (size_t i = 0; i < n; i++)
+        if (list[i] == piece)
+            return true;
+    return false;
+}
+
+/* Asks the picker for up to max blocks among the pieces in mask and sends the requests. */
+static void request_from(struct peer *p, const struct bitfield *mask, unsigned max)
 {
     rv_torrent_t *t = p->t;
-    if (t->stopping || t->state != RV_STATE_DOWNLOADING || p->peer_choking || !p->am_interested)
-        return;
-    unsigned depth = p->snubbed ? 1 : p->depth;
-    if (p->nreqs >= depth)
-        return;
     struct block_ref picked[MAX_PIPELINE];
     bool endgame = false;
-    size_t n = picker_pick(t->picker, &p->have, p, picked, depth - p->nreqs, &endgame);
+    size_t n = picker_pick(t->picker, mask, p, picked, max, &endgame);
     for (size_t i = 0; i < n; i++) {
         if (buf_for(t, picked[i].piece, true) == NULL) {
             /* Out of piece memory: give the rest back; the picker bounds active pieces, so
@@ -355,6 +424,41 @@ static void fill_requests(struct peer *p)
     }
     if (n > 0 && p->last_block_ms == 0)
         p->last_block_ms = now_ms(t);
+}
+
+static void fill_requests(struct peer *p)
+{
+    rv_torrent_t *t = p->t;
+    if (t->stopping || t->state != RV_STATE_DOWNLOADING || !p->am_interested)
+        return;
+    unsigned depth = p->snubbed ? 1 : p->depth;
+    if (p->nreqs >= depth)
+        return;
+    if (p->peer_choking) {
+        /* BEP 6: the pieces it allowed may be asked for while it chokes us. */
+        if (p->fast && p->nallowed > 0 && mask_of(t, p, p->allowed, p->nallowed))
+            request_from(p, &t->mask, depth - (unsigned)p->nreqs);
+        return;
+    }
+    /* BEP 6 suggest piece: what it has in its cache goes first. */
+    if (p->nsuggested > 0 && mask_of(t, p, p->suggested, p->nsuggested))
+        request_from(p, &t->mask, depth - (unsigned)p->nreqs);
+    if (p->nreqs < depth)
+        request_from(p, &p->have, depth - (unsigned)p->nreqs);
+}
+
+/* A fast peer that chokes us keeps our requests for the pieces it allowed; the others are
+ * gone (it rejects them, or sends nothing). */
+static void drop_requests_not_allowed(struct peer *p)
+{
+    for (size_t i = 0; i < p->nreqs;) {
+        if (in_list(p->allowed, p->nallowed, p->reqs[i].piece)) {
+            i++;
+            continue;
+        }
+        picker_block_dropped(p->t->picker, p->reqs[i].piece, p->reqs[i].begin, p);
+        p->reqs[i] = p->reqs[--p->nreqs];
+    }
 }
 
 static bool remove_request(struct peer *p, uint32_t piece, uint32_t begin, uint32_t *length)
@@ -598,14 +702,31 @@ static void release_upload(struct peer *p)
     p->ucredit = 0;
 }
 
+/* A request we will not serve: BEP 6 peers are told, others find out by its absence. */
+static void reject(struct peer *p, const struct block_ref *r)
+{
+    p->t->refused++;
+    if (!p->fast)
+        return;
+    wire_put_request(conn_out(p->conn), WIRE_REJECT, r->piece, r->begin, r->length);
+    p->t->rejects_sent++;
+}
+
 /* Sends what the peer asked for while its connection has room; BEP 3 pieces in request order. */
 static void serve(struct peer *p)
 {
     rv_torrent_t *t = p->t;
     if (t->stopping || t->storage == NULL)
         return;
-    while (p->nupq > 0 && !p->am_choking && conn_send_backlog(p->conn) < UPLOAD_BACKLOG) {
+    while (p->nupq > 0 && conn_send_backlog(p->conn) < UPLOAD_BACKLOG) {
         struct block_ref r = p->upq[p->uphead];
+        if (p->am_choking && !in_list(p->granted, p->ngranted, r.piece)) {
+            /* Choked since it asked, and not an allowed-fast piece. */
+            reject(p, &r);
+            p->uphead = (p->uphead + 1) % MAX_UPLOAD_QUEUE;
+            p->nupq--;
+            continue;
+        }
         struct cache_entry *e = cache_get(t, r.piece);
         if (e == NULL)
             break;
@@ -650,11 +771,20 @@ static void set_choke(struct peer *p, bool choke)
         return;
     p->am_choking = choke;
     wire_put_simple(conn_out(p->conn), choke ? WIRE_CHOKE : WIRE_UNCHOKE);
-    /* BEP 3: choking discards the peer's pending requests. */
+    /* BEP 3: choking discards the peer's pending requests. BEP 6 peers hear a reject for
+     * each, and keep those for the pieces we allowed them. */
     if (choke) {
-        p->t->refused += p->nupq;
-        p->nupq = 0;
-        release_upload(p);
+        size_t kept = 0;
+        for (size_t i = 0; i < p->nupq; i++) {
+            struct block_ref r = p->upq[(p->uphead + i) % MAX_UPLOAD_QUEUE];
+            if (p->fast && in_list(p->granted, p->ngranted, r.piece))
+                p->upq[(p->uphead + kept++) % MAX_UPLOAD_QUEUE] = r;
+            else
+                reject(p, &r);
+        }
+        p->nupq = kept;
+        if (kept == 0)
+            release_upload(p);
     }
     conn_flush(p->conn);
 }
@@ -736,6 +866,452 @@ static void maybe_unchoke(rv_torrent_t *t, struct peer *p)
         set_choke(p, false);
 }
 
+/* ---- extensions: BEP 10 handshake, BEP 9 metadata, BEP 11 PEX, BEP 6 allowed fast ---- */
+
+static void metadata_ready(rv_torrent_t *t);
+
+static bool data_ready(const rv_torrent_t *t)
+{
+    return t->picker != NULL;
+}
+
+static void send_ext_handshake(rv_torrent_t *t, struct peer *p)
+{
+    struct ext_handshake_out h = {
+        .pex = !t->is_private,
+        .port = t->ctx->opts.no_listen ? 0 : t->ctx->opts.port,
+        .reqq = MAX_UPLOAD_QUEUE,
+        .yourip = &p->conn->addr,
+        .metadata_size = t->ti != NULL ? (int64_t)t->ti->info_len : -1,
+        .upload_only = t->state == RV_STATE_SEEDING,
+    };
+    ext_handshake_put(conn_out(p->conn), &h);
+}
+
+/* BEP 6: the canonical allowed-fast set of an IPv4 peer; we announce the pieces of it we have
+ * and serve them while it is choked. */
+static void grant_allowed_fast(rv_torrent_t *t, struct peer *p)
+{
+    if (!p->fast || p->conn->addr.family != 4 || !data_ready(t) || p->ngranted > 0)
+        return;
+    p->ngranted = fast_allowed_set(p->conn->addr.ip, t->info_hash, t->ti->piece_count,
+                                   ALLOWED_FAST_K, p->granted);
+    for (size_t i = 0; i < p->ngranted; i++)
+        if (bitfield_has(&t->have, p->granted[i]))
+            wire_put_index(conn_out(p->conn), WIRE_ALLOWED_FAST, p->granted[i]);
+}
+
+/* Two seeds have nothing to trade (BEP 21): a seed drops a peer that has everything or says
+ * it only uploads, and will not dial it again. */
+static bool drop_if_both_seeds(rv_torrent_t *t, struct peer *p)
+{
+    if (t->state != RV_STATE_SEEDING)
+        return false;
+    if (!p->upload_only && !(data_ready(t) && bitfield_is_full(&p->have)))
+        return false;
+    struct candidate *c = cand_find(t, &p->conn->addr);
+    if (c != NULL)
+        c->seed = true;
+    conn_close(p->conn, 0, "both sides are seeds");
+    return true;
+}
+
+/* Asks the peer for metadata blocks while it has them and we lack them. */
+static void request_metadata(rv_torrent_t *t, struct peer *p)
+{
+    if (t->ti != NULL || t->stopping || !p->got_eh || p->md_refused ||
+        p->eh.ids[EXT_UT_METADATA] == 0 || p->conn->state != CONN_ACTIVE)
+        return;
+    if (p->eh.metadata_size > (int64_t)EXT_MAX_METADATA) {
+        p->md_refused = true;
+        char a[64];
+        peer_addr_format(&p->conn->addr, a, sizeof(a));
+        emit(t, RV_EVENT_METADATA, 0, RV_ETOOBIG,
+             "%s: advertises metadata of %lld bytes, over the %u-byte limit: not asked", a,
+             (long long)p->eh.metadata_size, EXT_MAX_METADATA);
+        return;
+    }
+    uint32_t block;
+    while (p->md_asked < METADATA_PIPELINE &&
+           metadata_pick(&t->md, p, p->eh.metadata_size, now_ms(t), &block) == 1) {
+        ut_metadata_put(conn_out(p->conn), p->eh.ids[EXT_UT_METADATA], UT_METADATA_REQUEST, block,
+                        0, NULL, 0);
+        p->md_asked++;
+    }
+    conn_flush(p->conn);
+}
+
+static void request_metadata_all(rv_torrent_t *t)
+{
+    for (struct peer *p = t->peers; p != NULL; p = p->next)
+        request_metadata(t, p);
+}
+
+static int on_ut_metadata(rv_torrent_t *t, struct peer *p, const struct wire_msg *m)
+{
+    struct ut_metadata_msg um;
+    rv_error_t e;
+    if (ut_metadata_parse(m->data, m->data_len, &um, &e) != 0) {
+        conn_set_reason(p->conn, "%s", e.msg);
+        return RV_EPROTO;
+    }
+    if (um.type == UT_METADATA_REQUEST) {
+        uint8_t id = p->eh.ids[EXT_UT_METADATA];
+        if (id == 0)
+            return 0; /* it never said how to answer */
+        size_t off = (size_t)um.piece * EXT_METADATA_BLOCK;
+        if (t->ti == NULL || off >= t->ti->info_len) {
+            ut_metadata_put(conn_out(p->conn), id, UT_METADATA_REJECT, um.piece, 0, NULL, 0);
+        } else {
+            size_t len = t->ti->info_len - off;
+            if (len > EXT_METADATA_BLOCK)
+                len = EXT_METADATA_BLOCK;
+            ut_metadata_put(conn_out(p->conn), id, UT_METADATA_DATA, um.piece, t->ti->info_len,
+                            t->ti->info_bytes + off, len);
+        }
+        conn_flush(p->conn);
+        return 0;
+    }
+    if (um.type == UT_METADATA_REJECT) {
+        p->md_refused = true;
+        p->md_asked = 0;
+        metadata_peer_gone(&t->md, p);
+        request_metadata_all(t);
+        return 0;
+    }
+    if (p->md_asked > 0)
+        p->md_asked--;
+    void *blame[METADATA_MAX_BLAME];
+    size_t nblame = 0;
+    int rc = metadata_received(&t->md, p, um.piece, um.total_size, um.data, um.data_len, blame,
+                               &nblame, &e);
+    char a[64];
+    peer_addr_format(&p->conn->addr, a, sizeof(a));
+    if (rc == RV_EPROTO) {
+        emit(t, RV_EVENT_METADATA, 0, rc, "%s: %s", a, e.msg);
+        struct candidate *c = cand_find(t, &p->conn->addr);
+        if (c != NULL)
+            ban_peer(t, c, e.msg);
+        conn_set_reason(p->conn, "%s", e.msg);
+        return RV_EPROTO;
+    }
+    if (rc == RV_EHASH) {
+        emit(t, RV_EVENT_METADATA, 0, rc, "%s", e.msg);
+        if (nblame == 1) {
+            struct peer *liar = blame[0];
+            struct candidate *c = cand_find(t, &liar->conn->addr);
+            if (c != NULL)
+                ban_peer(t, c, "sent metadata that does not match the info-hash");
+            else
+                conn_close(liar->conn, RV_EHASH, "sent metadata that does not match the info-hash");
+        }
+        for (struct peer *o = t->peers; o != NULL; o = o->next)
+            o->md_asked = 0; /* the attempt is gone; late answers are ignored */
+        request_metadata_all(t);
+        return 0;
+    }
+    if (rc == METADATA_COMPLETE) {
+        metadata_ready(t);
+        return 0;
+    }
+    request_metadata(t, p);
+    return 0;
+}
+
+static bool is_our_address(const rv_torrent_t *t, const struct peer_addr *a)
+{
+    if (a->port != t->ctx->opts.port)
+        return false;
+    if (t->has_ext_addr && t->ext_addr.family == a->family &&
+        memcmp(t->ext_addr.ip, a->ip, a->family == 6 ? 16 : 4) == 0)
+        return true;
+    struct peer_addr l;
+    if (t->ctx->opts.listen_addr != NULL) {
+        char buf[80];
+        snprintf(buf, sizeof(buf), strchr(t->ctx->opts.listen_addr, ':') ? "[%s]:%u" : "%s:%u",
+                 t->ctx->opts.listen_addr, (unsigned)a->port);
+        if (peer_addr_parse(buf, &l) == 0 && l.family == a->family &&
+            memcmp(l.ip, a->ip, a->family == 6 ? 16 : 4) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void connect_peers(rv_torrent_t *t);
+
+static int on_pex(rv_torrent_t *t, struct peer *p, const struct wire_msg *m)
+{
+    if (t->is_private)
+        return 0; /* BEP 27: peers come from the private tracker only */
+    struct pex_msg *pm = malloc(sizeof(*pm));
+    if (pm == NULL)
+        return RV_ENOMEM;
+    rv_error_t e;
+    if (pex_parse(m->data, m->data_len, pm, &e) != 0) {
+        free(pm);
+        conn_set_reason(p->conn, "%s", e.msg);
+        return RV_EPROTO;
+    }
+    for (size_t i = 0; i < pm->nadded; i++) {
+        const struct peer_addr *a = &pm->added[i].addr;
+        if (is_our_address(t, a))
+            continue;
+        if (peers_add(&t->known, a, PEER_SRC_PEX) == 1)
+            t->pex_received++;
+        struct candidate *c = cand_find(t, a);
+        if (c != NULL && (pm->added[i].flags & PEX_FLAG_SEED))
+            c->seed = true;
+    }
+    free(pm);
+    if (!t->stopping && (t->state == RV_STATE_DOWNLOADING || t->state == RV_STATE_METADATA))
+        connect_peers(t);
+    return 0;
+}
+
+/* The address a peer accepts connections on: where we dialled it, or its 'p'. */
+static bool listen_addr_of(const struct peer *p, struct peer_addr *out)
+{
+    *out = p->conn->addr;
+    if (!p->conn->incoming)
+        return true;
+    if (!p->got_eh || p->eh.port == 0)
+        return false;
+    out->port = p->eh.port;
+    return true;
+}
+
+static bool addr_eq(const struct peer_addr *a, const struct peer_addr *b)
+{
+    return a->family == b->family && a->port == b->port &&
+           memcmp(a->ip, b->ip, a->family == 6 ? 16 : 4) == 0;
+}
+
+/* BEP 11: tells each peer, at most once a minute, which of our peers came and went. */
+static void pex_tick(rv_torrent_t *t, uint64_t now)
+{
+    if (t->is_private)
+        return;
+    for (struct peer *p = t->peers; p != NULL; p = p->next) {
+        if (!p->handshaked || !p->got_eh || p->eh.ids[EXT_UT_PEX] == 0 || now < p->pex_next_ms)
+            continue;
+        p->pex_next_ms = now + PEX_INTERVAL_MS;
+        struct pex_peer added[PEX_MAX];
+        struct peer_addr dropped[PEX_MAX], cur[PEX_MAX_SENT];
+        uint8_t curflags[PEX_MAX_SENT];
+        size_t nadded = 0, ndropped = 0, ncur = 0;
+        for (struct peer *o = t->peers; o != NULL && ncur < PEX_MAX_SENT; o = o->next) {
+            if (o == p || !o->handshaked || !listen_addr_of(o, &cur[ncur]))
+                continue;
+            bool seed = o->early_all || (data_ready(t) && bitfield_is_full(&o->have)) ||
+                        o->upload_only;
+            curflags[ncur++] = (uint8_t)((seed ? PEX_FLAG_SEED : 0) |
+                                         (o->conn->incoming ? 0 : PEX_FLAG_REACHABLE));
+        }
+        for (size_t i = 0; i < ncur && nadded < PEX_MAX; i++) {
+            bool known = false;
+            for (size_t k = 0; k < p->npex_sent && !known; k++)
+                known = addr_eq(&p->pex_sent[k], &cur[i]);
+            if (!known)
+                added[nadded++] = (struct pex_peer){cur[i], curflags[i]};
+        }
+        for (size_t k = 0; k < p->npex_sent && ndropped < PEX_MAX; k++) {
+            bool still = false;
+            for (size_t i = 0; i < ncur && !still; i++)
+                still = addr_eq(&p->pex_sent[k], &cur[i]);
+            if (!still)
+                dropped[ndropped++] = p->pex_sent[k];
+        }
+        if (nadded == 0 && ndropped == 0)
+            continue;
+        if (pex_put(conn_out(p->conn), p->eh.ids[EXT_UT_PEX], added, nadded, dropped,
+                    ndropped) != 0)
+            continue;
+        conn_flush(p->conn);
+        /* What it knows now: what it knew, less the dropped, plus the added. */
+        if (p->pex_sent == NULL &&
+            (p->pex_sent = malloc(PEX_MAX_SENT * sizeof(*p->pex_sent))) == NULL)
+            continue;
+        size_t n = 0;
+        for (size_t k = 0; k < p->npex_sent; k++) {
+            bool gone = false;
+            for (size_t d = 0; d < ndropped && !gone; d++)
+                gone = addr_eq(&p->pex_sent[k], &dropped[d]);
+            if (!gone)
+                p->pex_sent[n++] = p->pex_sent[k];
+        }
+        for (size_t i = 0; i < nadded && n < PEX_MAX_SENT; i++)
+            p->pex_sent[n++] = added[i].addr;
+        p->npex_sent = n;
+    }
+}
+
+static int on_extended(rv_torrent_t *t, struct peer *p, const struct wire_msg *m)
+{
+    rv_error_t e;
+    if (!p->ext) {
+        conn_set_reason(p->conn, "sent an extended message without offering BEP 10");
+        return RV_EPROTO;
+    }
+    if (m->ext_id == EXT_HANDSHAKE_ID) {
+        if (ext_handshake_parse(m->data, m->data_len, &p->eh, &e) != 0) {
+            conn_set_reason(p->conn, "%s", e.msg);
+            return RV_EPROTO;
+        }
+        p->got_eh = true;
+        p->upload_only = p->eh.upload_only;
+        if (p->eh.has_yourip) {
+            t->has_ext_addr = true;
+            t->ext_addr = p->eh.yourip;
+        }
+        if (p->pex_next_ms == 0)
+            p->pex_next_ms = now_ms(t) + PEX_FIRST_MS;
+        if (drop_if_both_seeds(t, p))
+            return 0;
+        request_metadata(t, p);
+        return 0;
+    }
+    if (m->ext_id == EXT_OUR_ID(EXT_UT_METADATA))
+        return on_ut_metadata(t, p, m);
+    if (m->ext_id == EXT_OUR_ID(EXT_UT_PEX))
+        return on_pex(t, p, m);
+    if (m->ext_id == EXT_OUR_ID(EXT_UPLOAD_ONLY)) {
+        p->upload_only = m->data_len >= 1 && m->data[0] != 0;
+        drop_if_both_seeds(t, p);
+        return 0;
+    }
+    if (m->ext_id == EXT_OUR_ID(EXT_LT_DONTHAVE)) {
+        uint32_t index;
+        if (ext_get_index(m->data, m->data_len, &index, &e) != 0) {
+            conn_set_reason(p->conn, "%s", e.msg);
+            return RV_EPROTO;
+        }
+        if (!data_ready(t))
+            return 0;
+        if (index >= t->ti->piece_count) {
+            conn_set_reason(p->conn, "lt_donthave for piece %u but the torrent has %u pieces",
+                            index, t->ti->piece_count);
+            return RV_EPROTO;
+        }
+        if (bitfield_has(&p->have, index)) {
+            bitfield_clear(&p->have, index);
+            picker_dec(t->picker, index);
+            update_interest(p);
+        }
+        return 0;
+    }
+    return 0; /* an extension we did not offer: ignored (BEP 10) */
+}
+
+/* Before the metadata: what a peer says it has is kept until the piece count is known. */
+static int early_message(rv_torrent_t *t, struct peer *p, const struct wire_msg *m)
+{
+    switch (m->type) {
+    case WIRE_CHOKE:
+        p->peer_choking = true;
+        break;
+    case WIRE_UNCHOKE:
+        p->peer_choking = false;
+        break;
+    case WIRE_INTERESTED:
+        p->peer_interested = true;
+        break;
+    case WIRE_NOT_INTERESTED:
+        p->peer_interested = false;
+        break;
+    case WIRE_HAVE:
+        if (p->nearly == p->capearly && p->capearly < MAX_EARLY_HAVES) {
+            size_t cap = p->capearly ? p->capearly * 2 : 64;
+            uint32_t *n = realloc(p->early_haves, cap * sizeof(*n));
+            if (n == NULL)
+                return RV_ENOMEM;
+            p->early_haves = n;
+            p->capearly = cap;
+        }
+        if (p->nearly < p->capearly)
+            p->early_haves[p->nearly++] = m->index;
+        break;
+    case WIRE_BITFIELD: {
+        uint8_t *bits = malloc(m->data_len ? m->data_len : 1);
+        if (bits == NULL)
+            return RV_ENOMEM;
+        memcpy(bits, m->data, m->data_len);
+        free(p->early_bits);
+        p->early_bits = bits;
+        p->early_bits_len = m->data_len;
+        break;
+    }
+    case WIRE_HAVE_ALL:
+    case WIRE_HAVE_NONE:
+    case WIRE_ALLOWED_FAST:
+    case WIRE_SUGGEST:
+    case WIRE_REJECT:
+        if (!p->fast) {
+            conn_set_reason(p->conn, "sent a fast-extension message without offering BEP 6");
+            return RV_EPROTO;
+        }
+        if (m->type == WIRE_HAVE_ALL)
+            p->early_all = true;
+        if (m->type == WIRE_ALLOWED_FAST && p->nallowed < MAX_ALLOWED_FAST &&
+            !in_list(p->allowed, p->nallowed, m->index))
+            p->allowed[p->nallowed++] = m->index;
+        break;
+    default:
+        break; /* requests and pieces cannot reach here (the codec refuses them) */
+    }
+    (void)t;
+    return 0;
+}
+
+/* BEP 6 messages once the metadata is known. */
+static int fast_message(rv_torrent_t *t, struct peer *p, const struct wire_msg *m)
+{
+    switch (m->type) {
+    case WIRE_HAVE_ALL:
+        picker_dec_bitfield(t->picker, &p->have);
+        bitfield_set_all(&p->have);
+        picker_inc_bitfield(t->picker, &p->have);
+        p->got_bitfield = true;
+        update_interest(p);
+        if (drop_if_both_seeds(t, p))
+            return 0;
+        fill_requests(p);
+        break;
+    case WIRE_HAVE_NONE:
+        p->got_bitfield = true;
+        break;
+    case WIRE_ALLOWED_FAST:
+        if (p->nallowed < MAX_ALLOWED_FAST && !in_list(p->allowed, p->nallowed, m->index))
+            p->allowed[p->nallowed++] = m->index;
+        update_interest(p);
+        fill_requests(p);
+        break;
+    case WIRE_SUGGEST:
+        /* The newest hints replace the oldest. */
+        if (!in_list(p->suggested, p->nsuggested, m->index)) {
+            if (p->nsuggested == MAX_SUGGESTED) {
+                memmove(p->suggested, p->suggested + 1,
+                        (MAX_SUGGESTED - 1) * sizeof(p->suggested[0]));
+                p->nsuggested--;
+            }
+            p->suggested[p->nsuggested++] = m->index;
+        }
+        break;
+    case WIRE_REJECT: {
+        /* The block goes back to the picker; the peer is asked again at the next tick, not at
+         * once, so a peer that keeps refusing does not make us spin. */
+        uint32_t len;
+        if (remove_request(p, m->index, m->begin, &len)) {
+            picker_block_dropped(t->picker, m->index, m->begin, p);
+            t->rejects_received++;
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    return 0;
+}
+
 /* ---- connection callbacks ---- */
 
 static int on_handshake(void *owner, struct conn *c, const struct handshake *h)
@@ -760,8 +1336,18 @@ static int on_handshake(void *owner, struct conn *c, const struct handshake *h)
         cand->state = CAND_CONNECTED;
         cand->fails = 0;
     }
-    if (t->have.set > 0)
+    p->ext = (h->reserved[EXT_RESERVED_BYTE] & EXT_RESERVED_BIT) != 0;
+    p->fast = (h->reserved[FAST_RESERVED_BYTE] & FAST_RESERVED_BIT) != 0;
+    /* BEP 6 peers hear have all / have none instead of a full or empty bitfield. */
+    if (p->fast && (t->have.set == 0 || !data_ready(t)))
+        wire_put_simple(conn_out(c), WIRE_HAVE_NONE);
+    else if (p->fast && bitfield_is_full(&t->have))
+        wire_put_simple(conn_out(c), WIRE_HAVE_ALL);
+    else if (t->have.set > 0)
         wire_put_bitfield(conn_out(c), t->have.bits, bitfield_bytes(t->have.count));
+    if (p->ext)
+        send_ext_handshake(t, p);
+    grant_allowed_fast(t, p);
     char a[64];
     peer_addr_format(&c->addr, a, sizeof(a));
     emit(t, RV_EVENT_PEER_CONNECTED, 0, 0, "%s %s", a, p->client);
@@ -772,13 +1358,21 @@ static int on_message(void *owner, struct conn *c, const struct wire_msg *m)
 {
     rv_torrent_t *t = owner;
     struct peer *p = c->data;
+    if (m->type == WIRE_EXTENDED)
+        return on_extended(t, p, m);
+    if (!data_ready(t))
+        return early_message(t, p, m);
     switch (m->type) {
     case WIRE_KEEPALIVE:
         break;
     case WIRE_CHOKE:
-        /* BEP 3: when a peer chokes, it drops our pending requests. */
+        /* BEP 3: when a peer chokes, it drops our pending requests; a BEP 6 peer keeps those
+         * for allowed-fast pieces and rejects the rest. */
         p->peer_choking = true;
-        drop_requests(p);
+        if (p->fast)
+            drop_requests_not_allowed(p);
+        else
+            drop_requests(p);
         break;
     case WIRE_UNCHOKE:
         p->peer_choking = false;
@@ -797,6 +1391,8 @@ static int on_message(void *owner, struct conn *c, const struct wire_msg *m)
             picker_inc(t->picker, m->index);
             if (!p->am_interested && !picker_have(t->picker, m->index))
                 update_interest(p);
+            if (drop_if_both_seeds(t, p))
+                break;
             fill_requests(p);
         }
         break;
@@ -831,15 +1427,31 @@ static int on_message(void *owner, struct conn *c, const struct wire_msg *m)
         }
         picker_inc_bitfield(t->picker, &p->have);
         update_interest(p);
+        if (drop_if_both_seeds(t, p))
+            break;
         fill_requests(p);
         break;
     }
-    case WIRE_REQUEST:
-        /* BEP 3: a choked peer's requests are ignored. Pieces we do not have and blocks over
-         * 16 KiB (what every client asks for) are refused; a peer queueing more than we would
-         * ever serve at once is flooding us and goes. */
-        if (p->am_choking || !bitfield_has(&t->have, m->index) || m->length > RV_BLOCK_SIZE) {
-            t->refused++;
+    case WIRE_HAVE_ALL:
+    case WIRE_HAVE_NONE:
+    case WIRE_ALLOWED_FAST:
+    case WIRE_SUGGEST:
+    case WIRE_REJECT:
+        if (!p->fast) {
+            conn_set_reason(c, "sent a fast-extension message without offering BEP 6");
+            return RV_EPROTO;
+        }
+        return fast_message(t, p, m);
+    case WIRE_REQUEST: {
+        /* BEP 3: a choked peer's requests are ignored (BEP 6: rejected), unless for a piece we
+         * allowed it. Pieces we do not have and blocks over 16 KiB (what every client asks
+         * for) are refused; a peer queueing more than we would ever serve at once is flooding
+         * us and goes. */
+        struct block_ref r = {m->index, m->begin, m->length};
+        if ((p->am_choking && !(p->fast && in_list(p->granted, p->ngranted, m->index))) ||
+            !bitfield_has(&t->have, m->index) || m->length > RV_BLOCK_SIZE) {
+            reject(p, &r);
+            conn_flush(c);
             break;
         }
         if (p->nupq == MAX_UPLOAD_QUEUE) {
@@ -849,10 +1461,10 @@ static int on_message(void *owner, struct conn *c, const struct wire_msg *m)
         }
         if (p->upq == NULL && (p->upq = malloc(MAX_UPLOAD_QUEUE * sizeof(*p->upq))) == NULL)
             return RV_ENOMEM;
-        p->upq[(p->uphead + p->nupq++) % MAX_UPLOAD_QUEUE] =
-            (struct block_ref){m->index, m->begin, m->length};
+        p->upq[(p->uphead + p->nupq++) % MAX_UPLOAD_QUEUE] = r;
         serve(p);
         break;
+    }
     case WIRE_CANCEL:
         for (size_t i = 0; i < p->nupq; i++) {
             struct block_ref *r = &p->upq[(p->uphead + i) % MAX_UPLOAD_QUEUE];
@@ -894,9 +1506,13 @@ static void on_close(void *owner, struct conn *c, int rc, const char *why)
     peer_addr_format(&c->addr, a, sizeof(a));
     if (p->handshaked) {
         t->npeers--;
-        drop_requests(p);
-        picker_peer_gone(t->picker, p);
-        picker_dec_bitfield(t->picker, &p->have);
+        if (data_ready(t)) {
+            drop_requests(p);
+            picker_peer_gone(t->picker, p);
+            picker_dec_bitfield(t->picker, &p->have);
+        } else if (t->ti == NULL) {
+            metadata_peer_gone(&t->md, p);
+        }
         if (!t->stopping)
             emit(t, RV_EVENT_PEER_DROPPED, 0, rc, "%s: %s", a, why);
     }
@@ -918,10 +1534,17 @@ static void on_close(void *owner, struct conn *c, int rc, const char *why)
     peer_unlink(t, p);
     bitfield_free(&p->have);
     free(p->upq);
+    free(p->early_bits);
+    free(p->early_haves);
+    free(p->pex_sent);
     free(p);
     t->nconns--;
     if (t->stopping) {
         stop_if_done(t);
+        return;
+    }
+    if (!data_ready(t)) {
+        request_metadata_all(t);
         return;
     }
     /* Requests this peer held go to the others. */
@@ -948,7 +1571,7 @@ int torrent_accept(rv_torrent_t *t, struct conn *c, const struct handshake *h)
         return RV_EPROTO;
     }
     struct peer *p = calloc(1, sizeof(*p));
-    if (p == NULL || bitfield_init(&p->have, t->ti->piece_count) != 0) {
+    if (p == NULL || (data_ready(t) && bitfield_init(&p->have, t->ti->piece_count) != 0)) {
         free(p);
         return RV_ENOMEM;
     }
@@ -980,7 +1603,7 @@ void rv_torrent_set_rate_limits(rv_torrent_t *t, uint64_t download, uint64_t upl
 
 const uint8_t *torrent_info_hash(const rv_torrent_t *t)
 {
-    return t->ti->info_hash;
+    return t->info_hash;
 }
 
 bool torrent_is_stopping(const rv_torrent_t *t)
@@ -1001,8 +1624,10 @@ static void connect_peers(rv_torrent_t *t)
             c->state = CAND_NEW;
         if (c->state != CAND_NEW || ip_banned(t, &c->addr))
             continue;
+        if (c->seed && t->state == RV_STATE_SEEDING)
+            continue; /* seeds do not dial seeds */
         struct peer *p = calloc(1, sizeof(*p));
-        if (p == NULL || bitfield_init(&p->have, t->ti->piece_count) != 0) {
+        if (p == NULL || (data_ready(t) && bitfield_init(&p->have, t->ti->piece_count) != 0)) {
             free(p);
             return;
         }
@@ -1066,11 +1691,9 @@ static void on_tick(uv_timer_t *h)
         p->window = 0;
         p->up_rate = (p->up_rate * 3 + p->up_window * 7) / 10;
         p->up_window = 0;
-        /* Two seeds have nothing to trade (BEP 21's spirit): free the slot. */
-        if (t->state == RV_STATE_SEEDING && p->handshaked && bitfield_is_full(&p->have)) {
-            conn_close(p->conn, 0, "both sides are seeds");
+        /* Two seeds have nothing to trade (BEP 21): free the slot. */
+        if (p->handshaked && drop_if_both_seeds(t, p))
             continue;
-        }
         /* Keep about three seconds of data in flight (libtorrent's request_queue_time). */
         uint64_t d = p->rate * 3 / RV_BLOCK_SIZE;
         p->depth = d < MIN_PIPELINE ? MIN_PIPELINE : d > MAX_PIPELINE ? MAX_PIPELINE : (unsigned)d;
@@ -1086,8 +1709,14 @@ static void on_tick(uv_timer_t *h)
             conn_flush(p->conn);
         }
     }
-    if (t->ticks % CHOKE_TICKS == 0)
+    if (data_ready(t) && t->ticks % CHOKE_TICKS == 0)
         choke_round(t, t->ticks % OPTIMISTIC_TICKS == 0);
+    pex_tick(t, now);
+    if (t->state == RV_STATE_METADATA && metadata_expire(&t->md, now) > 0) {
+        for (struct peer *p = t->peers; p != NULL; p = p->next)
+            p->md_asked = 0; /* the late ones are asked again, of whoever has room */
+        request_metadata_all(t);
+    }
     if (t->added_since_save > 0 && now - t->last_save_ms >= RESUME_SAVE_MS)
         save_begin(t);
     if (t->state == RV_STATE_SEEDING && seed_limit_reached(t)) {
@@ -1096,7 +1725,8 @@ static void on_tick(uv_timer_t *h)
         torrent_stop(t);
         return;
     }
-    if (t->state == RV_STATE_DOWNLOADING || t->state == RV_STATE_SEEDING)
+    if (t->state == RV_STATE_DOWNLOADING || t->state == RV_STATE_SEEDING ||
+        t->state == RV_STATE_METADATA)
         connect_peers(t);
     torrent_snapshot(t);
 }
@@ -1116,6 +1746,10 @@ static void on_checked(void *ud, uint32_t piece, int rc, const rv_error_t *err)
         picker_piece_passed(t->picker, piece);
         bitfield_set(&t->have, piece);
         t->bytes_have += piece_payload(t, piece);
+        /* Peers met before the check (a magnet link's) hear of it. */
+        for (struct peer *p = t->peers; p != NULL; p = p->next)
+            if (p->handshaked)
+                wire_put_have(conn_out(p->conn), piece);
     } else if (rc != RV_EHASH && t->error_code == 0) {
         t->error_code = rc;
         snprintf(t->error, sizeof(t->error), "%s", err ? err->msg : rv_strerror(rc));
@@ -1401,7 +2035,11 @@ static void announce_stats(void *ud, uint64_t *up, uint64_t *down, uint64_t *lef
     rv_torrent_t *t = ud;
     *up = t->uploaded;
     *down = t->downloaded;
-    *left = t->ti->total_size > t->bytes_have ? t->ti->total_size - t->bytes_have : 0;
+    /* Before the metadata the size is unknown, but we are no seed: one block is left. */
+    if (!data_ready(t))
+        *left = RV_BLOCK_SIZE;
+    else
+        *left = t->ti->total_size > t->bytes_have ? t->ti->total_size - t->bytes_have : 0;
 }
 
 static void on_tracker_event(void *ud, const struct tracker_state *ts, int rc,
@@ -1412,7 +2050,7 @@ static void on_tracker_event(void *ud, const struct tracker_state *ts, int rc,
         emit(t, RV_EVENT_TRACKER, 0, 0, "%s: ok, %zu peers", ts->url, resp->peer_count);
     else
         emit(t, RV_EVENT_TRACKER, 0, rc, "%s: %s", ts->url, ts->error);
-    if (!t->stopping && t->state == RV_STATE_DOWNLOADING)
+    if (!t->stopping && (t->state == RV_STATE_DOWNLOADING || t->state == RV_STATE_METADATA))
         connect_peers(t);
 }
 
@@ -1514,7 +2152,7 @@ static void stop_if_done(rv_torrent_t *t)
         return;
     }
     /* Resume work on a worker (a load, or a save) borrows the torrent: wait for it. */
-    if (t->resume_busy)
+    if (t->resume_busy || t->md_saving)
         return;
     if (t->final_job != NULL) {
         struct resume_job *j = t->final_job;
@@ -1576,7 +2214,14 @@ void torrent_free(rv_torrent_t *t)
         free(t->cache[i].data);
     free(t->cache);
     bitfield_free(&t->have);
+    bitfield_free(&t->mask);
     bitfield_free(&t->check_set);
+    metadata_free(&t->md);
+    for (size_t i = 0; i < t->magnet_tracker_count; i++)
+        free(t->magnet_trackers[i]);
+    free(t->magnet_trackers);
+    free(t->name);
+    free(t->save_torrent);
     job_free(t->save_job);
     job_free(t->final_job);
     free(t->save_dir);
@@ -1587,41 +2232,27 @@ void torrent_free(rv_torrent_t *t)
     free(t);
 }
 
-int torrent_start(struct session_ctx *ctx, rv_torrent_info_t *ti, const rv_add_opts_t *opts,
-                  rv_torrent_t **out, rv_error_t *err)
+/* Everything that needs the metadata: layout, picker, piece memory, storage, then the check
+ * of what is on disk or the resume data. At start for a .torrent, when the metadata arrives
+ * for a magnet link. Takes ownership of ti. */
+static int data_init(rv_torrent_t *t, rv_torrent_info_t *ti, rv_error_t *err)
 {
-    int rc;
+    struct session_ctx *ctx = t->ctx;
     if (!ti->has_v1) {
         rv_torrent_info_free(ti);
         return err_set(err, RV_ETORRENT, "v2-only torrents cannot be downloaded yet");
     }
-    if (opts == NULL || opts->save_dir == NULL) {
-        rv_torrent_info_free(ti);
-        return err_set(err, RV_EINVAL, "no download folder given");
-    }
-    rv_torrent_t *t = calloc(1, sizeof(*t));
-    if (t == NULL) {
-        rv_torrent_info_free(ti);
-        return err_set(err, RV_ENOMEM, "out of memory");
-    }
-    t->ctx = ctx;
+    rv_torrent_info_free(t->ti);
     t->ti = ti;
-    t->state = RV_STATE_CHECKING;
-    pthread_mutex_init(&t->snap_lock, NULL);
-    t->started_ms = uv_now(ctx->loop);
-    if (layout_from_torrent(&t->layout, ti) != 0) {
-        rc = err_set(err, RV_ETORRENT, "inconsistent file layout");
-        goto fail;
-    }
+    t->is_private = ti->is_private;
+    if (layout_from_torrent(&t->layout, ti) != 0)
+        return err_set(err, RV_ETORRENT, "inconsistent file layout");
     t->limits.piece_count = ti->piece_count;
     t->limits.piece_length = ti->piece_length;
     t->limits.last_piece_length = layout_piece_size(&t->layout, ti->piece_count - 1);
-    memcpy(t->hs.info_hash, ti->info_hash, 20);
-    rand_peer_id(t->hs.peer_id);
-    if (bitfield_init(&t->have, ti->piece_count) != 0) {
-        rc = err_set(err, RV_ENOMEM, "out of memory");
-        goto fail;
-    }
+    if (bitfield_init(&t->have, ti->piece_count) != 0 ||
+        bitfield_init(&t->mask, ti->piece_count) != 0)
+        return err_set(err, RV_ENOMEM, "out of memory");
     /* Memory bound: whole pieces are held until verified, so the number in progress is
      * max_memory / piece_length (at least two, so there is always one to fill). */
     size_t active = ctx->opts.max_memory / ti->piece_length;
@@ -1629,19 +2260,6 @@ int torrent_start(struct session_ctx *ctx, rv_torrent_info_t *ti, const rv_add_o
         active = 2;
     if (active > ti->piece_count)
         active = ti->piece_count;
-    t->save_dir = strdup(opts->save_dir);
-    if (opts->state_dir != NULL)
-        t->state_dir = strdup(opts->state_dir);
-    if (t->save_dir == NULL || (opts->state_dir != NULL && t->state_dir == NULL)) {
-        rc = err_set(err, RV_ENOMEM, "out of memory");
-        goto fail;
-    }
-    t->seed_ratio = opts->seed_ratio;
-    t->seed_seconds = opts->seed_seconds;
-    limit_bucket_init(&t->down_b, opts->max_download_rate, t->started_ms);
-    limit_bucket_init(&t->up_b, opts->max_upload_rate, t->started_ms);
-    t->down_chain = (struct limit_chain){{&t->down_b, &ctx->down_all}};
-    t->up_chain = (struct limit_chain){{&t->up_b, &ctx->up_all}};
     size_t cache_bytes = ctx->opts.read_cache ? ctx->opts.read_cache : 16u << 20;
     t->ncache = cache_bytes / ti->piece_length;
     if (t->ncache < 2)
@@ -1659,11 +2277,265 @@ int torrent_start(struct session_ctx *ctx, rv_torrent_info_t *ti, const rv_add_o
                              .piece_length = ti->piece_length,
                              .last_piece_length = t->limits.last_piece_length,
                              .max_active = (uint32_t)active};
+    struct picker *picker = NULL;
     if (t->bufs == NULL || t->slot_of == NULL || t->free_slots == NULL || t->cache == NULL ||
-        picker_new(&po, &t->picker) != 0) {
+        picker_new(&po, &picker) != 0)
+        return err_set(err, RV_ENOMEM, "out of memory");
+    /* Storage last: it closes asynchronously, so nothing after it may fail. */
+    struct storage_opts so = {.dir = t->save_dir};
+    t->existing = data_on_disk(t, t->save_dir);
+    int rc = storage_new(ctx->loop, ti, &t->layout, &so, &t->storage, err);
+    if (rc != 0) {
+        picker_free(picker);
+        return rc;
+    }
+    t->picker = picker; /* from here data_ready(t) */
+    t->state = RV_STATE_CHECKING;
+    return 0;
+}
+
+/* Checking (or the resume data's load) begins; may finish or start downloading at once. */
+static void data_start(rv_torrent_t *t)
+{
+    /* Without data on disk there is nothing to check or trust: the download starts now, and
+     * the resume file only brings its path, totals and peers when the worker is done. */
+    if (!t->existing)
+        check_start(t);
+    struct resume_job *j = t->no_resume ? NULL : calloc(1, sizeof(*j));
+    if (j != NULL) {
+        /* The state folder and file are looked at on a worker; checking waits for them. */
+        j->t = t;
+        j->late = !t->existing;
+        j->take_peers = !t->no_trackers;
+        j->ti = t->ti;
+        j->save_dir = t->save_dir;
+        j->state_dir = t->state_dir;
+        j->work.data = j;
+        t->resume_busy = true;
+        (void)uv_queue_work(t->ctx->loop, &j->work, load_run, load_done);
+    } else if (t->existing) {
+        check_start(t);
+    }
+}
+
+/* The metadata is in: what each peer said it had is checked against the piece count now. */
+static void adopt_peer(rv_torrent_t *t, struct peer *p)
+{
+    uint32_t n = t->ti->piece_count;
+    p->conn->limits = t->limits;
+    if (bitfield_init(&p->have, n) != 0) {
+        conn_close(p->conn, RV_ENOMEM, "out of memory");
+        return;
+    }
+    const char *bad = NULL;
+    char why[160];
+    if (p->early_all) {
+        bitfield_set_all(&p->have);
+    } else if (p->early_bits != NULL &&
+               bitfield_load(&p->have, p->early_bits, p->early_bits_len) != 0) {
+        snprintf(why, sizeof(why), "sent a bitfield of %zu bytes (or with spare bits set) for %u "
+                 "pieces", p->early_bits_len, n);
+        bad = why;
+    }
+    for (size_t i = 0; bad == NULL && i < p->nearly; i++) {
+        if (p->early_haves[i] >= n) {
+            snprintf(why, sizeof(why), "sent have for piece %u but the torrent has %u pieces",
+                     p->early_haves[i], n);
+            bad = why;
+        } else {
+            bitfield_set(&p->have, p->early_haves[i]);
+        }
+    }
+    free(p->early_bits);
+    free(p->early_haves);
+    p->early_bits = NULL;
+    p->early_haves = NULL;
+    p->nearly = p->capearly = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < p->nallowed; i++)
+        if (p->allowed[i] < n)
+            p->allowed[k++] = p->allowed[i];
+    p->nallowed = k;
+    if (bad != NULL) {
+        bitfield_clear_all(&p->have);
+        conn_close(p->conn, RV_EPROTO, bad);
+        return;
+    }
+    p->got_bitfield = p->have.set > 0;
+    picker_inc_bitfield(t->picker, &p->have);
+    if (p->ext)
+        send_ext_handshake(t, p); /* now with metadata_size: it may fetch from us */
+    grant_allowed_fast(t, p);
+    update_interest(p);
+    fill_requests(p);
+    conn_flush(p->conn);
+}
+
+/* The .torrent of a magnet link, written on a worker: to the state folder (so a restart need
+ * not fetch it again) and where the caller asked. */
+struct torrent_save_job {
+    uv_work_t work;
+    rv_torrent_t *t;
+    uint8_t *bytes;
+    size_t len;
+    char *state_dir;    /* NULL: $XDG_STATE_HOME/rivulet */
+    bool to_state;
+    char *out;          /* save_torrent, or NULL */
+    uint8_t info_hash[20];
+    char state_path[4096];
+    int rc;
+    rv_error_t err;
+};
+
+static void save_torrent_run(uv_work_t *w)
+{
+    struct torrent_save_job *j = w->data;
+    j->rc = 0;
+    if (j->out != NULL && (j->rc = fs_write_atomic(j->out, j->bytes, j->len, &j->err)) != 0)
+        return;
+    if (j->to_state && torrent_state_path(j->state_dir, j->info_hash, j->state_path,
+                                          sizeof(j->state_path), &j->err) == 0)
+        (void)fs_write_atomic(j->state_path, j->bytes, j->len, &j->err); /* a cache: best effort */
+}
+
+static void save_torrent_done(uv_work_t *w, int status)
+{
+    (void)status;
+    struct torrent_save_job *j = w->data;
+    rv_torrent_t *t = j->t;
+    t->md_saving = false;
+    if (j->rc != 0) {
+        fail_torrent(t, j->rc, j->err.msg);
+    } else if (t->metadata_only) {
+        emit(t, RV_EVENT_FINISHED, 0, 0, "metadata saved to %s", j->out ? j->out : j->state_path);
+        torrent_stop(t);
+    }
+    free(j->bytes);
+    free(j->state_dir);
+    free(j->out);
+    free(j);
+    if (t->stopping)
+        stop_if_done(t);
+}
+
+/* The info dictionary arrived and matched the info-hash: make it a .torrent (the magnet's
+ * trackers as tiers), save it, and go on into the data with the peers we have. */
+static void metadata_ready(rv_torrent_t *t)
+{
+    struct buf b;
+    rv_error_t e;
+    buf_init(&b, t->md.size + (1u << 20));
+    int rc = buf_append_str(&b, "d");
+    if (t->magnet_tracker_count > 0) {
+        const char *first = t->magnet_trackers[0];
+        rc = rc ? rc : buf_printf(&b, "8:announce%zu:%s13:announce-listl", strlen(first), first);
+        for (size_t i = 0; rc == 0 && i < t->magnet_tracker_count; i++)
+            rc = buf_printf(&b, "l%zu:%se", strlen(t->magnet_trackers[i]), t->magnet_trackers[i]);
+        rc = rc ? rc : buf_append_str(&b, "e");
+    }
+    rc = rc ? rc : buf_append_str(&b, "4:info");
+    rc = rc ? rc : buf_append(&b, t->md.data, t->md.size);
+    rc = rc ? rc : buf_append_str(&b, "e");
+    rv_torrent_info_t *ti = NULL;
+    if (rc == 0 && (rc = rv_torrent_parse(b.data, b.len, 0, &ti, &e)) != 0) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "the metadata matches the info-hash but is not a usable "
+                 "torrent: %.180s", e.msg);
+        buf_free(&b);
+        fail_torrent(t, RV_ETORRENT, msg);
+        return;
+    }
+    if (rc != 0) {
+        buf_free(&b);
+        fail_torrent(t, rc, "out of memory");
+        return;
+    }
+    size_t size = t->md.size;
+    unsigned attempts = t->md.attempts;
+    metadata_free(&t->md);
+    struct torrent_save_job *j = calloc(1, sizeof(*j));
+    if (j != NULL) {
+        j->t = t;
+        j->len = b.len;
+        j->bytes = buf_steal(&b, &j->len);
+        j->to_state = !t->no_resume;
+        j->state_dir = t->state_dir ? strdup(t->state_dir) : NULL;
+        j->out = t->save_torrent ? strdup(t->save_torrent) : NULL;
+        memcpy(j->info_hash, t->info_hash, 20);
+        j->work.data = j;
+        t->md_saving = true;
+        (void)uv_queue_work(t->ctx->loop, &j->work, save_torrent_run, save_torrent_done);
+    }
+    buf_free(&b);
+    emit(t, RV_EVENT_METADATA, 0, 0, "metadata: %zu bytes from peers (%u attempt%s), \"%s\", "
+         "%u pieces", size, attempts, attempts == 1 ? "" : "s", ti->name, ti->piece_count);
+    if (t->metadata_only) {
+        rv_torrent_info_free(t->ti);
+        t->ti = ti; /* no data: the torrent stops once the .torrent is saved */
+        if (j == NULL)
+            fail_torrent(t, RV_ENOMEM, "out of memory");
+        return;
+    }
+    if ((rc = data_init(t, ti, &e)) != 0) {
+        fail_torrent(t, rc, e.msg);
+        return;
+    }
+    for (struct peer *p = t->peers, *next; p != NULL; p = next) {
+        next = p->next;
+        if (p->handshaked && p->conn->state == CONN_ACTIVE)
+            adopt_peer(t, p);
+    }
+    data_start(t);
+    torrent_snapshot(t);
+}
+
+int torrent_start(struct session_ctx *ctx, rv_torrent_info_t *ti, const rv_magnet_t *magnet,
+                  const rv_add_opts_t *opts, rv_torrent_t **out, rv_error_t *err)
+{
+    int rc;
+    if (opts == NULL || opts->save_dir == NULL) {
+        rv_torrent_info_free(ti);
+        return err_set(err, RV_EINVAL, "no download folder given");
+    }
+    if (ti == NULL && (magnet == NULL || !magnet->has_v1))
+        return err_set(err, RV_EINVAL, "magnet link without a v1 (btih) info-hash: v2-only "
+                       "magnet links cannot be downloaded yet");
+    rv_torrent_t *t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        rv_torrent_info_free(ti);
+        return err_set(err, RV_ENOMEM, "out of memory");
+    }
+    t->ctx = ctx;
+    t->state = RV_STATE_CHECKING;
+    pthread_mutex_init(&t->snap_lock, NULL);
+    t->started_ms = uv_now(ctx->loop);
+    memcpy(t->info_hash, ti != NULL ? ti->info_hash : magnet->info_hash, 20);
+    hex_encode(t->info_hash, 20, t->hex_name);
+    memcpy(t->hs.info_hash, t->info_hash, 20);
+    rand_peer_id(t->hs.peer_id);
+    t->hs.reserved[EXT_RESERVED_BYTE] |= EXT_RESERVED_BIT;
+    t->hs.reserved[FAST_RESERVED_BYTE] |= FAST_RESERVED_BIT;
+    t->no_resume = opts->no_resume;
+    t->no_trackers = opts->no_trackers;
+    t->metadata_only = opts->metadata_only;
+    t->save_dir = strdup(opts->save_dir);
+    if (opts->state_dir != NULL)
+        t->state_dir = strdup(opts->state_dir);
+    if (opts->save_torrent != NULL)
+        t->save_torrent = strdup(opts->save_torrent);
+    if (magnet != NULL && magnet->name != NULL)
+        t->name = strdup(magnet->name);
+    if (t->save_dir == NULL || (opts->state_dir != NULL && t->state_dir == NULL) ||
+        (opts->save_torrent != NULL && t->save_torrent == NULL)) {
         rc = err_set(err, RV_ENOMEM, "out of memory");
         goto fail;
     }
+    t->seed_ratio = opts->seed_ratio;
+    t->seed_seconds = opts->seed_seconds;
+    limit_bucket_init(&t->down_b, opts->max_download_rate, t->started_ms);
+    limit_bucket_init(&t->up_b, opts->max_upload_rate, t->started_ms);
+    t->down_chain = (struct limit_chain){{&t->down_b, &ctx->down_all}};
+    t->up_chain = (struct limit_chain){{&t->up_b, &ctx->up_all}};
     peers_init(&t->known, MAX_CANDIDATES, on_new_peer, t);
     for (size_t i = 0; i < opts->peer_count; i++) {
         struct peer_addr a;
@@ -1674,13 +2546,40 @@ int torrent_start(struct session_ctx *ctx, rv_torrent_info_t *ti, const rv_add_o
         }
         peers_add(&t->known, &a, PEER_SRC_MANUAL);
     }
-    if (!opts->no_trackers && ti->tier_count > 0 && ctx->trackers != NULL) {
+    /* A magnet link's tr= are tiers of one tracker each, as libtorrent reads them. */
+    rv_tier_t *tiers = ti != NULL ? ti->tiers : NULL;
+    size_t tier_count = ti != NULL ? ti->tier_count : 0;
+    rv_tier_t *mtiers = NULL;
+    if (magnet != NULL) {
+        for (size_t i = 0; i < magnet->peer_count; i++) {
+            struct peer_addr a;
+            if (peer_addr_parse(magnet->peers[i], &a) == 0)
+                peers_add(&t->known, &a, PEER_SRC_MAGNET);
+        }
+        t->magnet_trackers = calloc(magnet->tracker_count + 1, sizeof(char *));
+        mtiers = calloc(magnet->tracker_count + 1, sizeof(*mtiers));
+        if (t->magnet_trackers == NULL || mtiers == NULL) {
+            free(mtiers);
+            rc = err_set(err, RV_ENOMEM, "out of memory");
+            goto fail;
+        }
+        for (size_t i = 0; i < magnet->tracker_count; i++) {
+            if ((t->magnet_trackers[i] = strdup(magnet->trackers[i])) == NULL)
+                break;
+            t->magnet_tracker_count++;
+            mtiers[i].urls = &t->magnet_trackers[i];
+            mtiers[i].count = 1;
+        }
+        tiers = mtiers;
+        tier_count = t->magnet_tracker_count;
+    }
+    if (!opts->no_trackers && tier_count > 0 && ctx->trackers != NULL) {
         struct announcer_config cfg;
         struct announcer_transport tp;
         memset(&cfg, 0, sizeof(cfg));
-        cfg.tiers = ti->tiers;
-        cfg.tier_count = ti->tier_count;
-        memcpy(cfg.info_hash, ti->info_hash, 20);
+        cfg.tiers = tiers;
+        cfg.tier_count = tier_count;
+        memcpy(cfg.info_hash, t->info_hash, 20);
         memcpy(cfg.peer_id, t->hs.peer_id, 20);
         cfg.port = ctx->opts.port;
         cfg.key = rand_u32();
@@ -1690,42 +2589,37 @@ int torrent_start(struct session_ctx *ctx, rv_torrent_info_t *ti, const rv_add_o
         cfg.ud = t;
         announcer_transport_client(&tp, ctx->trackers);
         if (announcer_new(ctx->loop, &cfg, NULL, &tp, &t->announcer) != 0) {
+            free(mtiers);
             rc = err_set(err, RV_ENOMEM, "out of memory");
             goto fail;
         }
     }
-    /* Storage last: it closes asynchronously, so nothing after it may fail. */
-    struct storage_opts so = {.dir = opts->save_dir};
-    t->existing = data_on_disk(t, opts->save_dir);
-    if ((rc = storage_new(ctx->loop, ti, &t->layout, &so, &t->storage, err)) != 0)
-        goto fail;
+    free(mtiers);
+    if (ti != NULL) {
+        rv_torrent_info_t *own = ti;
+        ti = NULL; /* data_init owns it now, failing or not */
+        if ((rc = data_init(t, own, err)) != 0)
+            goto fail;
+    } else {
+        metadata_init(&t->md, t->info_hash, EXT_MAX_METADATA);
+        t->state = RV_STATE_METADATA;
+    }
     uv_timer_init(ctx->loop, &t->tick);
     t->tick.data = t;
     uv_timer_start(&t->tick, on_tick, TICK_MS, TICK_MS);
     *out = t;
-    /* Without data on disk there is nothing to check or trust: the download starts now, and
-     * the resume file only brings its path, totals and peers when the worker is done. */
-    if (!t->existing)
-        check_start(t);
-    struct resume_job *j = opts->no_resume ? NULL : calloc(1, sizeof(*j));
-    if (j != NULL) {
-        /* The state folder and file are looked at on a worker; checking waits for them. */
-        j->t = t;
-        j->late = !t->existing;
-        j->take_peers = !opts->no_trackers;
-        j->ti = ti;
-        j->save_dir = t->save_dir;
-        j->state_dir = t->state_dir;
-        j->work.data = j;
-        t->resume_busy = true;
-        (void)uv_queue_work(ctx->loop, &j->work, load_run, load_done);
-    } else if (t->existing) {
-        check_start(t);
+    if (t->state == RV_STATE_METADATA) {
+        if (t->announcer != NULL)
+            announcer_start(t->announcer);
+        connect_peers(t);
+    } else {
+        data_start(t);
     }
     torrent_snapshot(t);
     return 0;
 fail:
-    torrent_free(t);
+    rv_torrent_info_free(ti);
+    torrent_free(t); /* data_init fails only before it makes the storage */
     return rc;
 }
 
@@ -1736,9 +2630,14 @@ static void status_compute(const rv_torrent_t *t, rv_torrent_status_t *st)
     memset(st, 0, sizeof(*st));
     st->state = t->state;
     st->pieces_have = t->have.set;
-    st->pieces_total = t->ti->piece_count;
+    st->pieces_total = t->ti != NULL ? t->ti->piece_count : 0;
     st->bytes_have = t->bytes_have;
-    st->bytes_total = t->ti->total_size;
+    st->bytes_total = t->ti != NULL ? t->ti->total_size : 0;
+    st->rejects_sent = t->rejects_sent;
+    st->rejects_received = t->rejects_received;
+    st->pex_received = t->pex_received;
+    st->metadata_have = t->md.received;
+    st->metadata_total = t->md.nblocks;
     st->downloaded = t->downloaded;
     st->wasted = t->wasted;
     st->download_rate = t->rate;
@@ -1813,4 +2712,11 @@ size_t rv_torrent_peers(const rv_torrent_t *t, rv_peer_info_t *out, size_t max)
 const rv_torrent_info_t *rv_torrent_info(const rv_torrent_t *t)
 {
     return t->ti;
+}
+
+const char *rv_torrent_name(const rv_torrent_t *t)
+{
+    if (t->ti != NULL && t->ti->name != NULL)
+        return t->ti->name;
+    return t->name != NULL ? t->name : t->hex_name;
 }

@@ -26,9 +26,10 @@ struct session_ctx {
     void *ud;
 };
 
-/* Takes ownership of ti. */
-int torrent_start(struct session_ctx *ctx, rv_torrent_info_t *ti, const rv_add_opts_t *opts,
-                  rv_torrent_t **out, rv_error_t *err);
+/* Starts a torrent from ti (ownership taken), or, with ti NULL, from a magnet link (borrowed:
+ * its metadata is fetched from peers first). */
+int torrent_start(struct session_ctx *ctx, rv_torrent_info_t *ti, const rv_magnet_t *magnet,
+                  const rv_add_opts_t *opts, rv_torrent_t **out, rv_error_t *err);
 /* Begins a clean stop; ctx->on_stopped follows once peers, storage and trackers are done. */
 void torrent_stop(rv_torrent_t *t);
 /* Frees a stopped torrent (its handles must be closed: after on_stopped, run the loop once). */

@@ -239,6 +239,19 @@ int resume_path(const char *state_dir, const uint8_t info_hash[RV_SHA1_LEN], cha
     return make_folders(dir, err);
 }
 
+int torrent_state_path(const char *state_dir, const uint8_t info_hash[RV_SHA1_LEN], char *out,
+                       size_t n, rv_error_t *err)
+{
+    int rc = resume_path(state_dir, info_hash, out, n, err);
+    if (rc != 0)
+        return rc;
+    size_t len = strlen(out), suffix = strlen(".resume");
+    if (len < suffix || len - suffix + strlen(".torrent") + 1 > n)
+        return err_set(err, RV_ETOOBIG, "the state folder's path is too long");
+    strcpy(out + len - suffix, ".torrent");
+    return 0;
+}
+
 /* ---- encoding ---- */
 
 static struct bv *bv_u64(uint64_t v)

@@ -78,6 +78,10 @@ int resume_set_peers(struct resume_data *rd, const struct peer_addr *peers, size
  * RV_EIO if a folder cannot be made (err names it). */
 int resume_path(const char *state_dir, const uint8_t info_hash[RV_SHA1_LEN], char *out, size_t n,
                 rv_error_t *err);
+/* STATE/<info-hash hex>.torrent, where a magnet link's metadata is kept (folders made as for
+ * resume_path). */
+int torrent_state_path(const char *state_dir, const uint8_t info_hash[RV_SHA1_LEN], char *out,
+                       size_t n, rv_error_t *err);
 
 /* Appends the canonical bencoding of rd to out. RV_EINVAL (err says why) if rd does not hold
  * together: a partial piece out of range or in have, a block bitmap of the wrong size. */

@@ -452,11 +452,23 @@ static void indices_and_blocks_checked(void **state)
     put32(idx, UINT32_MAX);
     n = make(p, 5, WIRE_HAVE, idx, 4);
     expect_error(p, n, &lim, "have for piece 4294967295 but the torrent has 1000 pieces");
-    /* A torrent of zero pieces has no index at all. */
+    /* Before the metadata (piece_count 0) any index passes, for the owner to check later,
+     * a bitfield of any size is kept, and blocks are refused. */
     const struct wire_limits none = {0, 16384, 16384};
-    put32(idx, 0);
+    put32(idx, 123456);
     n = make(p, 5, WIRE_HAVE, idx, 4);
-    expect_error(p, n, &none, "have for piece 0 but the torrent has 0 pieces");
+    struct wire_msg m = decode_one(p, n, &none);
+    assert_int_equal(m.type, WIRE_HAVE);
+    assert_int_equal(m.index, 123456);
+    n = make(p, 5, WIRE_ALLOWED_FAST, idx, 4);
+    m = decode_one(p, n, &none);
+    assert_int_equal(m.type, WIRE_ALLOWED_FAST);
+    uint8_t bits[7] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    n = make(p, 1 + sizeof(bits), WIRE_BITFIELD, bits, sizeof(bits));
+    m = decode_one(p, n, &none);
+    assert_int_equal(m.data_len, 7);
+    n = make_req(p, WIRE_REQUEST, 0, 0, 16384);
+    expect_error(p, n, &none, "request for piece 0 before we have the metadata");
 
     static const struct {
         uint8_t id;
