@@ -199,6 +199,14 @@ static void draw(struct ui *u, bool final)
         json_uint(&j, st.upload_rate);
         json_key(&j, "peers_connected");
         json_uint(&j, st.peers_connected);
+        json_key(&j, "peers_known");
+        json_uint(&j, st.peers_known);
+        json_key(&j, "pex_received");
+        json_uint(&j, st.pex_received);
+        json_key(&j, "rejects_received");
+        json_uint(&j, st.rejects_received);
+        json_key(&j, "rejects_sent");
+        json_uint(&j, st.rejects_sent);
         json_peers(&j, u->torrent);
         json_object_end(&j);
         fflush(stdout);

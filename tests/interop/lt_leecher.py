@@ -1,15 +1,19 @@
 #!/usr/bin/python3
 """A libtorrent 2.0 leecher for interop tests and benchmarks, kept on loopback.
 
-usage: lt_leecher.py TORRENT SAVE_PATH IP PORT [--peer IP:PORT]... [--seconds N]
-                     [--high-performance]
+usage: lt_leecher.py TORRENT|MAGNET SAVE_PATH IP PORT [--peer IP:PORT]... [--seconds N]
+                     [--high-performance] [--peers-file FILE] [--linger N]
 
-Downloads TORRENT into SAVE_PATH, listening on IP:PORT and dialling (trackers included) from
+Downloads TORRENT (or a magnet link, whose metadata then comes from the peers) into SAVE_PATH, listening on IP:PORT and dialling (trackers included) from
 IP. Exits 0 as soon as every piece has passed its hash check (libtorrent's torrent_finished),
 1 on timeout (default 600 s) or error, 130 on SIGTERM/SIGINT. Prints one line at the end:
-"finished in S s, N hash failures, downloaded B bytes".
+"finished in S s, N hash failures, downloaded B bytes". --peers-file FILE keeps a JSON list of
+the peers met so far ({"ip", "port", "pex": learnt through PEX, "client"}), rewritten every
+second; --linger N stays N more seconds after finishing (so PEX can be seen).
 """
 import argparse
+import json
+import os
 import signal
 import sys
 import time
@@ -26,6 +30,8 @@ def main():
     ap.add_argument("--peer", action="append", default=[])
     ap.add_argument("--seconds", type=float, default=600)
     ap.add_argument("--high-performance", action="store_true")
+    ap.add_argument("--peers-file")
+    ap.add_argument("--linger", type=float, default=0)
     a = ap.parse_args()
 
     settings = lt.high_performance_seed() if a.high_performance else {}
@@ -46,7 +52,12 @@ def main():
     })
     t0 = time.time()
     ses = lt.session(settings)
-    h = ses.add_torrent({"ti": lt.torrent_info(a.torrent), "save_path": a.save_path})
+    if a.torrent.startswith("magnet:"):
+        params = lt.parse_magnet_uri(a.torrent)
+        params.save_path = a.save_path
+        h = ses.add_torrent(params)
+    else:
+        h = ses.add_torrent({"ti": lt.torrent_info(a.torrent), "save_path": a.save_path})
     h.resume()
     for p in a.peer:
         host, port = p.rsplit(":", 1)
@@ -61,10 +72,36 @@ def main():
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
 
+    met = {}
+    last_report = 0.0
+
+    def report():
+        for p in h.get_peer_info():
+            ip, port = p.ip
+            key = f"{ip}:{port}"
+            e = met.setdefault(key, {"ip": ip, "port": port, "pex": False,
+                                     "client": p.client.decode("utf-8", "replace")
+                                     if isinstance(p.client, bytes) else str(p.client)})
+            if p.source & lt.peer_info.pex:
+                e["pex"] = True
+        if a.peers_file:
+            tmp = a.peers_file + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(list(met.values()), f)
+            os.replace(tmp, a.peers_file)
+
     failures = 0
     done = False
+    finished_at = None
     deadline = t0 + a.seconds
-    while not stop and not done and time.time() < deadline:
+    while not stop and time.time() < deadline:
+        if done and finished_at is None:
+            finished_at = time.time()
+        if finished_at is not None and time.time() - finished_at >= a.linger:
+            break
+        if time.time() - last_report >= 1:
+            last_report = time.time()
+            report()
         ses.wait_for_alert(100)
         for al in ses.pop_alerts():
             if isinstance(al, lt.torrent_finished_alert):
@@ -76,6 +113,7 @@ def main():
                 print("lt_leecher:", al.message(), file=sys.stderr, flush=True)
         if not done and h.status().is_finished:
             done = True
+    report()
     st = h.status()
     # libtorrent writes through its disk threads: wait for the data to reach the files
     h.flush_cache()
