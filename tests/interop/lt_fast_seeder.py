@@ -67,7 +67,11 @@ def main():
         want = bool(a.choke_file and os.path.exists(a.choke_file))
         if want != choked:
             choked = want
-            ses.apply_settings({"unchoke_slots_limit": 0 if want else 8})
+            # No regular slots; the optimistic unchoke (at least one, every interval) is kept
+            # off by an interval longer than any test.
+            ses.apply_settings({"unchoke_slots_limit": 0 if want else 8,
+                                "optimistic_unchoke_interval": 100000 if want else 30})
+            h.set_max_uploads(0 if want else -1)
         if a.stats and time.time() - last >= 1:
             last = time.time()
             st = h.status()
