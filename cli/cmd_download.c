@@ -126,6 +126,8 @@ static void json_peers(struct json *j, const rv_torrent_t *t)
         json_uint(j, info[i].uploaded);
         json_key(j, "choked_by_us");
         json_bool(j, info[i].am_choking);
+        json_key(j, "choking_us");
+        json_bool(j, info[i].choked);
         json_key(j, "optimistic");
         json_bool(j, info[i].optimistic);
         json_key(j, "interested_in_us");
