@@ -2422,6 +2422,8 @@ static void save_torrent_done(uv_work_t *w, int status)
  * trackers as tiers), save it, and go on into the data with the peers we have. */
 static void metadata_ready(rv_torrent_t *t)
 {
+    if (t->stopping)
+        return; /* no storage may start once the stop has begun */
     struct buf b;
     rv_error_t e;
     buf_init(&b, t->md.size + (1u << 20));
