@@ -275,7 +275,7 @@ NN=6
 mkdir -p tft/full/tft tft/up/tft tft/rv/tft
 HALF=$((8 * 1048576))
 rnd tft/full/tft/data.bin $((2 * HALF))
-$PY "$HERE/lt_make.py" tft/full/tft tft.torrent --piece-size 65536
+$PY "$HERE/lt_make.py" tft/full/tft tft.torrent --piece-size 65536 --private
 { head -c $HALF tft/full/tft/data.bin; head -c $HALF /dev/zero; } >tft/up/tft/data.bin
 { head -c $HALF /dev/zero; tail -c $HALF tft/full/tft/data.bin; } >tft/rv/tft/data.bin
 nodes=(--node "U,127.0.0.3,$(free_port 127.0.0.3),$WORK/tft/up,up=50000,down=32000")
