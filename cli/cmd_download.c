@@ -128,6 +128,10 @@ static void json_peers(struct json *j, const rv_torrent_t *t)
         json_bool(j, info[i].am_choking);
         json_key(j, "choking_us");
         json_bool(j, info[i].choked);
+        json_key(j, "fast");
+        json_bool(j, info[i].fast);
+        json_key(j, "allowed_fast");
+        json_uint(j, info[i].allowed_fast);
         json_key(j, "optimistic");
         json_bool(j, info[i].optimistic);
         json_key(j, "interested_in_us");
@@ -209,6 +213,10 @@ static void draw(struct ui *u, bool final)
         json_uint(&j, st.rejects_received);
         json_key(&j, "rejects_sent");
         json_uint(&j, st.rejects_sent);
+        json_key(&j, "fast_requested");
+        json_uint(&j, st.fast_requested);
+        json_key(&j, "fast_served");
+        json_uint(&j, st.fast_served);
         json_peers(&j, u->torrent);
         json_object_end(&j);
         fflush(stdout);

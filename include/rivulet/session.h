@@ -122,6 +122,8 @@ typedef struct rv_torrent_status {
     unsigned peers_unchoked;                /* peers we upload to */
     uint64_t requests_refused;              /* peer requests we did not serve */
     uint64_t rejects_sent, rejects_received; /* BEP 6 reject-request messages */
+    uint64_t fast_requested;                /* blocks we asked for while choked (allowed fast) */
+    uint64_t fast_served;                   /* blocks we sent to peers we choke (allowed fast) */
     uint64_t pex_received;                  /* new peer addresses learnt through PEX */
     uint32_t metadata_have, metadata_total; /* magnet: metadata blocks received, of */
     int64_t eta_seconds;                    /* -1 unknown */
@@ -139,6 +141,8 @@ typedef struct rv_peer_info {
     bool am_choking, peer_interested, optimistic; /* our side of the choke */
     uint64_t upload_rate;
     uint32_t pieces;       /* pieces the peer has */
+    bool fast, extended;   /* BEP 6 / BEP 10 negotiated with it */
+    unsigned allowed_fast; /* pieces it allowed us to ask for while choked (BEP 6) */
 } rv_peer_info_t;
 
 /* loop: a uv_loop_t * to run on, or NULL for a loop of the session's own. */

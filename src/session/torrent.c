@@ -172,6 +172,7 @@ struct rv_torrent {
     bool metadata_only;
     bool md_saving;
     uint64_t rejects_sent, rejects_received, pex_received;
+    uint64_t fast_requested, fast_served; /* blocks asked/served under BEP 6 allowed fast */
     bool has_ext_addr;
     struct peer_addr ext_addr;  /* our address as peers report it (BEP 10 yourip) */
     struct layout layout;
@@ -436,8 +437,11 @@ static void fill_requests(struct peer *p)
         return;
     if (p->peer_choking) {
         /* BEP 6: the pieces it allowed may be asked for while it chokes us. */
-        if (p->fast && p->nallowed > 0 && mask_of(t, p, p->allowed, p->nallowed))
+        if (p->fast && p->nallowed > 0 && mask_of(t, p, p->allowed, p->nallowed)) {
+            size_t before = p->nreqs;
             request_from(p, &t->mask, depth - (unsigned)p->nreqs);
+            t->fast_requested += p->nreqs - before;
+        }
         return;
     }
     /* BEP 6 suggest piece: what it has in its cache goes first. */
@@ -749,6 +753,8 @@ static void serve(struct peer *p)
         }
         p->uphead = (p->uphead + 1) % MAX_UPLOAD_QUEUE;
         p->nupq--;
+        if (p->am_choking)
+            t->fast_served++; /* an allowed-fast piece, served while choked */
         p->uploaded += r.length;
         p->up_window += r.length;
         t->uploaded += r.length;
@@ -2638,6 +2644,8 @@ static void status_compute(const rv_torrent_t *t, rv_torrent_status_t *st)
     st->rejects_sent = t->rejects_sent;
     st->rejects_received = t->rejects_received;
     st->pex_received = t->pex_received;
+    st->fast_requested = t->fast_requested;
+    st->fast_served = t->fast_served;
     st->metadata_have = t->md.received;
     st->metadata_total = t->md.nblocks;
     st->downloaded = t->downloaded;
@@ -2705,6 +2713,9 @@ size_t rv_torrent_peers(const rv_torrent_t *t, rv_peer_info_t *out, size_t max)
             i->peer_interested = p->peer_interested;
             i->optimistic = p->optimistic;
             i->pieces = p->have.set;
+            i->fast = p->fast;
+            i->extended = p->ext;
+            i->allowed_fast = (unsigned)p->nallowed;
         }
         n++;
     }
