@@ -2490,8 +2490,16 @@ static void metadata_ready(rv_torrent_t *t)
     }
     for (struct peer *p = t->peers, *next; p != NULL; p = next) {
         next = p->next;
-        if (p->handshaked && p->conn->state == CONN_ACTIVE)
+        if (p->conn->state == CONN_CLOSING)
+            continue;
+        if (p->handshaked) {
             adopt_peer(t, p);
+            continue;
+        }
+        /* Still connecting or in the handshake: it speaks with the real limits from now. */
+        p->conn->limits = t->limits;
+        if (bitfield_init(&p->have, t->ti->piece_count) != 0)
+            conn_close(p->conn, RV_ENOMEM, "out of memory");
     }
     data_start(t);
     torrent_snapshot(t);
