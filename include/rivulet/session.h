@@ -173,6 +173,8 @@ int rv_session_wait(rv_session_t *s);
  * on its own thread; never from a signal handler. */
 void rv_session_stop(rv_session_t *s);
 void rv_session_free(rv_session_t *s);
+/* The port the session accepts peers on (and announces), 0 with no_listen. */
+uint16_t rv_session_port(const rv_session_t *s);
 /* Changes the rate limits (bytes/s, 0: unlimited) of the session or of one torrent. Loop thread
  * only (or in a callback). */
 void rv_session_set_rate_limits(rv_session_t *s, uint64_t download, uint64_t upload);

@@ -499,3 +499,8 @@ void rv_session_free(rv_session_t *s)
         uv_loop_close(&s->own_loop);
     free(s);
 }
+
+uint16_t rv_session_port(const rv_session_t *s)
+{
+    return s->ctx.opts.no_listen ? 0 : s->ctx.opts.port;
+}
