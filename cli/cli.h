@@ -24,6 +24,7 @@ int cmd_trackers(int argc, char **argv);
 int cmd_download(int argc, char **argv);
 int cmd_seed(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_dht(int argc, char **argv);
 
 /* Prints "rivulet: " + message + newline on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -19,6 +19,7 @@ static const char usage[] =
     "  create PATH -o OUT.torrent   make a torrent of a file or folder\n"
     "  trackers FILE.torrent|MAGNET ask every tracker what it knows (--json)\n"
     "  verify FILE.torrent -d DIR   re-check the data in DIR on every core (--json)\n"
+    "  dht [--bootstrap HOST:PORT]  run a DHT node and report its routing table (--json)\n"
     "\n"
     "Options:\n"
     "  -h, --help      help (also after each command: rivulet info --help)\n"
@@ -145,6 +146,8 @@ int main(int argc, char **argv)
         return cmd_trackers(argc - 1, argv + 1);
     if (strcmp(cmd, "verify") == 0)
         return cmd_verify(argc - 1, argv + 1);
+    if (strcmp(cmd, "dht") == 0)
+        return cmd_dht(argc - 1, argv + 1);
     cli_error("unknown command '%s' (try rivulet --help)", cmd);
     return EXIT_USAGE;
 }

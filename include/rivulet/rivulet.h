@@ -2,6 +2,7 @@
 #ifndef RIVULET_H
 #define RIVULET_H
 
+#include "rivulet/dht.h"
 #include "rivulet/error.h"
 #include "rivulet/metainfo.h"
 #include "rivulet/session.h"
