@@ -19,6 +19,8 @@
 # process, from time(1)) and per GiB, peak RSS, and the seeder's CPU seconds over the same run.
 # RUNS (default 1) repeats the whole round; medians are printed.
 set -euo pipefail
+# Loopback only: the DHT starts from no outside router.
+export RIVULET_DHT_BOOTSTRAP=
 
 usage() {
     echo "usage: $0 PATH_TO_RIVULET [SIZE_MIB]" >&2

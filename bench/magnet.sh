@@ -14,6 +14,8 @@
 #   aria2c --bt-metadata-only=true --bt-save-metadata=true    (exits once saved; aria2 waits
 #                                                             about 2 s before its first request)
 set -euo pipefail
+# Loopback only: the DHT starts from no outside router.
+export RIVULET_DHT_BOOTSTRAP=
 
 RV=${1:?usage: $0 PATH_TO_RIVULET [FILES]}
 FILES=${2:-2000}

@@ -18,6 +18,8 @@
 # counted), the leecher's CPU (user + sys from time(1), start-up included), the seeder's peak
 # RSS (VmHWM just before it is stopped, start-up check included) and the leecher's (time(1)).
 set -euo pipefail
+# Loopback only: the DHT starts from no outside router.
+export RIVULET_DHT_BOOTSTRAP=
 
 usage() {
     echo "usage: $0 [PATH_TO_RIVULET] [SIZE_MIB] [RUNS]" >&2

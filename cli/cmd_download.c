@@ -46,6 +46,11 @@ static const char usage[] =
     "                          ~/.local/state/rivulet)\n"
     "      --metadata-only     magnet links: fetch the metadata, save it as the .torrent\n"
     "                          named by -o, and exit\n"
+    "      --no-dht            no DHT node (private torrents never use it)\n"
+    "      --dht-bootstrap HOST:PORT\n"
+    "                          DHT node to start from, repeatable (default: the well-known\n"
+    "                          routers, or the comma-separated $RIVULET_DHT_BOOTSTRAP when set,\n"
+    "                          which may be empty)\n"
     "  -v, --verbose           log peers, trackers and pieces on stderr\n"
     "  -q, --quiet             print only errors\n"
     "  -j, --json              NDJSON events and status on stdout\n"
@@ -217,6 +222,8 @@ static void draw(struct ui *u, bool final)
         json_uint(&j, st.fast_requested);
         json_key(&j, "fast_served");
         json_uint(&j, st.fast_served);
+        json_key(&j, "dht_peers");
+        json_uint(&j, st.dht_peers);
         json_peers(&j, u->torrent);
         json_object_end(&j);
         fflush(stdout);
@@ -411,7 +418,9 @@ static int run(int argc, char **argv, bool seed_mode)
         OPT_MAX_DOWN,
         OPT_MAX_UP,
         OPT_STATE_DIR,
-        OPT_METADATA_ONLY
+        OPT_METADATA_ONLY,
+        OPT_NO_DHT,
+        OPT_DHT_BOOT
     };
     static const struct option opts[] = {{"dir", required_argument, NULL, 'o'},
                                          {"output", required_argument, NULL, 'o'},
@@ -431,6 +440,8 @@ static int run(int argc, char **argv, bool seed_mode)
                                          {"state-dir", required_argument, NULL, OPT_STATE_DIR},
                                          {"metadata-only", no_argument, NULL,
                                           OPT_METADATA_ONLY},
+                                         {"no-dht", no_argument, NULL, OPT_NO_DHT},
+                                         {"dht-bootstrap", required_argument, NULL, OPT_DHT_BOOT},
                                          {"verbose", no_argument, NULL, 'v'},
                                          {"quiet", no_argument, NULL, 'q'},
                                          {"json", no_argument, NULL, 'j'},
@@ -439,6 +450,8 @@ static int run(int argc, char **argv, bool seed_mode)
                                          {NULL, 0, NULL, 0}};
     rv_session_opts_t so;
     rv_add_opts_t ao;
+    const char *boot[16];
+    size_t nboot = 0;
     char **peers = NULL;
     size_t npeers = 0;
     struct ui u;
@@ -484,6 +497,16 @@ static int run(int argc, char **argv, bool seed_mode)
             break;
         case OPT_METADATA_ONLY:
             ao.metadata_only = true;
+            break;
+        case OPT_NO_DHT:
+            so.no_dht = true;
+            break;
+        case OPT_DHT_BOOT:
+            if (nboot == sizeof(boot) / sizeof(boot[0])) {
+                cli_error("--dht-bootstrap: at most %zu", sizeof(boot) / sizeof(boot[0]));
+                goto done;
+            }
+            boot[nboot++] = optarg;
             break;
         case OPT_MAX_PEERS:
             if (cli_parse_size(optarg, &v) != 0 || v < 1 || v > 10000) {
@@ -589,6 +612,26 @@ static int run(int argc, char **argv, bool seed_mode)
     }
     ao.peers = (const char *const *)peers;
     ao.peer_count = npeers;
+    /* DHT bootstrap: --dht-bootstrap, else $RIVULET_DHT_BOOTSTRAP (tests set it empty), else
+     * the well-known routers. */
+    static const char *const routers[] = {"router.bittorrent.com:6881",
+                                          "dht.transmissionbt.com:6881",
+                                          "router.utorrent.com:6881", "dht.libtorrent.org:25401"};
+    char envboot[1024];
+    const char *env = getenv("RIVULET_DHT_BOOTSTRAP");
+    if (nboot == 0 && env != NULL) {
+        snprintf(envboot, sizeof(envboot), "%s", env);
+        for (char *tok = strtok(envboot, ", "); tok != NULL && nboot < 16; tok = strtok(NULL, ", "))
+            boot[nboot++] = tok;
+        so.dht_bootstrap = boot;
+        so.dht_bootstrap_count = nboot;
+    } else if (nboot == 0) {
+        so.dht_bootstrap = routers;
+        so.dht_bootstrap_count = sizeof(routers) / sizeof(routers[0]);
+    } else {
+        so.dht_bootstrap = boot;
+        so.dht_bootstrap_count = nboot;
+    }
     u.out = json ? OUT_JSON : quiet ? OUT_QUIET : isatty(STDERR_FILENO) ? OUT_TTY : OUT_PLAIN;
 
     uv_loop_t loop;

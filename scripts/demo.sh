@@ -6,6 +6,8 @@
 #     downloader that finds it through the tracker and shows its live progress;
 #  3. checks the download byte for byte and prints the speed. Everything is cleaned up.
 set -euo pipefail
+# Loopback only: the DHT starts from no outside router.
+export RIVULET_DHT_BOOTSTRAP=
 rivulet=${1:-build/rivulet}
 rivulet=$(cd "$(dirname "$rivulet")" && pwd)/$(basename "$rivulet")
 size_mib=${DEMO_MIB:-300}

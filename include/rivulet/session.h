@@ -70,6 +70,14 @@ typedef struct rv_session_opts {
     uint64_t max_download_rate; /* bytes/s for the whole session; 0: unlimited */
     uint64_t max_upload_rate;
     const char *ca_file;      /* PEM bundle for HTTPS trackers; NULL: the system's */
+    /* The DHT (BEP 5): a node on the peer port (UDP), used by every torrent that is not
+     * private and not no_trackers. It starts from dht_bootstrap ("host:port"; none: it waits
+     * for peers' PORT messages and .torrent nodes) and keeps its routing table in
+     * dht_state_file (NULL: $XDG_CACHE_HOME/rivulet/dht.dat, else ~/.cache/rivulet/dht.dat). */
+    bool no_dht;
+    const char *const *dht_bootstrap;
+    size_t dht_bootstrap_count;
+    const char *dht_state_file;
     rv_event_cb on_event;
     void *event_ud;
 } rv_session_opts_t;
@@ -124,6 +132,7 @@ typedef struct rv_torrent_status {
     uint64_t rejects_sent, rejects_received; /* BEP 6 reject-request messages */
     uint64_t fast_requested;                /* blocks we asked for while choked (allowed fast) */
     uint64_t fast_served;                   /* blocks we sent to peers we choke (allowed fast) */
+    uint64_t dht_peers;                     /* peer addresses found through the DHT */
     uint64_t pex_received;                  /* new peer addresses learnt through PEX */
     uint32_t metadata_have, metadata_total; /* magnet: metadata blocks received, of */
     int64_t eta_seconds;                    /* -1 unknown */
@@ -175,6 +184,8 @@ void rv_session_stop(rv_session_t *s);
 void rv_session_free(rv_session_t *s);
 /* The port the session accepts peers on (and announces), 0 with no_listen. */
 uint16_t rv_session_port(const rv_session_t *s);
+/* The session's DHT node (see rivulet/dht.h), or NULL with no_dht or when it could not start. */
+struct rv_dht *rv_session_dht(const rv_session_t *s);
 /* Changes the rate limits (bytes/s, 0: unlimited) of the session or of one torrent. Loop thread
  * only (or in a callback). */
 void rv_session_set_rate_limits(rv_session_t *s, uint64_t download, uint64_t upload);

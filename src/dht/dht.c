@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "bencode/bencode.h"
 #include "dht/krpc.h"
@@ -109,6 +110,11 @@ struct dht {
     struct peer_addr external;
     bool has_external;
     char rbuf[65536]; /* one datagram at a time */
+    /* the routing table written on a worker at close */
+    uv_work_t save_work;
+    bool saving;
+    uint8_t *save_bytes;
+    size_t save_len;
 };
 
 static uint64_t now_ms(const struct dht *d)
@@ -835,6 +841,40 @@ static void load_state(struct dht *d, bool id_only)
     free(data);
 }
 
+static void save_run(uv_work_t *w)
+{
+    struct dht *d = w->data;
+    rv_error_t err;
+    /* The cache folder may not exist yet. */
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", d->state_file);
+    char *slash = strrchr(dir, '/');
+    if (slash != NULL && slash != dir) {
+        *slash = '\0';
+        for (char *q = dir + 1; *q; q++) {
+            if (*q == '/') {
+                *q = '\0';
+                mkdir(dir, 0700);
+                *q = '/';
+            }
+        }
+        mkdir(dir, 0700);
+    }
+    (void)fs_write_atomic(d->state_file, d->save_bytes, d->save_len, &err); /* best effort */
+}
+
+static void dht_free_now(struct dht *d);
+
+static void save_done(uv_work_t *w, int status)
+{
+    (void)status;
+    struct dht *d = w->data;
+    d->saving = false;
+    if (d->open_handles == 0 && d->resolving == 0)
+        dht_free_now(d);
+}
+
+/* Encodes the closest nodes of each family and writes them on a worker. */
 static void save_state(struct dht *d)
 {
     if (d->state_file == NULL)
@@ -860,9 +900,11 @@ static void save_state(struct dht *d)
     }
     struct buf b;
     buf_init(&b, 1 << 20);
-    rv_error_t err;
-    if (rc == 0 && bv_encode(root, &b) == 0)
-        (void)fs_write_atomic(d->state_file, b.data, b.len, &err); /* best effort */
+    if (rc == 0 && bv_encode(root, &b) == 0) {
+        d->save_bytes = buf_steal(&b, &d->save_len);
+        d->save_work.data = d;
+        d->saving = uv_queue_work(d->loop, &d->save_work, save_run, save_done) == 0;
+    }
     buf_free(&b);
     bv_free(root);
 }
@@ -873,6 +915,7 @@ static void dht_free_now(struct dht *d)
 {
     void (*done)(void *) = d->close_done;
     void *ud = d->close_ud;
+    free(d->save_bytes);
     free(d->store);
     free(d->state_file);
     free(d);
@@ -907,7 +950,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     if (res != NULL)
         uv_freeaddrinfo(res);
     if (d->closing) {
-        if (d->resolving == 0 && d->open_handles == 0)
+        if (d->resolving == 0 && d->open_handles == 0 && !d->saving)
             dht_free_now(d);
         return;
     }
@@ -1027,7 +1070,7 @@ int dht_new(uv_loop_t *loop, const struct dht_opts *opts, struct dht **out, rv_e
 static void on_handle_closed(uv_handle_t *h)
 {
     struct dht *d = h->data;
-    if (--d->open_handles > 0 || d->resolving > 0)
+    if (--d->open_handles > 0 || d->resolving > 0 || d->saving)
         return;
     dht_free_now(d);
 }
@@ -1036,9 +1079,9 @@ void dht_close(struct dht *d, void (*done)(void *ud), void *ud)
 {
     if (d->closing)
         return;
+    d->closing = true;
     if (d->s4.open || d->s6.open)
         save_state(d);
-    d->closing = true;
     d->close_done = done;
     d->close_ud = ud;
     for (int i = 0; i < MAX_SEARCHES; i++)
@@ -1047,7 +1090,7 @@ void dht_close(struct dht *d, void (*done)(void *ud), void *ud)
         if (d->resolve_active[i])
             uv_cancel((uv_req_t *)&d->resolve[i]);
     if (d->open_handles == 0) {
-        if (d->resolving == 0)
+        if (d->resolving == 0 && !d->saving)
             dht_free_now(d);
         return;
     }

@@ -1,11 +1,13 @@
 /* The session: a loop (own or borrowed), the tracker client shared by its torrents, and the
  * torrents. rv_session_run returns when every torrent has stopped. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "peer/conn.h"
 #include "rivulet/session.h"
+#include "dht/dht.h"
 #include "session/torrent.h"
 #include "storage/resume.h"
 #include "util/err.h"
@@ -231,6 +233,14 @@ static void on_trackers_closed(void *ud)
     (void)ud;
 }
 
+static void close_dht(rv_session_t *s)
+{
+    if (s->ctx.dht != NULL) {
+        dht_close(s->ctx.dht, NULL, NULL);
+        s->ctx.dht = NULL;
+    }
+}
+
 static void close_trackers(rv_session_t *s)
 {
     if (s->ctx.trackers != NULL && !s->closing_trackers) {
@@ -250,7 +260,38 @@ static void on_torrent_stopped(void *ud, rv_torrent_t *t)
      * closing them lets the loop run out. */
     if (s->stopped == s->count) {
         close_trackers(s);
+        close_dht(s);
         stop_listening(s);
+    }
+}
+
+/* The DHT on the peer port (UDP), or any port when that one is taken; without it the
+ * session goes on (trackers and peers still work). */
+static void start_dht(rv_session_t *s)
+{
+    const rv_session_opts_t *o = &s->ctx.opts;
+    char path[4096];
+    const char *state = o->dht_state_file;
+    if (state == NULL) {
+        const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+        if (xdg != NULL && xdg[0] == '/')
+            snprintf(path, sizeof(path), "%s/rivulet/dht.dat", xdg);
+        else if (home != NULL && home[0] == '/')
+            snprintf(path, sizeof(path), "%s/.cache/rivulet/dht.dat", home);
+        else
+            path[0] = '\0';
+        state = path[0] ? path : NULL;
+    }
+    struct dht_opts d = {.port = o->no_listen ? 0 : o->port,
+                         .bind_addr = o->listen_addr,
+                         .bootstrap = o->dht_bootstrap,
+                         .bootstrap_count = o->dht_bootstrap_count,
+                         .state_file = state};
+    rv_error_t err;
+    if (dht_new(s->ctx.loop, &d, &s->ctx.dht, &err) != 0) {
+        d.port = 0;
+        if (dht_new(s->ctx.loop, &d, &s->ctx.dht, &err) != 0)
+            s->ctx.dht = NULL;
     }
 }
 
@@ -304,6 +345,8 @@ int rv_session_new(void *loop, const rv_session_opts_t *opts, rv_session_t **out
     s->down_timer.data = s->up_timer.data = s;
     uv_unref((uv_handle_t *)&s->down_timer);
     uv_unref((uv_handle_t *)&s->up_timer);
+    if (!o->no_dht)
+        start_dht(s);
     *out = s;
     return 0;
 }
@@ -429,6 +472,7 @@ static void stop_now(rv_session_t *s)
         torrent_stop(s->torrents[i]);
     if (s->count == 0 || s->stopped == s->count) {
         close_trackers(s);
+        close_dht(s);
         stop_listening(s);
     }
 }
@@ -503,4 +547,9 @@ void rv_session_free(rv_session_t *s)
 uint16_t rv_session_port(const rv_session_t *s)
 {
     return s->ctx.opts.no_listen ? 0 : s->ctx.opts.port;
+}
+
+struct rv_dht *rv_session_dht(const rv_session_t *s)
+{
+    return (struct rv_dht *)s->ctx.dht;
 }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "bencode/bencode.h"
+#include "dht/dht.h"
 #include "metainfo/layout.h"
 #include "peer/conn.h"
 #include "peer/ext.h"
@@ -55,6 +56,9 @@
 #define PEX_INTERVAL_MS 60000 /* BEP 11: at most one PEX message a minute */
 #define PEX_FIRST_MS 2000    /* the first one, once the extended handshakes are done */
 #define PEX_MAX_SENT 200     /* addresses remembered as told to one peer */
+#define DHT_FEW_PEERS 8      /* below this many peers a downloading torrent asks the DHT */
+#define DHT_RETRY_MS 60000   /* ... once a minute */
+#define DHT_REANNOUNCE_MS (20u * 60 * 1000) /* BEP 5: re-announce every 15-30 minutes */
 
 enum cand_state { CAND_NEW, CAND_CONNECTING, CAND_CONNECTED, CAND_WAIT, CAND_BANNED };
 
@@ -173,6 +177,8 @@ struct rv_torrent {
     bool md_saving;
     uint64_t rejects_sent, rejects_received, pex_received;
     uint64_t fast_requested, fast_served; /* blocks asked/served under BEP 6 allowed fast */
+    uint64_t dht_next_ms;       /* next DHT lookup (and announce) */
+    uint64_t dht_peers;         /* peer addresses the DHT gave */
     bool has_ext_addr;
     struct peer_addr ext_addr;  /* our address as peers report it (BEP 10 yourip) */
     struct layout layout;
@@ -1268,6 +1274,40 @@ static int early_message(rv_torrent_t *t, struct peer *p, const struct wire_msg 
     return 0;
 }
 
+/* ---- the DHT (BEP 5) ---- */
+
+static bool uses_dht(const rv_torrent_t *t)
+{
+    return t->ctx->dht != NULL && !t->is_private && !t->no_trackers;
+}
+
+static void on_dht_peers(void *owner, const struct peer_addr *peers, size_t n, bool done)
+{
+    rv_torrent_t *t = owner;
+    (void)done;
+    for (size_t i = 0; i < n; i++)
+        if (!is_our_address(t, &peers[i]) && peers_add(&t->known, &peers[i], PEER_SRC_DHT) == 1)
+            t->dht_peers++;
+    if (n > 0 && !t->stopping &&
+        (t->state == RV_STATE_DOWNLOADING || t->state == RV_STATE_METADATA))
+        connect_peers(t);
+}
+
+/* Looks the torrent up (and announces it) when due: at start, every 20 minutes, and every
+ * minute while a download has few peers. */
+static void dht_tick(rv_torrent_t *t, uint64_t now)
+{
+    if (!uses_dht(t) || now < t->dht_next_ms || t->stopping)
+        return;
+    bool wanting = t->state == RV_STATE_METADATA || t->state == RV_STATE_DOWNLOADING;
+    if (!wanting && t->state != RV_STATE_SEEDING)
+        return;
+    bool listening = !t->ctx->opts.no_listen;
+    if (dht_get_peers(t->ctx->dht, t->info_hash, listening, t->ctx->opts.port, on_dht_peers, t) != 0)
+        return;
+    t->dht_next_ms = now + (wanting && t->npeers < DHT_FEW_PEERS ? DHT_RETRY_MS : DHT_REANNOUNCE_MS);
+}
+
 /* BEP 6 messages once the metadata is known. */
 static int fast_message(rv_torrent_t *t, struct peer *p, const struct wire_msg *m)
 {
@@ -1354,6 +1394,9 @@ static int on_handshake(void *owner, struct conn *c, const struct handshake *h)
     if (p->ext)
         send_ext_handshake(t, p);
     grant_allowed_fast(t, p);
+    /* BEP 5: both sides run a DHT node: tell it our UDP port. */
+    if (t->ctx->dht != NULL && (h->reserved[DHT_RESERVED_BYTE] & DHT_RESERVED_BIT))
+        wire_put_port(conn_out(c), dht_port(t->ctx->dht));
     char a[64];
     peer_addr_format(&c->addr, a, sizeof(a));
     emit(t, RV_EVENT_PEER_CONNECTED, 0, 0, "%s %s", a, p->client);
@@ -1366,6 +1409,15 @@ static int on_message(void *owner, struct conn *c, const struct wire_msg *m)
     struct peer *p = c->data;
     if (m->type == WIRE_EXTENDED)
         return on_extended(t, p, m);
+    if (m->type == WIRE_PORT) {
+        /* BEP 5: its DHT node; a ping adds it to the routing table if it answers. */
+        if (t->ctx->dht != NULL && m->port != 0) {
+            struct peer_addr node = c->addr;
+            node.port = m->port;
+            dht_ping(t->ctx->dht, &node);
+        }
+        return 0;
+    }
     if (!data_ready(t))
         return early_message(t, p, m);
     switch (m->type) {
@@ -1718,6 +1770,7 @@ static void on_tick(uv_timer_t *h)
     if (data_ready(t) && t->ticks % CHOKE_TICKS == 0)
         choke_round(t, t->ticks % OPTIMISTIC_TICKS == 0);
     pex_tick(t, now);
+    dht_tick(t, now);
     if (t->state == RV_STATE_METADATA && metadata_expire(&t->md, now) > 0) {
         for (struct peer *p = t->peers; p != NULL; p = p->next)
             p->md_asked = 0; /* the late ones are asked again, of whoever has room */
@@ -2182,6 +2235,8 @@ void torrent_stop(rv_torrent_t *t)
     if (t->stopping)
         return;
     t->stopping = true;
+    if (t->ctx->dht != NULL)
+        dht_cancel(t->ctx->dht, t);
     if (t->state != RV_STATE_ERROR && t->state != RV_STATE_FINISHED)
         t->state = RV_STATE_STOPPING;
     uv_timer_stop(&t->tick);
@@ -2531,6 +2586,8 @@ int torrent_start(struct session_ctx *ctx, rv_torrent_info_t *ti, const rv_magne
     rand_peer_id(t->hs.peer_id);
     t->hs.reserved[EXT_RESERVED_BYTE] |= EXT_RESERVED_BIT;
     t->hs.reserved[FAST_RESERVED_BYTE] |= FAST_RESERVED_BIT;
+    if (ctx->dht != NULL)
+        t->hs.reserved[DHT_RESERVED_BYTE] |= DHT_RESERVED_BIT;
     t->no_resume = opts->no_resume;
     t->no_trackers = opts->no_trackers;
     t->metadata_only = opts->metadata_only;
@@ -2653,6 +2710,7 @@ static void status_compute(const rv_torrent_t *t, rv_torrent_status_t *st)
     st->rejects_received = t->rejects_received;
     st->pex_received = t->pex_received;
     st->fast_requested = t->fast_requested;
+    st->dht_peers = t->dht_peers;
     st->fast_served = t->fast_served;
     st->metadata_have = t->md.received;
     st->metadata_total = t->md.nblocks;

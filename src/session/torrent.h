@@ -17,6 +17,7 @@ struct session_ctx {
     bool threaded;            /* the loop runs on a thread of the session's own */
     uv_thread_t loop_thread;
     struct tracker_client *trackers; /* may be NULL when no torrent announces */
+    struct dht *dht;                 /* NULL without a DHT */
     rv_session_opts_t opts;
     /* session-wide rate limits: buckets and the queues that wait on them */
     struct limit_bucket down_all, up_all;
