@@ -821,6 +821,16 @@ static void load_state(struct dht *d, bool id_only)
         const struct bnode *id = bdict_get_type(r, "id", BT_STR);
         if (id != NULL && id->slen == 20 && id_only)
             memcpy(d->id, id->s, 20);
+        /* BEP 42: where our external address is known, our id is derived from it. */
+        const struct bnode *ip = bdict_get_type(r, "ip", BT_STR);
+        if (id_only && ip != NULL && (ip->slen == 4 || ip->slen == 16)) {
+            struct peer_addr ext = {.family = (uint8_t)(ip->slen == 4 ? 4 : 6)};
+            memcpy(ext.ip, ip->s, ip->slen);
+            d->external = ext;
+            d->has_external = true;
+            if (!dht_id_verified(d->id, &ext))
+                dht_id_for(&ext, (uint8_t)(rand_u32() & 7), d->id);
+        }
         static const char *const keys[2] = {"nodes", "nodes6"};
         for (int f = 0; !id_only && f < 2; f++) {
             const struct bnode *n = bdict_get_type(r, keys[f], BT_STR);
@@ -883,6 +893,8 @@ static void save_state(struct dht *d)
     if (root == NULL)
         return;
     int rc = bv_dict_set(root, "id", bv_str(d->id, 20));
+    if (rc == 0 && d->has_external)
+        rc = bv_dict_set(root, "ip", bv_str(d->external.ip, d->external.family == 4 ? 4 : 16));
     for (int f = 0; rc == 0 && f < 2; f++) {
         struct dht_table *t = f == 0 ? &d->t4 : &d->t6;
         struct dht_node all[64];

@@ -122,6 +122,15 @@ enum table_result table_update(struct dht_table *t, const uint8_t id[20],
         }
         if (in_bucket(b, t->self) && split(t, b))
             continue;
+        /* BEP 42: a verified newcomer that answered takes the place of an unverified node
+         * that is no longer good. */
+        for (size_t i = 0; replied && verified && i < b->n; i++) {
+            if (!b->nodes[i].verified && !is_good(&b->nodes[i], now)) {
+                b->nodes[i] = fresh;
+                b->changed_ms = now;
+                return TABLE_REPLACED;
+            }
+        }
         if (replied && ping != NULL) {
             for (size_t i = 0; i < b->n; i++) {
                 if (!is_good(&b->nodes[i], now)) {

@@ -6,6 +6,8 @@
 #    through the DHT and downloads A byte-identical;
 #  - `rivulet seed` of torrent B announces it; a libtorrent leecher given only B's magnet link
 #    finds rivulet through the DHT and downloads B from it, byte-identical;
+#  - a private torrent D seeded by rivulet the same way is never announced (BEP 27): a lookup
+#    finds B's seeder but nobody for D;
 #  - IPv6 (BEP 32) on ::1: 6 rivulet nodes, a rivulet seeder of C and a rivulet magnet download
 #    of C finding it through the IPv6 DHT, byte-identical.
 # usage: tests/interop/dht.sh path/to/rivulet
@@ -54,7 +56,10 @@ wait_file() { local i; for ((i = 0; i < 300; i++)); do [ -s "$1" ] && return 0; 
 ev() { $PY "$EV" "$@"; }
 hash_of() { "$RV" info --json "$1" | $PY -c 'import json,sys; print(json.load(sys.stdin)["info_hash"])'; }
 
-mkdir -p pa pb pc
+mkdir -p pa pb pc pd
+head -c 300000 /dev/urandom >pd/d.bin
+"$RV" create pd/d.bin -o d.torrent -l 64K --private >/dev/null 2>&1
+D=$("$RV" info --json d.torrent | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["info_hash"])')
 head -c 2000000 /dev/urandom >pa/a.bin
 head -c 1500000 /dev/urandom >pb/b.bin
 head -c 1000000 /dev/urandom >pc/c.bin
@@ -106,11 +111,23 @@ RP=$(free_port 127.0.3.31)
     --json >b-seed.ndjson 2>b-seed.err &
 RSP=$!
 pids+=("$RSP")
+"$RV" seed d.torrent -d pd --listen 127.0.3.33 --port "$(free_port 127.0.3.33)" --dht-bootstrap "$BOOT" \
+    --state-dir st-d -q >d-seed.log 2>&1 &
+pids+=($!)
 rc=0
 timeout 90 $PY "$HERE/lt_dht.py" 127.0.3.32 "$(free_port 127.0.3.32)" --bootstrap "$BOOT" \
     --leech "magnet:?xt=urn:btih:$B" ltb --seconds 80 >ltb.log 2>&1 || rc=$?
 if [ $rc -eq 0 ] && cmp -s pb/b.bin ltb/b.bin; then ok "libtorrent found rivulet's torrent through the DHT and downloaded it from rivulet ($(tail -n 1 ltb.log))"
 else bad "libtorrent leecher via DHT: exit $rc: $(tail -n 3 ltb.log | tr '\n' ' ')"; fi
+"$RV" dht --listen 127.0.3.40 --port "$(free_port 127.0.3.40)" --bootstrap "$BOOT" --get-peers "$B" \
+    --seconds 7 --interval 7 --json >look-b.ndjson 2>&1 &
+LB=$!
+"$RV" dht --listen 127.0.3.41 --port "$(free_port 127.0.3.41)" --bootstrap "$BOOT" --get-peers "$D" \
+    --seconds 7 --interval 7 --json >look-d.ndjson 2>&1 || true
+wait "$LB" || true
+if grep -q "127.0.3.31:$RP" look-b.ndjson && ! grep -q '"event":"peer"' look-d.ndjson; then
+    ok "private torrent: a lookup finds the public torrent's seeder but no peer for the private one"
+else bad "private torrent: B lookup $(grep -c '"peer"' look-b.ndjson) peers, D lookup $(grep '"peer"' look-d.ndjson | tr '\n' ' ')"; fi
 kill -INT "$RSP" 2>/dev/null || true
 wait "$RSP" 2>/dev/null || true
 up=$(ev b-seed.ndjson "max([e.get('uploaded', 0) for e in kind('status')] or [0])")
