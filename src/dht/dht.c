@@ -22,6 +22,7 @@
 #define RATE_SLOTS 256
 #define TOKEN_LEN 8
 #define MAX_BOOTSTRAP 16
+#define DHT_WAIT_MS 30000 /* a lookup started before the table has nodes waits this long */
 
 enum cand_state { C_NEW, C_ASKED, C_REPLIED, C_FAILED };
 
@@ -48,6 +49,7 @@ struct search {
     size_t n;
     unsigned inflight;
     uint64_t started_ms;
+    bool waiting;    /* started with an empty table: begins when the first node answers */
 };
 
 struct pending {
@@ -337,8 +339,30 @@ static void search_step(struct dht *d, struct search *s, int idx)
             }
         }
     }
-    if (!pending_close && s->inflight == 0)
+    if (!pending_close && s->inflight == 0) {
+        /* Nothing to ask yet (bootstrap under way): wait for the table rather than end. */
+        if (s->n == 0 && now_ms(d) - s->started_ms < DHT_WAIT_MS) {
+            s->waiting = true;
+            return;
+        }
         search_finish(d, s);
+    }
+}
+
+/* The table just gained nodes: lookups waiting for them begin. */
+static void wake_waiting(struct dht *d, int family)
+{
+    for (int i = 0; i < MAX_SEARCHES; i++) {
+        struct search *s = &d->searches[i];
+        if (!s->used || !s->waiting || s->family != family)
+            continue;
+        s->waiting = false;
+        struct dht_node close[SEARCH_CANDS];
+        size_t n = table_closest(family == 4 ? &d->t4 : &d->t6, s->target, close, SEARCH_CANDS);
+        for (size_t k = 0; k < n; k++)
+            search_add(s, close[k].id, &close[k].addr);
+        search_step(d, s, i);
+    }
 }
 
 /* A new lookup seeded from the routing table; the caller adds more seeds and steps it. */
@@ -667,10 +691,13 @@ static void on_response(struct dht *d, const struct krpc_msg *m, const struct pe
     }
     bool ver = dht_id_verified(m->id, from);
     struct dht_node *ping = NULL;
+    enum table_result tr = TABLE_IGNORED;
     if (ver || !d->opts.enforce_bep42)
-        table_update(from->family == 4 ? &d->t4 : &d->t6, m->id, from, true, ver, now, &ping);
+        tr = table_update(from->family == 4 ? &d->t4 : &d->t6, m->id, from, true, ver, now, &ping);
     if (ping != NULL)
         dht_ping(d, &ping->addr);
+    if (tr == TABLE_ADDED || tr == TABLE_REPLACED)
+        wake_waiting(d, from->family);
     if (p->search < 0)
         return;
     struct search *s = &d->searches[p->search];
@@ -784,6 +811,13 @@ static void on_tick(uv_timer_t *h)
             if (memcmp(&s->c[k].addr, &p->addr, sizeof(p->addr)) == 0 && s->c[k].state == C_ASKED)
                 s->c[k].state = C_FAILED;
         search_step(d, s, (int)p->search);
+    }
+    for (int i = 0; i < MAX_SEARCHES; i++) {
+        struct search *s = &d->searches[i];
+        if (s->used && s->waiting && now - s->started_ms >= DHT_WAIT_MS) {
+            s->waiting = false;
+            search_finish(d, s);
+        }
     }
     if (now - d->secret_ms >= DHT_TOKEN_ROTATE_MS) {
         memcpy(d->secret[1], d->secret[0], 16);

@@ -2113,12 +2113,15 @@ static void on_tracker_event(void *ud, const struct tracker_state *ts, int rc,
         connect_peers(t);
 }
 
+static void dht_tick(rv_torrent_t *t, uint64_t now);
+
 static void start_download(rv_torrent_t *t)
 {
     t->state = RV_STATE_DOWNLOADING;
     if (t->announcer != NULL)
         announcer_start(t->announcer);
     connect_peers(t);
+    dht_tick(t, now_ms(t)); /* the first lookup now: it waits inside the DHT for its nodes */
 }
 
 static void finish(rv_torrent_t *t)
@@ -2685,6 +2688,7 @@ int torrent_start(struct session_ctx *ctx, rv_torrent_info_t *ti, const rv_magne
         if (t->announcer != NULL)
             announcer_start(t->announcer);
         connect_peers(t);
+        dht_tick(t, now_ms(t));
     } else {
         data_start(t);
     }
