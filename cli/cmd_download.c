@@ -46,6 +46,9 @@ static const char usage[] =
     "                          ~/.local/state/rivulet)\n"
     "      --metadata-only     magnet links: fetch the metadata, save it as the .torrent\n"
     "                          named by -o, and exit\n"
+    "      --select-file LIST  download only these files: 0-based indices among the\n"
+    "                          non-padding files as `rivulet info` numbers them, ranges too\n"
+    "                          (e.g. 0,2,5-7); a magnet link's so= does the same\n"
     "      --no-dht            no DHT node (private torrents never use it)\n"
     "      --dht-bootstrap HOST:PORT\n"
     "                          DHT node to start from, repeatable (default: the well-known\n"
@@ -420,7 +423,8 @@ static int run(int argc, char **argv, bool seed_mode)
         OPT_STATE_DIR,
         OPT_METADATA_ONLY,
         OPT_NO_DHT,
-        OPT_DHT_BOOT
+        OPT_DHT_BOOT,
+        OPT_SELECT
     };
     static const struct option opts[] = {{"dir", required_argument, NULL, 'o'},
                                          {"output", required_argument, NULL, 'o'},
@@ -441,6 +445,7 @@ static int run(int argc, char **argv, bool seed_mode)
                                          {"metadata-only", no_argument, NULL,
                                           OPT_METADATA_ONLY},
                                          {"no-dht", no_argument, NULL, OPT_NO_DHT},
+                                         {"select-file", required_argument, NULL, OPT_SELECT},
                                          {"dht-bootstrap", required_argument, NULL, OPT_DHT_BOOT},
                                          {"verbose", no_argument, NULL, 'v'},
                                          {"quiet", no_argument, NULL, 'q'},
@@ -452,6 +457,7 @@ static int run(int argc, char **argv, bool seed_mode)
     rv_add_opts_t ao;
     const char *boot[16];
     size_t nboot = 0;
+    rv_file_range_t *selection = NULL;
     char **peers = NULL;
     size_t npeers = 0;
     struct ui u;
@@ -501,6 +507,19 @@ static int run(int argc, char **argv, bool seed_mode)
         case OPT_NO_DHT:
             so.no_dht = true;
             break;
+        case OPT_SELECT: {
+            rv_error_t e;
+            size_t n;
+            free(selection);
+            selection = NULL;
+            if (rv_file_select_parse(optarg, &selection, &n, &e) != 0) {
+                cli_error("--select-file: %s", e.msg);
+                goto done;
+            }
+            ao.select = selection;
+            ao.select_count = n;
+            break;
+        }
         case OPT_DHT_BOOT:
             if (nboot == sizeof(boot) / sizeof(boot[0])) {
                 cli_error("--dht-bootstrap: at most %zu", sizeof(boot) / sizeof(boot[0]));
@@ -683,14 +702,14 @@ static int run(int argc, char **argv, bool seed_mode)
         if (u.out != OUT_QUIET && u.out != OUT_JSON)
             fprintf(stderr, "done: metadata of %s saved to %s in %.1f s\n",
                     rv_torrent_name(u.torrent), ao.save_torrent, secs);
-    } else if (have_info && !ao.metadata_only && st.pieces_have == st.pieces_total) {
+    } else if (have_info && !ao.metadata_only && st.pieces_have >= st.pieces_wanted) {
         ret = EXIT_OK;
         if (u.out != OUT_QUIET && u.out != OUT_JSON) {
             char size[32];
             cli_human_size(st.bytes_total, size, sizeof(size));
             fprintf(stderr, "done: %s in %.1f s (%.1f MiB/s), %u pieces, %u failed, %u banned\n",
                     size, secs, secs > 0 ? (double)st.downloaded / 1048576.0 / secs : 0.0,
-                    st.pieces_total, st.pieces_failed, st.peers_banned);
+                    st.pieces_have, st.pieces_failed, st.peers_banned);
         }
     } else if (u.interrupted) {
         ret = 130;
@@ -709,5 +728,6 @@ done:
     for (size_t i = 0; i < npeers; i++)
         free(peers[i]);
     free(peers);
+    free(selection);
     return ret;
 }

@@ -112,6 +112,11 @@ typedef struct rv_magnet {
     size_t select_count;
 } rv_magnet_t;
 
+/* Parses a file selection such as "0,2,5-7" (0-based indices among the non-padding files,
+ * inclusive ranges, any order). On success *out is a malloc'd array of *n ranges (caller
+ * frees); RV_EINVAL with err naming the offending part otherwise. */
+int rv_file_select_parse(const char *list, rv_file_range_t **out, size_t *n, rv_error_t *err);
+
 /* Parses a magnet URI. On success *out is a new object freed with rv_magnet_free. */
 int rv_magnet_parse(const char *uri, rv_magnet_t **out, rv_error_t *err);
 void rv_magnet_free(rv_magnet_t *m);

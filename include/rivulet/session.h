@@ -105,6 +105,11 @@ typedef struct rv_add_opts {
      * the torrent once it is saved, without downloading data. */
     const char *save_torrent;
     bool metadata_only;
+    /* Download only these files (0-based among the non-padding files; none: all). A magnet
+     * link's so= applies when this is empty. Files not selected are never created; a piece
+     * shared with a selected file is verified whole and written only into the selected one. */
+    const rv_file_range_t *select;
+    size_t select_count;
 } rv_add_opts_t;
 
 typedef enum rv_torrent_state {
@@ -121,6 +126,7 @@ typedef enum rv_torrent_state {
 typedef struct rv_torrent_status {
     rv_torrent_state_t state;
     uint32_t pieces_have, pieces_total;
+    uint32_t pieces_wanted;                 /* pieces the file selection needs (all: total) */
     uint64_t bytes_have, bytes_total;       /* verified payload bytes (padding excluded) */
     uint64_t downloaded, uploaded;          /* payload bytes this session */
     uint64_t wasted;                        /* bytes of failed pieces and duplicates */

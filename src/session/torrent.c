@@ -16,6 +16,7 @@
 #include "bencode/bencode.h"
 #include "dht/dht.h"
 #include "metainfo/layout.h"
+#include "metainfo/select.h"
 #include "peer/conn.h"
 #include "peer/ext.h"
 #include "storage/resume.h"
@@ -178,6 +179,13 @@ struct rv_torrent {
     uint64_t rejects_sent, rejects_received, pex_received;
     uint64_t fast_requested, fast_served; /* blocks asked/served under BEP 6 allowed fast */
     uint64_t dht_next_ms;       /* next DHT lookup (and announce) */
+    /* file selection: the ranges asked for, per-file flags, wanted and boundary pieces */
+    rv_file_range_t *sel;
+    size_t nsel;
+    uint8_t *file_sel;          /* NULL: every file */
+    struct bitfield wanted, partial;
+    uint32_t wanted_count, partial_done;
+    uint64_t sel_total;         /* bytes of the selected files */
     uint64_t dht_peers;         /* peer addresses the DHT gave */
     bool has_ext_addr;
     struct peer_addr ext_addr;  /* our address as peers report it (BEP 10 yourip) */
@@ -277,7 +285,8 @@ static uint64_t piece_payload(const rv_torrent_t *t, uint32_t piece)
     uint64_t n = 0;
     layout_piece_begin(&t->layout, piece, &it);
     while (layout_span_next(&it, &sp))
-        if (!(t->ti->files[sp.file].attr & RV_FILE_PAD))
+        if (!(t->ti->files[sp.file].attr & RV_FILE_PAD) &&
+            (t->file_sel == NULL || t->file_sel[sp.file]))
             n += sp.length;
     return n;
 }
@@ -522,6 +531,26 @@ static void on_piece_stored(void *ud, uint32_t piece, int rc, const rv_error_t *
 {
     rv_torrent_t *t = ud;
     struct piece_buf *b = buf_for(t, piece, false);
+    bool boundary = t->file_sel != NULL && bitfield_has(&t->partial, piece);
+    if (rc == 0 && boundary) {
+        /* Verified, but only its selected part is on disk: it counts, and is never offered. */
+        picker_piece_passed(t->picker, piece);
+        t->partial_done++;
+        t->bytes_have += piece_payload(t, piece);
+        if (b != NULL)
+            buf_release(t, b);
+        torrent_snapshot(t);
+        emit(t, RV_EVENT_PIECE_VERIFIED, piece, 0, NULL);
+        if (picker_is_complete(t->picker)) {
+            finish(t);
+            return;
+        }
+        for (struct peer *p = t->peers; p != NULL; p = p->next) {
+            fill_requests(p);
+            conn_flush(p->conn);
+        }
+        return;
+    }
     if (rc == 0) {
         picker_piece_passed(t->picker, piece);
         bitfield_set(&t->have, piece);
@@ -1839,6 +1868,10 @@ static void check_more(rv_torrent_t *t)
         uint32_t piece = t->check_next++;
         if (bitfield_has(&t->have, piece) || (t->check_some && !bitfield_has(&t->check_set, piece)))
             continue;
+        /* Selected files only; a boundary piece cannot be read back whole. */
+        if (t->file_sel != NULL &&
+            (!bitfield_has(&t->wanted, piece) || bitfield_has(&t->partial, piece)))
+            continue;
         if (storage_check(t->storage, piece, on_checked, t) != 0)
             continue;
         t->checks_started++;
@@ -2098,7 +2131,7 @@ static void announce_stats(void *ud, uint64_t *up, uint64_t *down, uint64_t *lef
     if (!data_ready(t))
         *left = RV_BLOCK_SIZE;
     else
-        *left = t->ti->total_size > t->bytes_have ? t->ti->total_size - t->bytes_have : 0;
+        *left = t->sel_total > t->bytes_have ? t->sel_total - t->bytes_have : 0;
 }
 
 static void on_tracker_event(void *ud, const struct tracker_state *ts, int rc,
@@ -2279,6 +2312,10 @@ void torrent_free(rv_torrent_t *t)
     free(t->cache);
     bitfield_free(&t->have);
     bitfield_free(&t->mask);
+    bitfield_free(&t->wanted);
+    bitfield_free(&t->partial);
+    free(t->file_sel);
+    free(t->sel);
     bitfield_free(&t->check_set);
     metadata_free(&t->md);
     for (size_t i = 0; i < t->magnet_tracker_count; i++)
@@ -2311,6 +2348,25 @@ static int data_init(rv_torrent_t *t, rv_torrent_info_t *ti, rv_error_t *err)
     t->is_private = ti->is_private;
     if (layout_from_torrent(&t->layout, ti) != 0)
         return err_set(err, RV_ETORRENT, "inconsistent file layout");
+    if (bitfield_init(&t->wanted, ti->piece_count) != 0 ||
+        bitfield_init(&t->partial, ti->piece_count) != 0)
+        return err_set(err, RV_ENOMEM, "out of memory");
+    t->sel_total = ti->total_size;
+    t->wanted_count = ti->piece_count;
+    if (t->nsel > 0) {
+        if ((t->file_sel = malloc(ti->file_count ? ti->file_count : 1)) == NULL)
+            return err_set(err, RV_ENOMEM, "out of memory");
+        rv_error_t e;
+        int rc = select_files(ti, t->sel, t->nsel, t->file_sel, &e);
+        if (rc != 0)
+            return err_set(err, rc, "file selection: %s", e.msg);
+        select_pieces(ti, &t->layout, t->file_sel, &t->wanted, &t->partial);
+        t->wanted_count = t->wanted.set;
+        t->sel_total = 0;
+        for (size_t i = 0; i < ti->file_count; i++)
+            if (t->file_sel[i])
+                t->sel_total += ti->files[i].length;
+    }
     t->limits.piece_count = ti->piece_count;
     t->limits.piece_length = ti->piece_length;
     t->limits.last_piece_length = layout_piece_size(&t->layout, ti->piece_count - 1);
@@ -2345,8 +2401,11 @@ static int data_init(rv_torrent_t *t, rv_torrent_info_t *ti, rv_error_t *err)
     if (t->bufs == NULL || t->slot_of == NULL || t->free_slots == NULL || t->cache == NULL ||
         picker_new(&po, &picker) != 0)
         return err_set(err, RV_ENOMEM, "out of memory");
+    for (uint32_t i = 0; t->file_sel != NULL && i < ti->piece_count; i++)
+        if (!bitfield_has(&t->wanted, i))
+            picker_set_wanted(picker, i, false);
     /* Storage last: it closes asynchronously, so nothing after it may fail. */
-    struct storage_opts so = {.dir = t->save_dir};
+    struct storage_opts so = {.dir = t->save_dir, .file_sel = t->file_sel};
     t->existing = data_on_disk(t, t->save_dir);
     int rc = storage_new(ctx->loop, ti, &t->layout, &so, &t->storage, err);
     if (rc != 0) {
@@ -2606,6 +2665,20 @@ int torrent_start(struct session_ctx *ctx, rv_torrent_info_t *ti, const rv_magne
         rc = err_set(err, RV_ENOMEM, "out of memory");
         goto fail;
     }
+    const rv_file_range_t *sel = opts->select;
+    size_t nsel = opts->select_count;
+    if (nsel == 0 && magnet != NULL) {
+        sel = magnet->select;
+        nsel = magnet->select_count;
+    }
+    if (nsel > 0) {
+        if ((t->sel = malloc(nsel * sizeof(*t->sel))) == NULL) {
+            rc = err_set(err, RV_ENOMEM, "out of memory");
+            goto fail;
+        }
+        memcpy(t->sel, sel, nsel * sizeof(*t->sel));
+        t->nsel = nsel;
+    }
     t->seed_ratio = opts->seed_ratio;
     t->seed_seconds = opts->seed_seconds;
     limit_bucket_init(&t->down_b, opts->max_download_rate, t->started_ms);
@@ -2707,9 +2780,11 @@ static void status_compute(const rv_torrent_t *t, rv_torrent_status_t *st)
     memset(st, 0, sizeof(*st));
     st->state = t->state;
     st->pieces_have = t->have.set;
+    st->pieces_have = t->have.set + t->partial_done;
     st->pieces_total = t->ti != NULL ? t->ti->piece_count : 0;
+    st->pieces_wanted = data_ready(t) ? t->wanted_count : st->pieces_total;
     st->bytes_have = t->bytes_have;
-    st->bytes_total = t->ti != NULL ? t->ti->total_size : 0;
+    st->bytes_total = data_ready(t) ? t->sel_total : t->ti != NULL ? t->ti->total_size : 0;
     st->rejects_sent = t->rejects_sent;
     st->rejects_received = t->rejects_received;
     st->pex_received = t->pex_received;

@@ -70,6 +70,7 @@ struct storage {
     const rv_torrent_info_t *ti;
     const struct layout *l;
     char *dir; /* as given, for messages */
+    const uint8_t *file_sel;
     int dirfd;
     unsigned max_open;
 
@@ -463,6 +464,8 @@ static int do_write(struct storage *s, struct req *r)
         const rv_file_t *f = &s->l->files[sp.file];
         if (f->attr & RV_FILE_PAD)
             continue; /* BEP 47: padding is never written */
+        if (s->file_sel != NULL && !s->file_sel[sp.file])
+            continue; /* not selected: a boundary piece writes only the selected part */
         struct fh h;
         int rc = fh_acquire(s, sp.file, true, &h, &r->err);
         if (rc != 0)
@@ -929,6 +932,7 @@ int storage_new(uv_loop_t *loop, const rv_torrent_info_t *ti, const struct layou
     s->l = l;
     s->dirfd = -1;
     s->max_open = opts->max_open != 0 ? opts->max_open : DEFAULT_MAX_OPEN;
+    s->file_sel = opts->file_sel;
     s->lru_head = s->lru_tail = NONE;
     s->dir = strdup(opts->dir);
     /* one extra entry so a torrent of no files still gets a non-NULL array */
@@ -959,7 +963,7 @@ int storage_new(uv_loop_t *loop, const rv_torrent_info_t *ti, const struct layou
         const rv_file_t *f = &l->files[i];
         int fd;
         bool writable;
-        if (f->length != 0 || (f->attr & RV_FILE_PAD))
+        if (f->length != 0 || (f->attr & RV_FILE_PAD) || (s->file_sel && !s->file_sel[i]))
             continue;
         if ((rc = open_path(s, f->path, true, &fd, &writable, err)) != 0)
             goto fail;

@@ -17,6 +17,8 @@
 struct storage_opts {
     const char *dir;        /* the download folder (created if missing) */
     unsigned max_open;      /* open file handles kept; 0: 64 */
+    const uint8_t *file_sel; /* per file: 0 = not selected, never created or written (the
+                                caller's, outlives the storage); NULL: every file */
 };
 
 struct storage;
