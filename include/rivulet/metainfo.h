@@ -65,6 +65,8 @@ typedef struct rv_torrent_info {
     size_t tier_count;
     char **web_seeds; /* BEP 19 url-list */
     size_t web_seed_count;
+    char **dht_nodes; /* BEP 5 'nodes': "host:port" ("[v6]:port"), DHT nodes to start from */
+    size_t dht_node_count;
     bool is_private;  /* BEP 27 */
     char *comment;
     char *created_by;

@@ -1006,33 +1006,42 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         self_lookup(d, 6, seeds6, n6);
 }
 
+void dht_bootstrap_node(struct dht *d, const char *hp)
+{
+    struct peer_addr a;
+    if (d->closing)
+        return;
+    if (peer_addr_parse(hp, &a) == 0) {
+        if ((a.family == 4 && d->s4.open) || (a.family == 6 && d->s6.open))
+            self_lookup(d, a.family, &a, 1);
+        return;
+    }
+    /* A name: resolved on a libuv worker, never on the loop. */
+    int slot = -1;
+    for (int i = 0; i < MAX_BOOTSTRAP && slot < 0; i++)
+        if (!d->resolve_active[i])
+            slot = i;
+    char host[256];
+    const char *colon = strrchr(hp, ':');
+    if (slot < 0 || colon == NULL || (size_t)(colon - hp) >= sizeof(host))
+        return;
+    memcpy(host, hp, (size_t)(colon - hp));
+    host[colon - hp] = '\0';
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_DGRAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    d->resolve[slot].data = d;
+    if (uv_getaddrinfo(d->loop, &d->resolve[slot], on_resolved, host, colon + 1, &hints) == 0) {
+        d->resolving++;
+        d->resolve_active[slot] = true;
+    }
+}
+
 static void bootstrap(struct dht *d)
 {
-    for (size_t i = 0; i < d->opts.bootstrap_count && i < MAX_BOOTSTRAP; i++) {
-        const char *hp = d->opts.bootstrap[i];
-        struct peer_addr a;
-        if (peer_addr_parse(hp, &a) == 0) {
-            if ((a.family == 4 && d->s4.open) || (a.family == 6 && d->s6.open))
-                self_lookup(d, a.family, &a, 1);
-            continue;
-        }
-        /* A name: resolved on a libuv worker, never on the loop. */
-        char host[256];
-        const char *colon = strrchr(hp, ':');
-        if (colon == NULL || (size_t)(colon - hp) >= sizeof(host))
-            continue;
-        memcpy(host, hp, (size_t)(colon - hp));
-        host[colon - hp] = '\0';
-        struct addrinfo hints;
-        memset(&hints, 0, sizeof(hints));
-        hints.ai_socktype = SOCK_DGRAM;
-        hints.ai_flags = AI_NUMERICSERV;
-        d->resolve[i].data = d;
-        if (uv_getaddrinfo(d->loop, &d->resolve[i], on_resolved, host, colon + 1, &hints) == 0) {
-            d->resolving++;
-            d->resolve_active[i] = true;
-        }
-    }
+    for (size_t i = 0; i < d->opts.bootstrap_count && i < MAX_BOOTSTRAP; i++)
+        dht_bootstrap_node(d, d->opts.bootstrap[i]);
 }
 
 /* ---- life cycle ---- */

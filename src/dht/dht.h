@@ -58,7 +58,9 @@ int dht_get_peers(struct dht *d, const uint8_t info_hash[20], bool announce, uin
                   dht_peers_cb cb, void *owner);
 /* Forgets every lookup of owner (its callbacks will not run again). */
 void dht_cancel(struct dht *d, void *owner);
-/* Pings a node we heard of (a peer's PORT message, a .torrent's nodes). */
+/* Starts from one more node, "host:port" (a .torrent's nodes): like the bootstrap list. */
+void dht_bootstrap_node(struct dht *d, const char *hostport);
+/* Pings a node we heard of (a peer's PORT message). */
 void dht_ping(struct dht *d, const struct peer_addr *addr);
 void dht_stats(const struct dht *d, struct dht_stats *st);
 uint16_t dht_port(const struct dht *d);

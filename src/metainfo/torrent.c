@@ -627,6 +627,36 @@ static int parse_web_seeds(struct parse *p, const struct bnode *root)
     return 0;
 }
 
+/* BEP 5: nodes = [["host", port], ...], DHT nodes to bootstrap from. Malformed entries are
+ * skipped, as for url-list; at most 64 are kept. */
+static int parse_nodes(struct parse *p, const struct bnode *root)
+{
+    const struct bnode *nodes = bdict_get_type(root, "nodes", BT_LIST);
+    rv_torrent_info_t *ti = p->ti;
+    const struct bnode *e = nodes ? bnode_first(nodes) : NULL;
+    for (uint32_t i = 0; nodes != NULL && i < nodes->count && ti->dht_node_count < 64;
+         i++, e = bnode_next(e)) {
+        if (e->type != BT_LIST || e->count != 2)
+            continue;
+        const struct bnode *host = bnode_first(e), *port = bnode_next(host);
+        if (host->type != BT_STR || host->slen == 0 || host->slen > 253 || port->type != BT_INT ||
+            port->i < 1 || port->i > 65535 || memchr(host->s, '\0', host->slen) != NULL)
+            continue;
+        char buf[300];
+        bool v6 = memchr(host->s, ':', host->slen) != NULL;
+        snprintf(buf, sizeof(buf), v6 ? "[%.*s]:%lld" : "%.*s:%lld", (int)host->slen,
+                 (const char *)host->s, (long long)port->i);
+        char **a = realloc(ti->dht_nodes, (ti->dht_node_count + 1) * sizeof(*a));
+        if (a == NULL)
+            return err_set(p->err, RV_ENOMEM, "out of memory");
+        ti->dht_nodes = a;
+        if ((a[ti->dht_node_count] = strdup(buf)) == NULL)
+            return err_set(p->err, RV_ENOMEM, "out of memory");
+        ti->dht_node_count++;
+    }
+    return 0;
+}
+
 /* Orders paths so that a folder's contents follow it directly: '/' sorts before any byte. */
 static int path_cmp(const void *a, const void *b)
 {
@@ -787,7 +817,8 @@ int rv_torrent_parse(const uint8_t *data, size_t len, unsigned flags, rv_torrent
         memset(ti->info_hash, 0, sizeof(ti->info_hash));
     if (!ti->has_v2)
         memset(ti->info_hash_v2, 0, sizeof(ti->info_hash_v2));
-    if ((rc = parse_trackers(&p, root)) != 0 || (rc = parse_web_seeds(&p, root)) != 0)
+    if ((rc = parse_trackers(&p, root)) != 0 || (rc = parse_web_seeds(&p, root)) != 0 ||
+        (rc = parse_nodes(&p, root)) != 0)
         goto fail;
     if ((rc = dup_str(&p, pick(root, "comment.utf-8", "comment"), &ti->comment)) != 0 ||
         (rc = dup_str(&p, bdict_get(root, "created by"), &ti->created_by)) != 0)
@@ -833,6 +864,9 @@ void rv_torrent_info_free(rv_torrent_info_t *ti)
     for (size_t i = 0; i < ti->web_seed_count; i++)
         free(ti->web_seeds[i]);
     free(ti->web_seeds);
+    for (size_t i = 0; i < ti->dht_node_count; i++)
+        free(ti->dht_nodes[i]);
+    free(ti->dht_nodes);
     free(ti->name);
     free(ti->comment);
     free(ti->created_by);

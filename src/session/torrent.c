@@ -2420,6 +2420,9 @@ static int data_init(rv_torrent_t *t, rv_torrent_info_t *ti, rv_error_t *err)
 /* Checking (or the resume data's load) begins; may finish or start downloading at once. */
 static void data_start(rv_torrent_t *t)
 {
+    /* BEP 5: a .torrent's nodes are where its DHT search may start. */
+    for (size_t i = 0; uses_dht(t) && i < t->ti->dht_node_count; i++)
+        dht_bootstrap_node(t->ctx->dht, t->ti->dht_nodes[i]);
     /* Without data on disk there is nothing to check or trust: the download starts now, and
      * the resume file only brings its path, totals and peers when the worker is done. */
     if (!t->existing)

@@ -4,6 +4,7 @@
 #  - rivulet nodes fill their routing tables from that one address;
 #  - `rivulet download` of a magnet link with no tracker and no x.pe finds the libtorrent seeder
 #    through the DHT and downloads A byte-identical;
+#  - the same torrent with BEP 5 'nodes' and no bootstrap list at all also finds it;
 #  - `rivulet seed` of torrent B announces it; a libtorrent leecher given only B's magnet link
 #    finds rivulet through the DHT and downloads B from it, byte-identical;
 #  - a private torrent D seeded by rivulet the same way is never announced (BEP 27): a lookup
@@ -105,6 +106,19 @@ else bad "DHT magnet download: exit $rc: $(tail -n 3 a.err | tr '\n' ' ')"; fi
 if [ "$(ev a.ndjson "'127.0.3.21:$SP' in addrs('peer_connected')")" = True ]; then
     ok "rivulet connected to the libtorrent seeder 127.0.3.21:$SP ($(ev a.ndjson "max([e.get('dht_peers', 0) for e in kind('status')] or [0])") peers from the DHT)"
 else bad "never connected to the libtorrent seeder: $(ev a.ndjson "addrs('peer_connected')")"; fi
+
+# the same torrent with BEP 5 'nodes' naming the first node, and no bootstrap at all
+$PY - a.torrent a-nodes.torrent 127.0.3.1 "$B0P" <<'PY'
+import sys, libtorrent as lt
+t = lt.bdecode(open(sys.argv[1], "rb").read())
+t[b"nodes"] = [[sys.argv[3].encode(), int(sys.argv[4])]]
+open(sys.argv[2], "wb").write(lt.bencode(t))
+PY
+rc=0
+XDG_CACHE_HOME="$WORK/cache-n" timeout 60 "$RV" download a-nodes.torrent -o out-n --listen 127.0.3.34 --port "$(free_port 127.0.3.34)" \
+    --seed-time 0 --state-dir st-n --json >n.ndjson 2>n.err || rc=$?
+if [ $rc -eq 0 ] && cmp -s pa/a.bin out-n/a.bin; then ok "a .torrent's nodes alone (no bootstrap list) lead to the libtorrent seeder, byte-identical"
+else bad ".torrent nodes: exit $rc: $(tail -n 3 n.err | tr '\n' ' ')"; fi
 
 RP=$(free_port 127.0.3.31)
 "$RV" seed b.torrent -d pb --listen 127.0.3.31 --port "$RP" --dht-bootstrap "$BOOT" --state-dir st-b \
