@@ -227,6 +227,13 @@ static void draw(struct ui *u, bool final)
         json_uint(&j, st.fast_served);
         json_key(&j, "dht_peers");
         json_uint(&j, st.dht_peers);
+        rv_dht_t *dht = rv_session_dht(u->session);
+        if (dht != NULL) {
+            rv_dht_stats_t ds;
+            rv_dht_stats(dht, &ds);
+            json_key(&j, "dht_nodes");
+            json_uint(&j, ds.nodes4 + ds.nodes6);
+        }
         json_peers(&j, u->torrent);
         json_object_end(&j);
         fflush(stdout);
