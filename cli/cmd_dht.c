@@ -19,7 +19,9 @@ static const char usage[] =
     "\n"
     "      --port N              UDP port (default: any)\n"
     "      --listen ADDR         numeric address to use (default: every IPv4 and IPv6 one)\n"
-    "      --bootstrap HOST:PORT a node to start from (repeatable; default: none)\n"
+    "      --bootstrap HOST:PORT a node to start from (repeatable; default: the comma-separated\n"
+    "                            $RIVULET_DHT_BOOTSTRAP when set, which may be empty, else\n"
+    "                            the well-known routers)\n"
     "      --state FILE          keep the routing table in FILE between runs\n"
     "      --get-peers HASH      look up peers of a 40-hex info-hash (every 5 s)\n"
     "      --announce PORT       ... and announce ourselves on TCP port PORT for it\n"
@@ -248,8 +250,23 @@ int cmd_dht(int argc, char **argv)
         cli_error("--announce needs --get-peers HASH");
         return EXIT_USAGE;
     }
-    o.bootstrap = boot;
-    o.bootstrap_count = nboot;
+    static const char *const routers[] = {"router.bittorrent.com:6881",
+                                          "dht.transmissionbt.com:6881",
+                                          "router.utorrent.com:6881", "dht.libtorrent.org:25401"};
+    char envboot[1024];
+    const char *env = getenv("RIVULET_DHT_BOOTSTRAP");
+    if (nboot == 0 && env != NULL) {
+        snprintf(envboot, sizeof(envboot), "%s", env);
+        for (char *tok = strtok(envboot, ", "); tok != NULL && nboot < 16; tok = strtok(NULL, ", "))
+            boot[nboot++] = tok;
+    }
+    if (nboot == 0 && env == NULL) {
+        o.bootstrap = routers;
+        o.bootstrap_count = sizeof(routers) / sizeof(routers[0]);
+    } else {
+        o.bootstrap = boot;
+        o.bootstrap_count = nboot;
+    }
     uv_loop_t loop;
     uv_loop_init(&loop);
     rv_error_t err;

@@ -13,6 +13,8 @@
 #    of C finding it through the IPv6 DHT, byte-identical.
 # usage: tests/interop/dht.sh path/to/rivulet
 set -euo pipefail
+# Loopback only: no outside DHT router, even when run by hand.
+export RIVULET_DHT_BOOTSTRAP=
 
 RV=${1:?usage: $0 path/to/rivulet}
 RV=$(cd "$(dirname "$RV")" && pwd)/$(basename "$RV")

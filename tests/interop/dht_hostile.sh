@@ -4,6 +4,8 @@
 # others, and its own report counts the bad packets and the rate-limited queries.
 # usage: tests/interop/dht_hostile.sh path/to/rivulet
 set -euo pipefail
+# Loopback only: no outside DHT router, even when run by hand.
+export RIVULET_DHT_BOOTSTRAP=
 
 RV=${1:?usage: $0 path/to/rivulet}
 RV=$(cd "$(dirname "$RV")" && pwd)/$(basename "$RV")
