@@ -36,7 +36,7 @@ echo "     node: $final"
 $PY - "$final" <<'PY' || fail=1
 import json, sys
 f = json.loads(sys.argv[1])
-ok = f["bad_packets"] >= 5 and f["rate_limited"] >= 500 and f["limited_sources"] >= 1
+ok = f["bad_packets"] >= 5 and f["rate_limited"] >= 100 and f["limited_sources"] >= 1
 print(("ok   " if ok else "FAIL ") + f"the node counted {f['bad_packets']} bad packets and "
       f"{f['rate_limited']} rate-limited queries from {f['limited_sources']} source(s)")
 sys.exit(0 if ok else 1)
