@@ -94,8 +94,8 @@ struct dht {
     struct pending pend[MAX_PENDING];
     uint16_t next_tid;
     struct search searches[MAX_SEARCHES];
-    struct stored *store;
-    size_t nstore;
+    struct stored *store; /* grows to DHT_MAX_STORED_TORRENTS */
+    size_t nstore, capstore;
     struct rate_slot rate[RATE_SLOTS];
     uint8_t secret[2][16];
     uint64_t secret_ms;
@@ -476,8 +476,16 @@ static struct stored *store_find(struct dht *d, const uint8_t ih[20], bool creat
             return &d->store[i];
     if (!create || d->nstore == DHT_MAX_STORED_TORRENTS)
         return NULL;
-    if (d->store == NULL && (d->store = malloc(DHT_MAX_STORED_TORRENTS * sizeof(*d->store))) == NULL)
-        return NULL;
+    if (d->nstore == d->capstore) {
+        size_t cap = d->capstore ? d->capstore * 2 : 8;
+        if (cap > DHT_MAX_STORED_TORRENTS)
+            cap = DHT_MAX_STORED_TORRENTS;
+        struct stored *g = realloc(d->store, cap * sizeof(*g));
+        if (g == NULL)
+            return NULL;
+        d->store = g;
+        d->capstore = cap;
+    }
     struct stored *s = &d->store[d->nstore++];
     memset(s, 0, sizeof(*s));
     memcpy(s->info_hash, ih, 20);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "rivulet/dht.h"
 #include "rivulet/metainfo.h"
 #include "rivulet/session.h"
 
@@ -72,8 +73,10 @@ static char *slurp(const char *path, size_t *len)
     return buf;
 }
 
-/* Seeds dir/seed/data.bin and fetches the magnet into dir/out (or only its .torrent). */
-static void magnet_run(const char *dir, bool metadata_only)
+/* Seeds dir/seed/data.bin and fetches the magnet into dir/out (or only its .torrent); with
+ * via_dht, the magnet has no x.pe and both sessions find each other through a third DHT node
+ * on the same loop. */
+static void magnet_run(const char *dir, bool metadata_only, bool via_dht)
 {
     char path[800], tpath[256], out[256], state[256], saved[256];
     snprintf(path, sizeof(path), "%s/seed", dir);
@@ -98,22 +101,40 @@ static void magnet_run(const char *dir, bool metadata_only)
     uv_loop_init(&loop);
     struct run r;
     memset(&r, 0, sizeof(r));
+    rv_dht_t *node = NULL;
+    char boot[64];
+    const char *boots[1] = {boot};
+    if (via_dht) {
+        rv_dht_opts_t dopt = {.listen_addr = "127.0.0.1"};
+        assert_int_equal(rv_dht_new(&loop, &dopt, &node, &err), 0);
+        rv_dht_stats_t ds;
+        rv_dht_stats(node, &ds);
+        snprintf(boot, sizeof(boot), "127.0.0.1:%u", (unsigned)ds.port);
+    }
+    char cache[300];
+    snprintf(cache, sizeof(cache), "%s/dht-a.dat", dir);
     rv_session_opts_t so = {.listen_addr = "127.0.0.1", .port = 20000 + (uint16_t)(getpid() % 20000),
-                            .on_event = on_event, .event_ud = &r};
+                            .on_event = on_event, .event_ud = &r, .dht_state_file = cache,
+                            .dht_bootstrap = via_dht ? boots : NULL,
+                            .dht_bootstrap_count = via_dht ? 1 : 0};
     assert_int_equal(rv_session_new(&loop, &so, &r.seeder), 0);
     so.port = 0;
+    snprintf(cache, sizeof(cache), "%s/dht-b.dat", dir);
     assert_int_equal(rv_session_new(&loop, &so, &r.leecher), 0);
     snprintf(path, sizeof(path), "%s/seed", dir);
-    rv_add_opts_t ao = {.save_dir = path, .seed_seconds = -1, .no_trackers = true,
+    rv_add_opts_t ao = {.save_dir = path, .seed_seconds = -1, .no_trackers = !via_dht,
                         .no_resume = true};
     assert_int_equal(rv_session_add_info(r.seeder, ti, &ao, NULL, &err), 0);
     char uri[256];
-    snprintf(uri, sizeof(uri), "magnet:?xt=urn:btih:%s&dn=data&x.pe=127.0.0.1:%u", hex,
-             (unsigned)rv_session_port(r.seeder));
+    if (via_dht)
+        snprintf(uri, sizeof(uri), "magnet:?xt=urn:btih:%s&dn=data", hex);
+    else
+        snprintf(uri, sizeof(uri), "magnet:?xt=urn:btih:%s&dn=data&x.pe=127.0.0.1:%u", hex,
+                 (unsigned)rv_session_port(r.seeder));
     snprintf(out, sizeof(out), "%s/out", dir);
     snprintf(state, sizeof(state), "%s/state", dir);
     snprintf(saved, sizeof(saved), "%s/saved.torrent", dir);
-    rv_add_opts_t mo = {.save_dir = out, .state_dir = state, .no_trackers = true,
+    rv_add_opts_t mo = {.save_dir = out, .state_dir = state, .no_trackers = !via_dht,
                         .metadata_only = metadata_only,
                         .save_torrent = metadata_only ? saved : NULL};
     assert_int_equal(rv_session_add_magnet(r.leecher, uri, &mo, &r.lt, &err), 0);
@@ -161,28 +182,36 @@ static void magnet_run(const char *dir, bool metadata_only)
     uv_close((uv_handle_t *)&r.watchdog, NULL);
     rv_session_free(r.leecher);
     rv_session_free(r.seeder);
+    if (node != NULL)
+        rv_dht_close(node, NULL, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
-static void with_dir(bool metadata_only)
+static void with_dir(bool metadata_only, bool via_dht)
 {
     char dir[64] = "/tmp/rv-test-magnet.XXXXXX";
     assert_non_null(mkdtemp(dir));
-    magnet_run(dir, metadata_only);
+    magnet_run(dir, metadata_only, via_dht);
     nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static void test_magnet_download(void **state)
 {
     (void)state;
-    with_dir(false);
+    with_dir(false, false);
 }
 
 static void test_metadata_only(void **state)
 {
     (void)state;
-    with_dir(true);
+    with_dir(true, false);
+}
+
+static void test_magnet_via_dht(void **state)
+{
+    (void)state;
+    with_dir(false, true);
 }
 
 int main(void)
@@ -190,6 +219,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_magnet_download),
         cmocka_unit_test(test_metadata_only),
+        cmocka_unit_test(test_magnet_via_dht),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
