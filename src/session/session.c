@@ -440,6 +440,10 @@ int rv_session_add_magnet(rv_session_t *s, const char *uri, const rv_add_opts_t 
     for (size_t i = 0; i < m->peer_count; i++)
         peers[o.peer_count++] = m->peers[i];
     o.peers = peers;
+    if (o.select_count == 0) {
+        o.select = m->select; /* so= applies to the kept .torrent as well */
+        o.select_count = m->select_count;
+    }
     rc = add_torrent(s, ti, NULL, &o, out, err);
     free(peers);
     rv_magnet_free(m);
