@@ -49,7 +49,8 @@
 #define TRUST_MAX 8
 #define TRUST_BAN (-7)
 #define RESUME_SAVE_MS 30000 /* resume data is saved this often while pieces arrive */
-#define ALLOWED_FAST_K 10    /* BEP 6 allowed-fast set we grant (libtorrent's default is 5) */
+#define ALLOWED_FAST_K 5     /* BEP 6 allowed-fast set we grant (libtorrent's default): enough
+                                for a new peer to start trading, little traffic to choked peers */
 #define MAX_ALLOWED_FAST 32  /* allowed-fast pieces we take from one peer */
 #define MAX_SUGGESTED 8      /* suggest-piece hints kept per peer */
 #define MAX_EARLY_HAVES 65536 /* haves kept from a peer before the metadata is known */
@@ -930,10 +931,12 @@ static void send_ext_handshake(rv_torrent_t *t, struct peer *p)
 }
 
 /* BEP 6: the canonical allowed-fast set of an IPv4 peer; we announce the pieces of it we have
- * and serve them while it is choked. */
+ * and serve them while it is choked. Only a peer that starts with (almost) nothing gets it, as
+ * BEP 6 intends: it bootstraps a newcomer; a peer with pieces can trade. */
 static void grant_allowed_fast(rv_torrent_t *t, struct peer *p)
 {
-    if (!p->fast || p->conn->addr.family != 4 || !data_ready(t) || p->ngranted > 0)
+    if (!p->fast || p->conn->addr.family != 4 || !data_ready(t) || p->ngranted > 0 ||
+        p->have.set >= ALLOWED_FAST_K)
         return;
     p->ngranted = fast_allowed_set(p->conn->addr.ip, t->info_hash, t->ti->piece_count,
                                    ALLOWED_FAST_K, p->granted);
@@ -1353,6 +1356,8 @@ static int fast_message(rv_torrent_t *t, struct peer *p, const struct wire_msg *
         break;
     case WIRE_HAVE_NONE:
         p->got_bitfield = true;
+        grant_allowed_fast(t, p);
+        conn_flush(p->conn);
         break;
     case WIRE_ALLOWED_FAST:
         if (p->nallowed < MAX_ALLOWED_FAST && !in_list(p->allowed, p->nallowed, m->index))
@@ -1411,8 +1416,11 @@ static int on_handshake(void *owner, struct conn *c, const struct handshake *h)
         cand->state = CAND_CONNECTED;
         cand->fails = 0;
     }
-    p->ext = (h->reserved[EXT_RESERVED_BYTE] & EXT_RESERVED_BIT) != 0;
-    p->fast = (h->reserved[FAST_RESERVED_BYTE] & FAST_RESERVED_BIT) != 0;
+    /* An extension is on only when both handshakes offer it. */
+    p->ext = (h->reserved[EXT_RESERVED_BYTE] & t->hs.reserved[EXT_RESERVED_BYTE] &
+              EXT_RESERVED_BIT) != 0;
+    p->fast = (h->reserved[FAST_RESERVED_BYTE] & t->hs.reserved[FAST_RESERVED_BYTE] &
+               FAST_RESERVED_BIT) != 0;
     /* BEP 6 peers hear have all / have none instead of a full or empty bitfield. */
     if (p->fast && (t->have.set == 0 || !data_ready(t)))
         wire_put_simple(conn_out(c), WIRE_HAVE_NONE);
@@ -1422,7 +1430,6 @@ static int on_handshake(void *owner, struct conn *c, const struct handshake *h)
         wire_put_bitfield(conn_out(c), t->have.bits, bitfield_bytes(t->have.count));
     if (p->ext)
         send_ext_handshake(t, p);
-    grant_allowed_fast(t, p);
     /* BEP 5: both sides run a DHT node: tell it our UDP port. */
     if (t->ctx->dht != NULL && (h->reserved[DHT_RESERVED_BYTE] & DHT_RESERVED_BIT))
         wire_put_port(conn_out(c), dht_port(t->ctx->dht));
@@ -1516,7 +1523,9 @@ static int on_message(void *owner, struct conn *c, const struct wire_msg *m)
         update_interest(p);
         if (drop_if_both_seeds(t, p))
             break;
+        grant_allowed_fast(t, p);
         fill_requests(p);
+        conn_flush(c);
         break;
     }
     case WIRE_HAVE_ALL:

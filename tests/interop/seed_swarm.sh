@@ -315,6 +315,7 @@ for line in sys.stdin:
     stop_pid "$rvp" INT # (it cannot finish: U alone has the first half, at 50 kB/s)
     stop_pid "$ltp"
     sleep 0.5
+    note "tit-for-tat: rivulet's last status: $(ev tft-rv.ndjson "{k: v for k, v in (kind('status') or [{}])[-1].items() if k in ('rejects_received', 'rejects_sent', 'fast_requested', 'fast_served', 'uploaded', 'have')}")"
     n_conn=$(ev tft-rv.ndjson "len(addrs('peer_connected'))")
     if [ "$n_conn" -eq $((NN + 1)) ]; then ok "tit-for-tat: rivulet connected to all $n_conn libtorrent peers"; else
         bad "tit-for-tat: rivulet connected to $n_conn of $((NN + 1)) peers: $(ev tft-rv.ndjson "addrs('peer_connected')") (dropped: $(ev tft-rv.ndjson "[e.get('message') for e in kind('peer_dropped')]"))"; fi
