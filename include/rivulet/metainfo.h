@@ -115,7 +115,8 @@ typedef struct rv_magnet {
 } rv_magnet_t;
 
 /* Parses a file selection such as "0,2,5-7" (0-based indices among the non-padding files,
- * inclusive ranges, any order). On success *out is a malloc'd array of *n ranges (caller
+ * inclusive ranges, any order; libtorrent and aria2 count padding files too, see
+ * src/metainfo/select.h). On success *out is a malloc'd array of *n ranges (caller
  * frees); RV_EINVAL with err naming the offending part otherwise. */
 int rv_file_select_parse(const char *list, rv_file_range_t **out, size_t *n, rv_error_t *err);
 

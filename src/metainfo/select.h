@@ -1,6 +1,10 @@
 /* File selection (--select-file, magnet so=): which files of a torrent to download, by their
- * 0-based index among the non-padding files (as BEP 53's so= and libtorrent count them; aria2's
- * --select-file counts from 1), and which pieces that makes wanted. */
+ * 0-based index among the non-padding files (the index column of rivulet info), and which
+ * pieces that makes wanted. BEP 53 says nothing about padding files. libtorrent 2.0 (file
+ * indices, file_priorities, the so= it writes) and aria2 1.36 (--select-file, from 1) count
+ * padding files as files, so for a torrent with BEP 47 padding files their numbers differ from
+ * ours after the first padding file; without padding files ours are libtorrent's, and aria2's
+ * minus one (tests/interop/select_files_more.sh shows both). */
 #ifndef RV_METAINFO_SELECT_H
 #define RV_METAINFO_SELECT_H
 

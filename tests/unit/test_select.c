@@ -111,11 +111,104 @@ static void wanted_pieces(void **state)
     assert_memory_equal(sel, ((uint8_t[]){1, 0, 1, 1, 1}), 5);
 }
 
+/* A seeded random check against a byte model of piece space: a piece is wanted when some byte
+ * in it belongs to a selected file, a boundary piece when some byte also belongs to a file not
+ * selected (padding never counts either way), over random files (empty and padding ones too),
+ * selections and piece lengths that do not divide the sizes. */
+static void random_against_byte_model(void **state)
+{
+    (void)state;
+    uint64_t seed = 0x2545f4914f6cdd1dULL;
+    for (int round = 0; round < 400; round++) {
+        rv_file_t files[12];
+        memset(files, 0, sizeof(files));
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        size_t nf = 1 + (size_t)((seed >> 33) % 12);
+        uint64_t off = 0;
+        for (size_t i = 0; i < nf; i++) {
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            files[i].offset = off;
+            files[i].length = (seed >> 33) % 250;
+            files[i].attr = (seed >> 20) % 5 == 0 ? RV_FILE_PAD : 0;
+            files[i].path = (char *)"x";
+            off += files[i].length;
+        }
+        if (off == 0)
+            continue;
+        uint32_t plen = 64;
+        rv_torrent_info_t ti;
+        memset(&ti, 0, sizeof(ti));
+        ti.files = files;
+        ti.file_count = nf;
+        ti.piece_length = plen;
+        ti.piece_space = off;
+        ti.piece_count = (uint32_t)((off + plen - 1) / plen);
+        struct layout l;
+        assert_int_equal(layout_from_torrent(&l, &ti), 0);
+        /* a random selection of the non-padding indices, as ranges of one */
+        rv_file_range_t r[12];
+        size_t n = 0;
+        uint32_t user = 0;
+        for (size_t i = 0; i < nf; i++) {
+            if (files[i].attr & RV_FILE_PAD)
+                continue;
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            if ((seed >> 40) & 1)
+                r[n].first = r[n].last = user, n++;
+            user++;
+        }
+        if (n == 0)
+            continue;
+        uint8_t sel[12];
+        rv_error_t err;
+        assert_int_equal(select_files(&ti, r, n, sel, &err), 0);
+        struct bitfield w, p;
+        assert_int_equal(bitfield_init(&w, ti.piece_count), 0);
+        assert_int_equal(bitfield_init(&p, ti.piece_count), 0);
+        select_pieces(&ti, &l, sel, &w, &p);
+        for (uint32_t piece = 0; piece < ti.piece_count; piece++) {
+            bool any = false, other = false;
+            for (uint64_t b = (uint64_t)piece * plen; b < (uint64_t)(piece + 1) * plen && b < off;
+                 b++) {
+                for (size_t i = 0; i < nf; i++) {
+                    if (b < files[i].offset || b >= files[i].offset + files[i].length ||
+                        (files[i].attr & RV_FILE_PAD))
+                        continue;
+                    if (sel[i])
+                        any = true;
+                    else
+                        other = true;
+                }
+            }
+            if (bitfield_has(&w, piece) != any || bitfield_has(&p, piece) != (any && other))
+                fail_msg("round %d piece %u: wanted %d boundary %d, the bytes say %d %d", round,
+                         piece, bitfield_has(&w, piece), bitfield_has(&p, piece), any,
+                         any && other);
+        }
+        /* every selected non-padding file is selected, nothing else */
+        user = 0;
+        for (size_t i = 0; i < nf; i++) {
+            if (files[i].attr & RV_FILE_PAD) {
+                assert_int_equal(sel[i], 0);
+                continue;
+            }
+            bool want = false;
+            for (size_t k = 0; k < n; k++)
+                want = want || r[k].first == user;
+            assert_int_equal(sel[i], want);
+            user++;
+        }
+        bitfield_free(&w);
+        bitfield_free(&p);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(parse_lists),
         cmocka_unit_test(wanted_pieces),
+        cmocka_unit_test(random_against_byte_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
