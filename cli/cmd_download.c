@@ -39,6 +39,8 @@ static const char usage[] =
     "                          (default 1.0 for download, unlimited for seed; 0: no limit)\n"
     "      --seed-time MIN     ... or for MIN minutes (default: no limit; 0: do not seed)\n"
     "      --upload-slots N    peers uploaded to at once (default 4)\n"
+    "      --peer-timeout SEC  drop a peer silent, or not reading, this long (default: 180\n"
+    "                          s silent, 120 s not reading)\n"
     "      --max-download-rate RATE, --max-upload-rate RATE\n"
     "                          bytes per second, with K/M/G (e.g. 2M); 0: unlimited (default)\n"
     "      --ca-file PEM       trust these certificates for HTTPS trackers\n"
@@ -431,7 +433,8 @@ static int run(int argc, char **argv, bool seed_mode)
         OPT_METADATA_ONLY,
         OPT_NO_DHT,
         OPT_DHT_BOOT,
-        OPT_SELECT
+        OPT_SELECT,
+        OPT_PEER_TIMEOUT
     };
     static const struct option opts[] = {{"dir", required_argument, NULL, 'o'},
                                          {"output", required_argument, NULL, 'o'},
@@ -454,6 +457,8 @@ static int run(int argc, char **argv, bool seed_mode)
                                          {"no-dht", no_argument, NULL, OPT_NO_DHT},
                                          {"select-file", required_argument, NULL, OPT_SELECT},
                                          {"dht-bootstrap", required_argument, NULL, OPT_DHT_BOOT},
+                                         {"peer-timeout", required_argument, NULL,
+                                          OPT_PEER_TIMEOUT},
                                          {"verbose", no_argument, NULL, 'v'},
                                          {"quiet", no_argument, NULL, 'q'},
                                          {"json", no_argument, NULL, 'j'},
@@ -594,6 +599,14 @@ static int run(int argc, char **argv, bool seed_mode)
                 goto done;
             }
             so.upload_slots = (unsigned)v;
+            break;
+        case OPT_PEER_TIMEOUT:
+            if (cli_parse_size(optarg, &v) != 0 || v < 1 || v > 86400) {
+                cli_error("--peer-timeout: '%s' is not a number of seconds from 1 to 86400",
+                          optarg);
+                goto done;
+            }
+            so.peer_timeout_ms = (unsigned)v * 1000;
             break;
         case 'v':
             u.verbose = true;

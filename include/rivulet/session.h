@@ -34,7 +34,8 @@ typedef enum rv_event_type {
     RV_EVENT_FINISHED,       /* every wanted piece is verified and written */
     RV_EVENT_ERROR,          /* the torrent stopped: code and message say why */
     RV_EVENT_PEER_CONNECTED, /* message: "ip:port" */
-    RV_EVENT_PEER_DROPPED,   /* message: "ip:port: why" */
+    RV_EVENT_PEER_DROPPED,   /* message: "ip:port: why"; torrent is NULL for an incoming peer
+                                refused before its handshake named one of our torrents */
     RV_EVENT_PEER_BANNED,    /* message: "ip:port: why" */
     RV_EVENT_TRACKER,        /* message: "url: ok, N peers" or "url: error" */
     RV_EVENT_STOPPED,        /* the torrent stopped after rv_session_stop or finishing */
@@ -78,6 +79,9 @@ typedef struct rv_session_opts {
     const char *const *dht_bootstrap;
     size_t dht_bootstrap_count;
     const char *dht_state_file;
+    unsigned peer_timeout_ms; /* a peer is dropped when it sends nothing this long, or reads
+                                 nothing we send this long, or (when under 10 s) has not
+                                 handshaken this long; 0: 180 s silent, 120 s not reading */
     rv_event_cb on_event;
     void *event_ud;
 } rv_session_opts_t;

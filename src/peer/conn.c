@@ -104,6 +104,8 @@ static void on_write(uv_write_t *req, int status)
     struct write_req *w = (struct write_req *)req;
     struct conn *c = w->c;
     c->writing -= w->len;
+    if (status == 0)
+        c->send_progress_ms = now_ms(c);
     free(w->data);
     free(w);
     if (status < 0 && status != UV_ECANCELED && c->state != CONN_CLOSING)
@@ -116,6 +118,11 @@ void conn_flush(struct conn *c)
 {
     if (c->wbuf.len == 0 || c->state == CONN_CLOSING || c->state == CONN_CONNECTING)
         return;
+    if (c->wbuf.len + c->writing > CONN_SEND_MAX) {
+        fail(c, RV_EPROTO, "does not read what we send (%zu bytes waiting)",
+             c->wbuf.len + c->writing);
+        return;
+    }
     struct write_req *w = malloc(sizeof(*w));
     if (w == NULL) {
         fail(c, RV_ENOMEM, "out of memory");
@@ -131,6 +138,8 @@ void conn_flush(struct conn *c)
         fail(c, RV_ENET, "send failed: %s", uv_strerror(rc));
         return;
     }
+    if (c->writing == 0)
+        c->send_progress_ms = now_ms(c);
     c->writing += w->len;
     c->bytes_out += w->len;
     c->last_send_ms = now_ms(c);
@@ -201,6 +210,8 @@ static uint64_t tick_ms(const struct conn *c)
         t = c->opts.keepalive_ms;
     if (c->opts.idle_timeout_ms < t)
         t = c->opts.idle_timeout_ms;
+    if (c->opts.send_timeout_ms < t)
+        t = c->opts.send_timeout_ms;
     return t;
 }
 
@@ -304,6 +315,19 @@ static void on_tick(uv_timer_t *t)
              (unsigned long long)(now - c->last_recv_ms));
         return;
     }
+    /* A peer that keeps the connection alive but never reads would hold our send buffers
+     * (and the blocks queued behind them) for ever. */
+    /* Progress: a write finished, or libuv's queue shrank since the last tick (a slow reader
+     * takes part of a large write at a time). */
+    size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    if (queued < c->send_queued)
+        c->send_progress_ms = now;
+    c->send_queued = queued;
+    if (c->writing > 0 && now - c->send_progress_ms >= c->opts.send_timeout_ms) {
+        fail(c, RV_ETIMEDOUT, "read nothing we sent for %llu ms (%zu bytes waiting)",
+             (unsigned long long)(now - c->send_progress_ms), c->writing + c->wbuf.len);
+        return;
+    }
     if (now - c->last_send_ms >= c->opts.keepalive_ms && c->wbuf.len == 0) {
         wire_put_keepalive(&c->wbuf);
         conn_flush(c);
@@ -347,6 +371,8 @@ static void set_defaults(struct conn *c, const struct conn_opts *opts)
         c->opts.keepalive_ms = 120000;
     if (!c->opts.idle_timeout_ms)
         c->opts.idle_timeout_ms = 180000;
+    if (!c->opts.send_timeout_ms)
+        c->opts.send_timeout_ms = 120000;
 }
 
 int conn_accept(uv_loop_t *loop, uv_stream_t *server, const struct conn_opts *opts,

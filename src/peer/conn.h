@@ -36,6 +36,8 @@ struct conn_opts {
     unsigned handshake_timeout_ms; /* 0: 10000 */
     unsigned keepalive_ms;         /* send one when nothing was sent this long; 0: 120000 */
     unsigned idle_timeout_ms;      /* drop when nothing was received this long; 0: 180000 */
+    unsigned send_timeout_ms;      /* drop when bytes wait for the peer to read them and none
+                                      were taken this long; 0: 120000 */
     const char *bind_addr;         /* numeric source address for outgoing connections (the
                                       address we listen on, so peers see one address); NULL:
                                       the system's choice */
@@ -59,6 +61,8 @@ struct conn {
     struct buf rbuf;             /* bytes received, not yet decoded */
     struct buf wbuf;             /* messages queued, not yet handed to the kernel */
     size_t writing;              /* bytes handed to uv_write and not yet done */
+    uint64_t send_progress_ms;   /* last time the kernel took bytes (or writing began) */
+    size_t send_queued;          /* libuv's write queue at the last tick */
     uint64_t last_recv_ms, last_send_ms, connected_ms;
     uint64_t bytes_in, bytes_out;     /* wire bytes, all messages */
     struct conn_opts opts;
@@ -99,6 +103,9 @@ void conn_set_read_limit(struct conn *c, struct limit_sched *sched,
  * writes are flushed automatically after each batch of received data. */
 struct buf *conn_out(struct conn *c);
 void conn_flush(struct conn *c);
+/* The most bytes queued or in flight toward one peer: a peer that lets more pile up (one that
+ * never reads) is dropped at the next flush, so it cannot make our memory grow. */
+#define CONN_SEND_MAX (4u << 20)
 /* Bytes queued or in flight toward the peer (for back-pressure). */
 size_t conn_send_backlog(const struct conn *c);
 

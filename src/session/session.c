@@ -68,11 +68,19 @@ static int route_message(void *owner, struct conn *c, const struct wire_msg *m)
     return RV_EPROTO;
 }
 
+/* A peer refused before it named one of our torrents (a wrong info-hash or protocol string, a
+ * handshake that never came): one line saying what it did, for the session's event callback. */
 static void route_close(void *owner, struct conn *c, int rc, const char *why)
 {
-    (void)rc;
-    (void)why;
-    pending_remove(owner, c);
+    rv_session_t *s = owner;
+    pending_remove(s, c);
+    if (rc == 0 || rc == RV_ECANCELED || s->ctx.opts.on_event == NULL)
+        return;
+    char a[64], msg[256];
+    peer_addr_format(&c->addr, a, sizeof(a));
+    snprintf(msg, sizeof(msg), "%s: %s", a, why);
+    rv_event_t ev = {RV_EVENT_PEER_DROPPED, NULL, 0, rc, msg};
+    s->ctx.opts.on_event(s->ctx.opts.event_ud, &ev);
 }
 
 static const struct conn_handler router = {route_handshake, route_message, route_close, NULL};
@@ -94,7 +102,7 @@ static void on_connection(uv_stream_t *server, int status)
         }
         return;
     }
-    if (conn_accept(server->loop, server, NULL, &router, s, ++s->ctx.next_conn_id, &c) == 0 &&
+    if (conn_accept(server->loop, server, &s->ctx.conn_opts, &router, s, ++s->ctx.next_conn_id, &c) == 0 &&
         c->state != CONN_CLOSING)
         s->pending[s->npending++] = c;
 }
@@ -311,6 +319,15 @@ int rv_session_new(void *loop, const rv_session_opts_t *opts, rv_session_t **out
         o->max_memory = 64u << 20;
     if (o->port == 0)
         o->port = 6881;
+    s->ctx.conn_opts.bind_addr = o->listen_addr;
+    if (o->peer_timeout_ms != 0) {
+        unsigned pt = o->peer_timeout_ms;
+        s->ctx.conn_opts.idle_timeout_ms = pt;
+        s->ctx.conn_opts.send_timeout_ms = pt;
+        s->ctx.conn_opts.keepalive_ms = pt / 2 ? pt / 2 : 1;
+        if (pt < 10000)
+            s->ctx.conn_opts.handshake_timeout_ms = s->ctx.conn_opts.connect_timeout_ms = pt;
+    }
     if (loop != NULL) {
         s->ctx.loop = loop;
     } else {

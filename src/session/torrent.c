@@ -61,6 +61,8 @@
 #define DHT_FEW_PEERS 8      /* below this many peers a downloading torrent asks the DHT */
 #define DHT_RETRY_MS 60000   /* ... once a minute */
 #define DHT_REANNOUNCE_MS (20u * 60 * 1000) /* BEP 5: re-announce every 15-30 minutes */
+#define LATE_BLOCKS_MAX (2 * MAX_PIPELINE) /* blocks we may still see after cancelling them */
+#define UNREQUESTED_MAX 16   /* blocks never asked for (nor cancelled) before a peer goes */
 
 enum cand_state { CAND_NEW, CAND_CONNECTING, CAND_CONNECTED, CAND_WAIT, CAND_BANNED };
 
@@ -116,6 +118,9 @@ struct peer {
     struct peer_addr *pex_sent;
     size_t npex_sent;
     uint64_t pex_next_ms;
+    uint8_t peer_id[20];
+    unsigned late_ok;     /* requests we cancelled or dropped: their blocks may still come */
+    unsigned unrequested; /* blocks it sent that we never asked for */
     /* uploading */
     struct block_ref *upq; /* the peer's requests: a ring of MAX_UPLOAD_QUEUE, oldest at uphead */
     size_t uphead, nupq;
@@ -399,6 +404,9 @@ static void drop_requests(struct peer *p)
 {
     for (size_t i = 0; i < p->nreqs; i++)
         picker_block_dropped(p->t->picker, p->reqs[i].piece, p->reqs[i].begin, p);
+    p->late_ok += (unsigned)p->nreqs;
+    if (p->late_ok > LATE_BLOCKS_MAX)
+        p->late_ok = LATE_BLOCKS_MAX;
     p->nreqs = 0;
 }
 
@@ -614,8 +622,19 @@ static int handle_block(struct peer *p, const struct wire_msg *m)
     rv_torrent_t *t = p->t;
     uint32_t want_len;
     if (!remove_request(p, m->index, m->begin, &want_len)) {
-        /* Not asked of this peer (late after a cancel, or unsolicited): ignore it. */
+        /* Not asked of this peer: late after a cancel or a choke is fair and ignored; a peer
+         * pushing blocks nobody asked for (or at offsets nobody asked for) wastes our
+         * bandwidth and goes. */
         t->wasted += m->data_len;
+        if (p->late_ok > 0) {
+            p->late_ok--;
+            return 0;
+        }
+        if (++p->unrequested > UNREQUESTED_MAX) {
+            conn_set_reason(p->conn, "sent %u blocks we never asked for (last: piece %u at %u, "
+                            "%zu bytes)", p->unrequested, m->index, m->begin, m->data_len);
+            return RV_EPROTO;
+        }
         return 0;
     }
     if (want_len != m->data_len) {
@@ -652,6 +671,8 @@ static int handle_block(struct peer *p, const struct wire_msg *m)
         struct peer *o = others[i];
         uint32_t len;
         if (remove_request(o, m->index, m->begin, &len)) {
+            if (o->late_ok < LATE_BLOCKS_MAX)
+                o->late_ok++;
             wire_put_request(conn_out(o->conn), WIRE_CANCEL, m->index, m->begin, len);
             conn_flush(o->conn);
         }
@@ -1404,6 +1425,17 @@ static int on_handshake(void *owner, struct conn *c, const struct handshake *h)
     }
     if (t->stopping)
         return RV_ECANCELED;
+    /* One connection per peer id: a second one is the same peer dialling twice or someone
+     * claiming its identity; either way it gets nothing the first does not. */
+    for (struct peer *o = t->peers; o != NULL; o = o->next) {
+        if (o != p && o->handshaked && memcmp(o->peer_id, h->peer_id, 20) == 0) {
+            char oa[64];
+            peer_addr_format(&o->conn->addr, oa, sizeof(oa));
+            conn_set_reason(c, "peer id already connected from %s", oa);
+            return RV_EPROTO;
+        }
+    }
+    memcpy(p->peer_id, h->peer_id, 20);
     p->handshaked = true;
     p->connected_ms = now_ms(t);
     for (size_t i = 0; i < 20 && i < sizeof(p->client) - 1; i++) {
@@ -1611,6 +1643,10 @@ static void on_close(void *owner, struct conn *c, int rc, const char *why)
         }
         if (!t->stopping)
             emit(t, RV_EVENT_PEER_DROPPED, 0, rc, "%s: %s", a, why);
+    } else if (!t->stopping && c->connected_ms != 0) {
+        /* Connected but no good handshake (a wrong info-hash or protocol string, none in
+         * time, ourselves): say what went wrong; plain connect failures stay quiet. */
+        emit(t, RV_EVENT_PEER_DROPPED, 0, rc, "%s: %s", a, why);
     }
     struct candidate *cand = cand_find(t, &c->addr);
     if (cand != NULL && cand->state != CAND_BANNED) {
@@ -1731,7 +1767,7 @@ static void connect_peers(rv_torrent_t *t)
         p->am_choking = p->peer_choking = true;
         p->depth = START_PIPELINE;
         struct conn *conn;
-        struct conn_opts co = {.bind_addr = t->ctx->opts.listen_addr};
+        struct conn_opts co = t->ctx->conn_opts;
         int rc = conn_connect(t->ctx->loop, &c->addr, &t->hs, &t->limits, &co, &handler, t,
                               ++t->ctx->next_conn_id, &conn);
         if (rc != 0) {

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "peer/conn.h"
 #include "rivulet/session.h"
 #include "session/limits.h"
 #include "tracker/client.h"
@@ -19,6 +20,7 @@ struct session_ctx {
     struct tracker_client *trackers; /* may be NULL when no torrent announces */
     struct dht *dht;                 /* NULL without a DHT */
     rv_session_opts_t opts;
+    struct conn_opts conn_opts; /* for every peer connection, from opts */
     /* session-wide rate limits: buckets and the queues that wait on them */
     struct limit_bucket down_all, up_all;
     struct limit_sched down_q, up_q;
