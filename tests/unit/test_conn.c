@@ -857,13 +857,11 @@ static void test_close_inside_on_message(void **state)
     ctx_free(x);
 }
 
-/* A peer that never reads while we queue 50 MB: the backlog stays (nothing bounds it yet; see
- * the report, a gap for seeding), and closing then frees everything, in-flight write
- * included. */
-static void test_close_with_backlog(void **state)
+/* Connects to a fake peer that never reads and waits for the handshake. */
+static struct ctx *connect_non_reader(unsigned send_timeout_ms)
 {
-    (void)state;
     struct ctx *x = ctx_new();
+    x->opts.send_timeout_ms = send_timeout_ms;
     x->f.no_read = true;
     x->f.on_accept = send_handshake;
     ctx_connect(x, "127.0.0.1", fake_listen(&x->f, &x->loop, "127.0.0.1"));
@@ -872,27 +870,62 @@ static void test_close_with_backlog(void **state)
     while (x->handshakes == 0 && x->closes == 0 && uv_now(&x->loop) < end)
         run_once(x);
     assert_int_equal(x->handshakes, 1);
+    return x;
+}
+
+/* A peer that never reads while we queue 50 MB: once more than CONN_SEND_MAX waits for it, the
+ * next flush drops it, so its backlog never holds more than the cap plus one batch; closing
+ * frees everything, in-flight writes included. */
+static void test_close_with_backlog(void **state)
+{
+    (void)state;
+    struct ctx *x = connect_non_reader(0);
     static uint8_t block[16384];
     memset(block, 0x5a, sizeof(block));
-    const size_t total = 50u << 20;
-    for (size_t sent = 0; sent < total; sent += sizeof(block)) {
-        /* Queued in a few batches, each flushed: several writes end up in flight. */
+    const size_t total = 50u << 20, batch = 1u << 20;
+    size_t most = 0;
+    for (size_t sent = 0; sent < total && x->closes == 0 && x->c->state != CONN_CLOSING;
+         sent += sizeof(block)) {
+        /* Queued in batches, each flushed, with the loop run between them. */
         assert_int_equal(wire_put_piece_header(conn_out(x->c), 0, 0, sizeof(block)), 0);
         assert_int_equal(buf_append(conn_out(x->c), block, sizeof(block)), 0);
-        if (sent % (8u << 20) == 0)
+        if ((sent + sizeof(block)) % batch == 0) {
+            size_t b = conn_send_backlog(x->c);
+            most = b > most ? b : most;
             conn_flush(x->c);
+            if (x->c->state == CONN_CLOSING)
+                break;
+            run_once(x);
+        }
+    }
+    print_message("most queued toward a peer that never reads: %zu bytes\n", most);
+    assert_true(most <= CONN_SEND_MAX + batch + (batch / 16384) * 13);
+    assert_true(run_until_closed(x, 2000));
+    assert_int_equal(x->close_rc, RV_EPROTO);
+    assert_non_null(strstr(x->reason, "does not read what we send"));
+    ctx_free(x);
+}
+
+/* Under the cap but never read: dropped once the kernel has taken nothing for
+ * send_timeout_ms. */
+static void test_send_stall_timeout(void **state)
+{
+    (void)state;
+    struct ctx *x = connect_non_reader(300);
+    /* A small kernel buffer on our side, so most of what we queue stays with libuv. */
+    int sndbuf = 16384;
+    uv_send_buffer_size((uv_handle_t *)&x->c->tcp, &sndbuf);
+    static uint8_t block[16384];
+    memset(block, 0x5a, sizeof(block));
+    /* More than loopback's socket buffers take, less than CONN_SEND_MAX. */
+    for (size_t sent = 0; sent < (3u << 20); sent += sizeof(block)) {
+        assert_int_equal(wire_put_piece_header(conn_out(x->c), 0, 0, sizeof(block)), 0);
+        assert_int_equal(buf_append(conn_out(x->c), block, sizeof(block)), 0);
     }
     conn_flush(x->c);
-    run_for(x, 300);
-    assert_int_equal(x->closes, 0);
-    size_t backlog = conn_send_backlog(x->c);
-    print_message("backlog after 300 ms toward a peer that never reads: %zu bytes\n", backlog);
-    /* Loopback socket buffers take a few MB at most; the rest stays with us. */
-    assert_true(backlog > 30u << 20);
-    assert_true(backlog <= total + (total / 16384) * 13 + HANDSHAKE_LEN);
-    conn_close(x->c, 0, "giving up");
-    assert_true(run_until_closed(x, 1000));
-    assert_int_equal(x->close_rc, 0);
+    assert_true(run_until_closed(x, 5000));
+    assert_int_equal(x->close_rc, RV_ETIMEDOUT);
+    assert_non_null(strstr(x->reason, "read nothing we sent"));
     ctx_free(x);
 }
 
@@ -911,6 +944,7 @@ int main(void)
         cmocka_unit_test_teardown(test_connection_refused, teardown),
         cmocka_unit_test_teardown(test_close_inside_on_message, teardown),
         cmocka_unit_test_teardown(test_close_with_backlog, teardown),
+        cmocka_unit_test_teardown(test_send_stall_timeout, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
