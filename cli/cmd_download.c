@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -20,12 +21,14 @@ static const char usage[] =
     "Usage: rivulet download [OPTIONS] FILE.torrent|MAGNET -o DIR\n"
     "       rivulet FILE.torrent|MAGNET -o DIR\n"
     "       rivulet download --metadata-only MAGNET -o FILE.torrent\n"
-    "       rivulet seed [OPTIONS] FILE.torrent -d DIR\n"
+    "       rivulet seed [OPTIONS] FILE.torrent|MAGNET... -d DIR\n"
     "\n"
     "download fetches the torrent into DIR (checking what is already there), then seeds it\n"
     "until the seed limits are reached, and exits. seed checks the data in DIR and seeds it\n"
-    "(fetching whatever is missing) until stopped. A magnet link's metadata comes from peers\n"
-    "(x.pe, its trackers, peers they tell of) and is kept in the state folder.\n"
+    "(fetching whatever is missing) until stopped; it takes several torrents at once, all\n"
+    "with their data in DIR, in one session (one port, resume data for each). A magnet\n"
+    "link's metadata comes from peers (x.pe, its trackers, peers they tell of) and is kept\n"
+    "in the state folder.\n"
     "\n"
     "  -o, -d, --dir DIR       download folder (created if missing; default: .)\n"
     "      --peer HOST:PORT    add a peer by hand ([IPv6]:PORT too), repeatable\n"
@@ -59,6 +62,10 @@ static const char usage[] =
     "  -v, --verbose           log peers, trackers and pieces on stderr\n"
     "  -q, --quiet             print only errors\n"
     "  -j, --json              NDJSON events and status on stdout\n"
+    "      --stats             at the end, print the session's counters (bytes and calls on\n"
+    "                          the sockets and the disk, hash and disk time, queue peaks) and\n"
+    "                          the process's CPU time and peak memory on stderr (a 'stats'\n"
+    "                          event with --json)\n"
     "  -h, --help              this help\n"
     "  -V, --version           print the version\n"
     "\n"
@@ -71,7 +78,9 @@ struct ui {
     enum output out;
     bool verbose;
     rv_session_t *session;
-    rv_torrent_t *torrent;
+    rv_torrent_t *torrent;   /* the first (download: the only one) */
+    rv_torrent_t **torrents; /* seed: every torrent given */
+    size_t ntorrents;
     uv_timer_t timer;
     uv_signal_t sigint, sigterm;
     bool interrupted;
@@ -116,12 +125,14 @@ static void fmt_eta(int64_t s, char *out, size_t n)
 
 /* Who sent what, while the peers are still connected: scripts check that every seeder
  * contributed. */
-static void json_peers(struct json *j, const rv_torrent_t *t)
+static void json_peer_list(struct json *j, rv_torrent_t *const *ts, size_t nts)
 {
     rv_peer_info_t info[64];
-    size_t n = rv_torrent_peers(t, info, 64);
-    if (n > 64)
-        n = 64;
+    size_t n = 0;
+    for (size_t k = 0; k < nts && n < 64; k++) {
+        size_t got = rv_torrent_peers(ts[k], info + n, 64 - n);
+        n += got < 64 - n ? got : 64 - n;
+    }
     json_key(j, "peers");
     json_array_begin(j);
     for (size_t i = 0; i < n; i++) {
@@ -151,12 +162,49 @@ static void json_peers(struct json *j, const rv_torrent_t *t)
     json_array_end(j);
 }
 
+static void json_peers(struct json *j, rv_torrent_t *t)
+{
+    json_peer_list(j, &t, 1);
+}
+
+/* The status of the one torrent, or the sum over several (seed): seeding only when all are. */
+static void status_all(const struct ui *u, rv_torrent_status_t *st)
+{
+    rv_torrent_status(u->torrents[0], st);
+    for (size_t i = 1; i < u->ntorrents; i++) {
+        rv_torrent_status_t o;
+        rv_torrent_status(u->torrents[i], &o);
+        st->pieces_have += o.pieces_have;
+        st->pieces_total += o.pieces_total;
+        st->pieces_wanted += o.pieces_wanted;
+        st->bytes_have += o.bytes_have;
+        st->bytes_total += o.bytes_total;
+        st->downloaded += o.downloaded;
+        st->uploaded += o.uploaded;
+        st->wasted += o.wasted;
+        st->download_rate += o.download_rate;
+        st->upload_rate += o.upload_rate;
+        st->peers_connected += o.peers_connected;
+        st->peers_known += o.peers_known;
+        st->pieces_failed += o.pieces_failed;
+        st->peers_banned += o.peers_banned;
+        if (o.state != RV_STATE_SEEDING && st->state == RV_STATE_SEEDING)
+            st->state = o.state;
+        if (st->error_code == 0 && o.error_code != 0) {
+            st->error_code = o.error_code;
+            memcpy(st->error, o.error, sizeof(st->error));
+        }
+        if (o.eta_seconds < 0 || o.eta_seconds > st->eta_seconds)
+            st->eta_seconds = o.eta_seconds;
+    }
+}
+
 static void draw(struct ui *u, bool final)
 {
     rv_torrent_status_t st;
-    if (u->torrent == NULL)
+    if (u->ntorrents == 0)
         return;
-    rv_torrent_status(u->torrent, &st);
+    status_all(u, &st);
     double pct = st.bytes_total ? 100.0 * (double)st.bytes_have / (double)st.bytes_total : 100.0;
     char have[32], total[32], down[32], up[32], eta[32];
     cli_human_size(st.bytes_have, have, sizeof(have));
@@ -236,10 +284,80 @@ static void draw(struct ui *u, bool final)
             json_key(&j, "dht_nodes");
             json_uint(&j, ds.nodes4 + ds.nodes6);
         }
-        json_peers(&j, u->torrent);
+        if (u->ntorrents > 1) {
+            json_key(&j, "torrents");
+            json_uint(&j, u->ntorrents);
+        }
+        json_peer_list(&j, u->torrents, u->ntorrents);
         json_object_end(&j);
         fflush(stdout);
     }
+}
+
+/* --stats: the session's counters and the process's CPU and memory, one line of key=value (or
+ * a JSON event), so a benchmark can explain a ratio: bytes per socket call, hash and disk time
+ * against the wall time, how deep the queues got. */
+static void print_stats(const struct ui *u, double secs)
+{
+    rv_session_stats_t st;
+    struct rusage ru;
+    rv_session_stats(u->session, &st);
+    getrusage(RUSAGE_SELF, &ru);
+    struct {
+        const char *key;
+        double v;
+    } kv[] = {
+        {"wall_s", secs},
+        {"cpu_user_s", (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6},
+        {"cpu_sys_s", (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6},
+        {"max_rss_kib", (double)ru.ru_maxrss},
+        {"net_bytes_in", (double)st.net_bytes_in},
+        {"net_bytes_out", (double)st.net_bytes_out},
+        {"net_reads", (double)st.net_reads},
+        {"net_writes", (double)st.net_writes},
+        {"blocks_in", (double)st.blocks_in},
+        {"blocks_out", (double)st.blocks_out},
+        {"requests_out", (double)st.requests_out},
+        {"hash_bytes", (double)st.hash_bytes},
+        {"hash_s", (double)st.hash_ns / 1e9},
+        {"disk_reads", (double)st.disk_reads},
+        {"disk_writes", (double)st.disk_writes},
+        {"disk_read_bytes", (double)st.disk_read_bytes},
+        {"disk_write_bytes", (double)st.disk_write_bytes},
+        {"disk_syncs", (double)st.disk_syncs},
+        {"disk_s", (double)st.disk_ns / 1e9},
+        {"disk_jobs", (double)st.disk_jobs},
+        {"disk_queue_max", (double)st.disk_queue_max},
+        {"peer_requests_max", (double)st.peer_requests_max},
+        {"peer_uploads_max", (double)st.peer_uploads_max},
+        {"pieces_in_memory_max", (double)st.pieces_in_memory_max},
+        {"vol_ctx_switches", (double)ru.ru_nvcsw},
+        {"invol_ctx_switches", (double)ru.ru_nivcsw},
+    };
+    size_t n = sizeof(kv) / sizeof(kv[0]);
+    if (u->out == OUT_JSON) {
+        struct json j;
+        json_init(&j, stdout);
+        json_object_begin(&j);
+        json_key(&j, "event");
+        json_string(&j, "stats");
+        for (size_t i = 0; i < n; i++) {
+            json_key(&j, kv[i].key);
+            json_double(&j, kv[i].v);
+        }
+        json_object_end(&j);
+        fflush(stdout);
+        return;
+    }
+    fputs("stats", stderr);
+    for (size_t i = 0; i < n; i++) {
+        double v = kv[i].v;
+        if (v == (double)(uint64_t)v && v < 1e18)
+            fprintf(stderr, " %s=%llu", kv[i].key, (unsigned long long)v);
+        else
+            fprintf(stderr, " %s=%.3f", kv[i].key, v);
+    }
+    fputc('\n', stderr);
 }
 
 static const char *event_name(rv_event_type_t t)
@@ -434,7 +552,8 @@ static int run(int argc, char **argv, bool seed_mode)
         OPT_NO_DHT,
         OPT_DHT_BOOT,
         OPT_SELECT,
-        OPT_PEER_TIMEOUT
+        OPT_PEER_TIMEOUT,
+        OPT_STATS
     };
     static const struct option opts[] = {{"dir", required_argument, NULL, 'o'},
                                          {"output", required_argument, NULL, 'o'},
@@ -459,6 +578,7 @@ static int run(int argc, char **argv, bool seed_mode)
                                          {"dht-bootstrap", required_argument, NULL, OPT_DHT_BOOT},
                                          {"peer-timeout", required_argument, NULL,
                                           OPT_PEER_TIMEOUT},
+                                         {"stats", no_argument, NULL, OPT_STATS},
                                          {"verbose", no_argument, NULL, 'v'},
                                          {"quiet", no_argument, NULL, 'q'},
                                          {"json", no_argument, NULL, 'j'},
@@ -475,7 +595,7 @@ static int run(int argc, char **argv, bool seed_mode)
     struct ui u;
     int c, ret = EXIT_USAGE;
     uint64_t v;
-    bool json = false, quiet = false;
+    bool json = false, quiet = false, stats = false;
 
     memset(&so, 0, sizeof(so));
     memset(&ao, 0, sizeof(ao));
@@ -538,6 +658,9 @@ static int run(int argc, char **argv, bool seed_mode)
                 goto done;
             }
             boot[nboot++] = optarg;
+            break;
+        case OPT_STATS:
+            stats = true;
             break;
         case OPT_MAX_PEERS:
             if (cli_parse_size(optarg, &v) != 0 || v < 1 || v > 10000) {
@@ -630,9 +753,16 @@ static int run(int argc, char **argv, bool seed_mode)
             goto done;
         }
     }
-    if (optind + 1 != argc) {
-        cli_error("%s needs exactly one FILE.torrent or magnet link (try rivulet %s --help)",
-                  seed_mode ? "seed" : "download", seed_mode ? "seed" : "download");
+    if (seed_mode ? optind >= argc : optind + 1 != argc) {
+        cli_error("%s needs %s FILE.torrent (try rivulet %s --help)",
+                  seed_mode ? "seed" : "download", seed_mode ? "at least one" : "exactly one",
+                  seed_mode ? "seed" : "download");
+        goto done;
+    }
+    u.torrents = calloc((size_t)(argc - optind), sizeof(*u.torrents));
+    if (u.torrents == NULL) {
+        cli_error("out of memory");
+        ret = EXIT_FAIL;
         goto done;
     }
     bool magnet = strncasecmp(argv[optind], "magnet:", 7) == 0;
@@ -685,10 +815,22 @@ static int run(int argc, char **argv, bool seed_mode)
         goto done;
     }
     rv_error_t err;
-    int rc = magnet ? rv_session_add_magnet(u.session, argv[optind], &ao, &u.torrent, &err)
-                    : rv_session_add(u.session, argv[optind], &ao, &u.torrent, &err);
+    int rc = 0;
+    const char *failed = NULL;
+    for (int i = optind; i < argc && rc == 0; i++) {
+        bool mag = strncasecmp(argv[i], "magnet:", 7) == 0;
+        rv_torrent_t **slot = &u.torrents[u.ntorrents];
+        rc = mag ? rv_session_add_magnet(u.session, argv[i], &ao, slot, &err)
+                 : rv_session_add(u.session, argv[i], &ao, slot, &err);
+        if (rc == 0)
+            u.ntorrents++;
+        else
+            failed = argv[i];
+    }
+    u.torrent = u.torrents[0];
     if (rc != 0) {
-        cli_report(argv[optind], &err);
+        /* Those already added stop with the session. */
+        cli_report(failed, &err);
         ret = rc == RV_EIO || rc == RV_EPATH ? EXIT_DISK : rc == RV_EINVAL ? EXIT_USAGE
                                                                           : EXIT_TORRENT;
         rv_session_free(u.session);
@@ -713,10 +855,14 @@ static int run(int argc, char **argv, bool seed_mode)
     rv_session_run(u.session);
 
     rv_torrent_status_t st;
-    rv_torrent_status(u.torrent, &st);
+    status_all(&u, &st);
     draw(&u, true);
     double secs = since(&u.start);
-    bool have_info = rv_torrent_info(u.torrent) != NULL;
+    if (stats)
+        print_stats(&u, secs);
+    bool have_info = true;
+    for (size_t i = 0; i < u.ntorrents; i++)
+        have_info = have_info && rv_torrent_info(u.torrents[i]) != NULL;
     if (ao.metadata_only && have_info && st.error_code == 0) {
         ret = EXIT_OK;
         if (u.out != OUT_QUIET && u.out != OUT_JSON)
@@ -727,9 +873,11 @@ static int run(int argc, char **argv, bool seed_mode)
         if (u.out != OUT_QUIET && u.out != OUT_JSON) {
             char size[32];
             cli_human_size(st.bytes_total, size, sizeof(size));
-            fprintf(stderr, "done: %s in %.1f s (%.1f MiB/s), %u pieces, %u failed, %u banned\n",
-                    size, secs, secs > 0 ? (double)st.downloaded / 1048576.0 / secs : 0.0,
-                    st.pieces_have, st.pieces_failed, st.peers_banned);
+            fprintf(stderr,
+                    "done: %s%s in %.1f s (%.1f MiB/s), %u pieces, %u failed, %u banned\n",
+                    size, u.ntorrents > 1 ? " (all torrents)" : "", secs,
+                    secs > 0 ? (double)st.downloaded / 1048576.0 / secs : 0.0, st.pieces_have,
+                    st.pieces_failed, st.peers_banned);
         }
     } else if (u.interrupted) {
         ret = 130;
@@ -745,6 +893,7 @@ static int run(int argc, char **argv, bool seed_mode)
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
 done:
+    free(u.torrents);
     for (size_t i = 0; i < npeers; i++)
         free(peers[i]);
     free(peers);

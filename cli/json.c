@@ -144,6 +144,17 @@ void json_uint(struct json *j, uint64_t v)
     fprintf(j->f, "%llu", (unsigned long long)v);
 }
 
+void json_double(struct json *j, double v)
+{
+    before_value(j);
+    if (v != v || v > 1e300 || v < -1e300)
+        fputs("null", j->f); /* JSON has no NaN or infinity */
+    else if (v == (double)(int64_t)v && v < 9e15 && v > -9e15)
+        fprintf(j->f, "%lld", (long long)v);
+    else
+        fprintf(j->f, "%.6f", v);
+}
+
 void json_int(struct json *j, int64_t v)
 {
     before_value(j);

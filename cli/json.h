@@ -27,6 +27,7 @@ void json_string(struct json *j, const char *s); /* NULL prints null */
 void json_string_n(struct json *j, const char *s, size_t n);
 void json_uint(struct json *j, uint64_t v);
 void json_int(struct json *j, int64_t v);
+void json_double(struct json *j, double v); /* integers without a fraction */
 void json_bool(struct json *j, bool v);
 void json_null(struct json *j);
 

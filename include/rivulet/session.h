@@ -164,6 +164,29 @@ typedef struct rv_peer_info {
     unsigned allowed_fast; /* pieces it allowed us to ask for while choked (BEP 6) */
 } rv_peer_info_t;
 
+/* Counters of the whole session since rv_session_new, to explain a benchmark's figures rather
+ * than only report them: what crossed the sockets and in how many calls, what the workers spent
+ * hashing and in the disk, how deep the queues got. */
+typedef struct rv_session_stats {
+    uint64_t net_bytes_in, net_bytes_out;  /* wire bytes, every peer */
+    uint64_t net_reads;                    /* socket reads that returned data */
+    uint64_t net_writes;                   /* writes handed to the socket (uv_write calls) */
+    uint64_t blocks_in, blocks_out;        /* PIECE messages received and sent */
+    uint64_t requests_out;                 /* REQUEST messages sent */
+    uint64_t hash_bytes, hash_ns;          /* SHA-1 on the workers: bytes and time */
+    uint64_t disk_reads, disk_writes;      /* pread and pwrite calls */
+    uint64_t disk_read_bytes, disk_write_bytes;
+    uint64_t disk_syncs;                   /* fsync calls */
+    uint64_t disk_ns;                      /* time in pread, pwrite and fsync */
+    uint64_t disk_jobs;                    /* storage jobs done (write, check, read, sync) */
+    uint32_t disk_queue, disk_queue_max;   /* storage jobs queued or running: now, peak */
+    uint32_t requests_queued;              /* our requests outstanding, every peer, now */
+    uint32_t peer_requests_max;            /* most requests outstanding to one peer */
+    uint32_t uploads_queued;               /* peers' requests waiting to be served, now */
+    uint32_t peer_uploads_max;             /* most requests one peer had waiting */
+    uint32_t pieces_in_memory_max;         /* most piece buffers in use at once, any torrent */
+} rv_session_stats_t;
+
 /* loop: a uv_loop_t * to run on, or NULL for a loop of the session's own. */
 int rv_session_new(void *loop, const rv_session_opts_t *opts, rv_session_t **out);
 /* Adds a torrent from a .torrent path. The torrent starts at once. */
@@ -200,6 +223,9 @@ struct rv_dht *rv_session_dht(const rv_session_t *s);
  * only (or in a callback). */
 void rv_session_set_rate_limits(rv_session_t *s, uint64_t download, uint64_t upload);
 void rv_torrent_set_rate_limits(rv_torrent_t *t, uint64_t download, uint64_t upload);
+
+/* The session's counters. Loop thread only (or in a callback), or after the loop ended. */
+void rv_session_stats(const rv_session_t *s, rv_session_stats_t *out);
 
 /* Any thread: on the loop's thread the live figures, elsewhere a copy at most a second old. */
 void rv_torrent_status(const rv_torrent_t *t, rv_torrent_status_t *st);

@@ -142,6 +142,10 @@ void conn_flush(struct conn *c)
         c->send_progress_ms = now_ms(c);
     c->writing += w->len;
     c->bytes_out += w->len;
+    if (c->opts.stats != NULL) {
+        c->opts.stats->net_writes++;
+        c->opts.stats->net_bytes_out += w->len;
+    }
     c->last_send_ms = now_ms(c);
 }
 
@@ -287,6 +291,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         return;
     c->rbuf.len += (size_t)nread;
     c->bytes_in += (uint64_t)nread;
+    if (c->opts.stats != NULL) {
+        c->opts.stats->net_reads++;
+        c->opts.stats->net_bytes_in += (uint64_t)nread;
+    }
     if (c->rsched != NULL)
         c->rcredit -= (size_t)nread < c->rcredit ? (size_t)nread : c->rcredit;
     c->last_recv_ms = now_ms(c);

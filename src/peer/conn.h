@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "peer/wire.h"
+#include "rivulet/session.h"
 #include "session/limits.h"
 #include "swarm/peers.h"
 #include "util/bitfield.h"
@@ -41,6 +42,7 @@ struct conn_opts {
     const char *bind_addr;         /* numeric source address for outgoing connections (the
                                       address we listen on, so peers see one address); NULL:
                                       the system's choice */
+    rv_session_stats_t *stats;     /* counters to add to (bytes, reads, writes), or NULL */
 };
 
 enum conn_state { CONN_CONNECTING, CONN_HANDSHAKE, CONN_ACTIVE, CONN_CLOSING };

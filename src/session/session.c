@@ -11,6 +11,7 @@
 #include "session/torrent.h"
 #include "storage/resume.h"
 #include "util/err.h"
+#include "util/stats.h"
 
 #define MAX_TORRENTS 4096
 #define MAX_PENDING 64 /* incoming connections whose handshake has not arrived yet */
@@ -192,6 +193,24 @@ static void stop_listening(rv_session_t *s)
 
 static void stop_now(rv_session_t *s);
 
+void rv_session_stats(const rv_session_t *s, rv_session_stats_t *out)
+{
+    const rv_session_stats_t *st = &s->ctx.stats;
+    *out = *st;
+    /* Written by the workers: each read whole. */
+    out->hash_bytes = stats_load(&st->hash_bytes);
+    out->hash_ns = stats_load(&st->hash_ns);
+    out->disk_reads = stats_load(&st->disk_reads);
+    out->disk_writes = stats_load(&st->disk_writes);
+    out->disk_read_bytes = stats_load(&st->disk_read_bytes);
+    out->disk_write_bytes = stats_load(&st->disk_write_bytes);
+    out->disk_syncs = stats_load(&st->disk_syncs);
+    out->disk_ns = stats_load(&st->disk_ns);
+    out->requests_queued = out->uploads_queued = 0;
+    for (size_t i = 0; i < s->count; i++)
+        torrent_queues(s->torrents[i], &out->requests_queued, &out->uploads_queued);
+}
+
 static void on_wake(uv_async_t *h)
 {
     stop_now(h->data);
@@ -320,6 +339,7 @@ int rv_session_new(void *loop, const rv_session_opts_t *opts, rv_session_t **out
     if (o->port == 0)
         o->port = 6881;
     s->ctx.conn_opts.bind_addr = o->listen_addr;
+    s->ctx.conn_opts.stats = &s->ctx.stats;
     if (o->peer_timeout_ms != 0) {
         unsigned pt = o->peer_timeout_ms;
         s->ctx.conn_opts.idle_timeout_ms = pt;

@@ -30,6 +30,7 @@
 #include "util/fs.h"
 #include "util/hex.h"
 #include "util/rand.h"
+#include "util/stats.h"
 
 #define TICK_MS 1000
 #define MAX_PIPELINE 250
@@ -356,6 +357,7 @@ static struct piece_buf *buf_for(rv_torrent_t *t, uint32_t piece, bool create)
     if (b->data == NULL && (b->data = malloc(t->ti->piece_length)) == NULL)
         return NULL;
     t->nfree--;
+    stats_peak(&t->ctx->stats.pieces_in_memory_max, t->nbufs - t->nfree);
     t->slot_of[piece] = (uint32_t)(b - t->bufs);
     b->used = true;
     b->writing = false;
@@ -444,11 +446,13 @@ static void request_from(struct peer *p, const struct bitfield *mask, unsigned m
             break;
         }
         p->reqs[p->nreqs++] = picked[i];
+        t->ctx->stats.requests_out++;
         wire_put_request(conn_out(p->conn), WIRE_REQUEST, picked[i].piece, picked[i].begin,
                          picked[i].length);
     }
     if (n > 0 && p->last_block_ms == 0)
         p->last_block_ms = now_ms(t);
+    stats_peak(&t->ctx->stats.peer_requests_max, p->nreqs);
 }
 
 static void fill_requests(struct peer *p)
@@ -645,6 +649,7 @@ static int handle_block(struct peer *p, const struct wire_msg *m)
     }
     p->last_block_ms = now_ms(t);
     p->snubbed = false;
+    t->ctx->stats.blocks_in++;
     p->downloaded += m->data_len;
     p->window += m->data_len;
     t->downloaded += m->data_len;
@@ -812,6 +817,7 @@ static void serve(struct peer *p)
         p->nupq--;
         if (p->am_choking)
             t->fast_served++; /* an allowed-fast piece, served while choked */
+        t->ctx->stats.blocks_out++;
         p->uploaded += r.length;
         p->up_window += r.length;
         t->uploaded += r.length;
@@ -1590,6 +1596,7 @@ static int on_message(void *owner, struct conn *c, const struct wire_msg *m)
         if (p->upq == NULL && (p->upq = malloc(MAX_UPLOAD_QUEUE * sizeof(*p->upq))) == NULL)
             return RV_ENOMEM;
         p->upq[(p->uphead + p->nupq++) % MAX_UPLOAD_QUEUE] = r;
+        stats_peak(&t->ctx->stats.peer_uploads_max, p->nupq);
         serve(p);
         break;
     }
@@ -2450,7 +2457,7 @@ static int data_init(rv_torrent_t *t, rv_torrent_info_t *ti, rv_error_t *err)
         if (!bitfield_has(&t->wanted, i))
             picker_set_wanted(picker, i, false);
     /* Storage last: it closes asynchronously, so nothing after it may fail. */
-    struct storage_opts so = {.dir = t->save_dir, .file_sel = t->file_sel};
+    struct storage_opts so = {.dir = t->save_dir, .file_sel = t->file_sel, .stats = &t->ctx->stats};
     t->existing = data_on_disk(t, t->save_dir);
     int rc = storage_new(ctx->loop, ti, &t->layout, &so, &t->storage, err);
     if (rc != 0) {
@@ -2822,6 +2829,14 @@ fail:
 }
 
 /* ---- status ---- */
+
+void torrent_queues(const rv_torrent_t *t, uint32_t *requests, uint32_t *uploads)
+{
+    for (const struct peer *p = t->peers; p != NULL; p = p->next) {
+        *requests += (uint32_t)p->nreqs;
+        *uploads += (uint32_t)p->nupq;
+    }
+}
 
 static void status_compute(const rv_torrent_t *t, rv_torrent_status_t *st)
 {

@@ -25,6 +25,7 @@ struct session_ctx {
     struct limit_bucket down_all, up_all;
     struct limit_sched down_q, up_q;
     uint32_t next_conn_id;
+    rv_session_stats_t stats; /* workers add to the disk and hash counters atomically */
     void (*on_stopped)(void *ud, rv_torrent_t *t);
     void *ud;
 };
@@ -45,6 +46,8 @@ struct handshake;
 int torrent_accept(rv_torrent_t *t, struct conn *c, const struct handshake *h);
 const uint8_t *torrent_info_hash(const rv_torrent_t *t);
 bool torrent_is_stopping(const rv_torrent_t *t);
+/* Adds the requests this torrent's peers have outstanding (ours) and waiting (theirs). */
+void torrent_queues(const rv_torrent_t *t, uint32_t *requests, uint32_t *uploads);
 /* Copies the status for readers on other threads. */
 void torrent_snapshot(rv_torrent_t *t);
 

@@ -30,6 +30,7 @@
 
 #include "util/err.h"
 #include "util/sha.h"
+#include "util/stats.h"
 
 #define DEFAULT_MAX_OPEN 64
 #define CHECK_CHUNK (256u << 10) /* storage_check hashes a piece in reads of this size */
@@ -73,6 +74,8 @@ struct storage {
     const uint8_t *file_sel;
     int dirfd;
     unsigned max_open;
+    rv_session_stats_t *stats; /* the session's, or own_stats */
+    rv_session_stats_t own_stats;
 
     uv_mutex_t lock; /* guards fents, lru_head, lru_tail, open_count */
     struct fent *fents;
@@ -391,13 +394,19 @@ static void fh_release(struct storage *s, const struct fh *h, bool wrote)
 /* ---- positional I/O ---- */
 
 /* Writes all of p, through short writes and signals. Returns 0 or an errno. */
-static int pwrite_all(int fd, const uint8_t *p, uint64_t len, uint64_t off)
+static int pwrite_all(rv_session_stats_t *st, int fd, const uint8_t *p, uint64_t len,
+                      uint64_t off)
 {
     while (len > 0) {
         size_t n = len > IO_MAX ? IO_MAX : (size_t)len;
         if (off > (uint64_t)INT64_MAX - n)
             return EFBIG;
+        uint64_t t0 = stats_now_ns();
         ssize_t w = pwrite(fd, p, n, (off_t)off);
+        stats_add(&st->disk_ns, stats_now_ns() - t0);
+        stats_add(&st->disk_writes, 1);
+        if (w > 0)
+            stats_add(&st->disk_write_bytes, (uint64_t)w);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -413,14 +422,20 @@ static int pwrite_all(int fd, const uint8_t *p, uint64_t len, uint64_t off)
 }
 
 /* Reads up to len bytes, through short reads and signals; *got < len means end of file. */
-static int pread_all(int fd, uint8_t *p, uint64_t len, uint64_t off, uint64_t *got)
+static int pread_all(rv_session_stats_t *st, int fd, uint8_t *p, uint64_t len, uint64_t off,
+                     uint64_t *got)
 {
     *got = 0;
     while (len > 0) {
         size_t n = len > IO_MAX ? IO_MAX : (size_t)len;
         if (off > (uint64_t)INT64_MAX - n)
             return EFBIG;
+        uint64_t t0 = stats_now_ns();
         ssize_t r = pread(fd, p, n, (off_t)off);
+        stats_add(&st->disk_ns, stats_now_ns() - t0);
+        stats_add(&st->disk_reads, 1);
+        if (r > 0)
+            stats_add(&st->disk_read_bytes, (uint64_t)r);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -452,7 +467,10 @@ static uint64_t piece_start(const struct storage *s, uint32_t piece)
 static int do_write(struct storage *s, struct req *r)
 {
     uint8_t md[RV_SHA1_LEN];
+    uint64_t t0 = stats_now_ns();
     sha1(r->data, r->len, md);
+    stats_add(&s->stats->hash_ns, stats_now_ns() - t0);
+    stats_add(&s->stats->hash_bytes, r->len);
     if (memcmp(md, s->ti->piece_hashes + (size_t)r->piece * RV_SHA1_LEN, RV_SHA1_LEN) != 0)
         return err_set(&r->err, RV_EHASH, "piece %u does not match its SHA-1 hash", r->piece);
 
@@ -470,7 +488,7 @@ static int do_write(struct storage *s, struct req *r)
         int rc = fh_acquire(s, sp.file, true, &h, &r->err);
         if (rc != 0)
             return rc;
-        int e = pwrite_all(h.fd, r->data + span_pos(s, &sp, start), sp.length, sp.file_offset);
+        int e = pwrite_all(s->stats, h.fd, r->data + span_pos(s, &sp, start), sp.length, sp.file_offset);
         fh_release(s, &h, true);
         if (e != 0)
             return sys_err(&r->err, e, "cannot write %s/%s", s->dir, f->path);
@@ -507,14 +525,18 @@ static int check_span(struct storage *s, struct req *r, const struct span *sp, s
     while (left > 0 && rc == 0) {
         size_t want = left < cap ? (size_t)left : cap;
         uint64_t got;
-        int e = pread_all(h.fd, buf, want, off, &got);
+        int e = pread_all(s->stats, h.fd, buf, want, off, &got);
         if (e != 0)
             rc = sys_err(&r->err, e, "cannot read %s/%s", s->dir, f->path);
         else if (got < want)
             rc = err_set(&r->err, RV_EHASH, "piece %u: %s/%s is shorter than the torrent says",
                          r->piece, s->dir, f->path);
-        else
+        else {
+            uint64_t t0 = stats_now_ns();
             sha1_update(c, buf, want);
+            stats_add(&s->stats->hash_ns, stats_now_ns() - t0);
+            stats_add(&s->stats->hash_bytes, want);
+        }
         left -= want;
         off += want;
     }
@@ -583,7 +605,7 @@ static int do_read(struct storage *s, struct req *r)
         if (rc != 0)
             return rc;
         uint64_t got;
-        int e = pread_all(h.fd, r->out + pos, sp.length, sp.file_offset, &got);
+        int e = pread_all(s->stats, h.fd, r->out + pos, sp.length, sp.file_offset, &got);
         fh_release(s, &h, false);
         if (e != 0)
             return sys_err(&r->err, e, "cannot read %s/%s", s->dir, f->path);
@@ -651,7 +673,11 @@ static int do_sync(struct storage *s, struct req *r)
             struct fh h;
             rc = fh_acquire(s, i, false, &h, &r->err);
             if (rc == 0) {
-                if (fsync(h.fd) != 0)
+                uint64_t t0 = stats_now_ns();
+                int e = fsync(h.fd);
+                stats_add(&s->stats->disk_ns, stats_now_ns() - t0);
+                stats_add(&s->stats->disk_syncs, 1);
+                if (e != 0)
                     rc = sys_err(&r->err, errno, "cannot sync %s/%s", s->dir, s->l->files[i].path);
                 fh_release(s, &h, false);
             }
@@ -729,6 +755,8 @@ static void after_req(uv_work_t *w, int status)
     struct storage *s = r->s;
 
     s->pending--;
+    s->stats->disk_queue--;
+    s->stats->disk_jobs++;
     if (r->op == OP_SYNC)
         s->syncing = false;
     if (r->prev != NULL)
@@ -783,6 +811,8 @@ static int submit(struct storage *s, enum op op, uint32_t piece, uint32_t begin,
         s->inflight->prev = r;
     s->inflight = r;
     s->pending++;
+    s->stats->disk_queue++;
+    stats_peak(&s->stats->disk_queue_max, s->stats->disk_queue);
     return 0;
 }
 
@@ -933,6 +963,7 @@ int storage_new(uv_loop_t *loop, const rv_torrent_info_t *ti, const struct layou
     s->dirfd = -1;
     s->max_open = opts->max_open != 0 ? opts->max_open : DEFAULT_MAX_OPEN;
     s->file_sel = opts->file_sel;
+    s->stats = opts->stats != NULL ? opts->stats : &s->own_stats;
     s->lru_head = s->lru_tail = NONE;
     s->dir = strdup(opts->dir);
     /* one extra entry so a torrent of no files still gets a non-NULL array */

@@ -13,12 +13,14 @@
 
 #include "metainfo/layout.h"
 #include "rivulet/metainfo.h"
+#include "rivulet/session.h"
 
 struct storage_opts {
     const char *dir;        /* the download folder (created if missing) */
     unsigned max_open;      /* open file handles kept; 0: 64 */
     const uint8_t *file_sel; /* per file: 0 = not selected, never created or written (the
                                 caller's, outlives the storage); NULL: every file */
+    rv_session_stats_t *stats; /* counters to add to (disk, hash, queue), or NULL; borrowed */
 };
 
 struct storage;
