@@ -409,7 +409,9 @@ int handshake_parse(const uint8_t *p, size_t len, struct handshake *out, rv_erro
     /* Check what has arrived so far, so a peer speaking another protocol (HTTP, an encrypted
      * MSE handshake) is refused at its first byte rather than after 68. */
     if (len >= 1 && p[0] != PROTOCOL_LEN - 1)
-        return err_set(err, RV_EPROTO, "handshake protocol string length %u, expected %u",
+        return err_set(err, RV_EPROTO,
+                       "handshake protocol string length %u, expected %u (not a plain "
+                       "BitTorrent handshake: an encrypted one, or another protocol)",
                        (unsigned)p[0], PROTOCOL_LEN - 1);
     size_t n = len < PROTOCOL_LEN ? len : PROTOCOL_LEN;
     if (n > 1 && memcmp(p + 1, protocol + 1, n - 1) != 0)

@@ -739,7 +739,7 @@ static void handshake_wrong_protocol(void **state)
     p[0] = 18;
     memset(&err, 0, sizeof(err));
     assert_int_equal(handshake_parse(p, 1, &h, &err), RV_EPROTO);
-    assert_string_equal(err.msg, "handshake protocol string length 18, expected 19");
+    assert_non_null(strstr(err.msg, "handshake protocol string length 18, expected 19"));
     assert_int_equal(handshake_parse(p, HANDSHAKE_LEN, &h, &err), RV_EPROTO);
 
     /* A wrong byte anywhere in "BitTorrent protocol" fails as soon as it arrives. */
@@ -757,7 +757,7 @@ static void handshake_wrong_protocol(void **state)
     memset(&err, 0, sizeof(err));
     assert_int_equal(handshake_parse((const uint8_t *)"GET / HTTP/1.1\r\n", 16, &h, &err),
                      RV_EPROTO);
-    assert_string_equal(err.msg, "handshake protocol string length 71, expected 19");
+    assert_non_null(strstr(err.msg, "handshake protocol string length 71, expected 19"));
     /* NULL err is allowed. */
     assert_int_equal(handshake_parse((const uint8_t *)"\x00", 1, &h, NULL), RV_EPROTO);
 }
