@@ -132,7 +132,13 @@ else
     fi
     wait "$EVPID" 2>/dev/null || true
     kill -INT "$RVPID" 2>/dev/null || true
-    wait "$RVPID" 2>/dev/null || true
+    src=0
+    wait "$RVPID" 2>/dev/null || src=$?
+    if [ $src -eq 0 ]; then ok "rivulet seed exited 0 on SIGINT"
+    else bad "rivulet seed exit $src on SIGINT: $(tail -n 3 rv.err | tr '\n' ' ')"; fi
+fi
+if grep -qE 'Sanitizer|runtime error:' rv.err; then
+    bad "sanitizer report: $(grep -m 1 -E 'Sanitizer|runtime error:' rv.err)"
 fi
 
 # One line naming the evil peer and saying what it did.

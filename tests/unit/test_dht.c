@@ -100,8 +100,8 @@ static void krpc_hostile(void **state)
         "d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:xe", /* unknown y */
         "d1:rd2:id20:0123456789abcdefghij5:nodes5:abcdee1:t2:aa1:y1:re", /* ragged nodes */
         "d1:rd2:id20:0123456789abcdefghij6:valuesl3:abcee1:t2:aa1:y1:re", /* bad value */
-        "d1:ad2:id20:abcdefghij01234567899:info_hash20:mnopqrstuvwxyz1234564:porti0e"
-        "5:token2:aae1:q13:announce_peer1:t2:aa1:y1:qe", /* port 0 */
+        ("d1:ad2:id20:abcdefghij01234567899:info_hash20:mnopqrstuvwxyz1234564:porti0e"
+         "5:token2:aae1:q13:announce_peer1:t2:aa1:y1:qe"), /* port 0 */
         "li1ei2ee", "d1:t2:aa1:y1:q", /* a list, truncated */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
