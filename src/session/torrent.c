@@ -71,6 +71,9 @@ struct candidate {
     struct peer_addr addr;
     enum cand_state state;
     unsigned fails;
+    unsigned proto_errs; /* connections it broke the protocol on: never reset by a good
+                            handshake, so a peer that handshakes and then misbehaves is
+                            retried less and less often like one we cannot reach */
     bool seed;        /* known to be a seed (PEX flag, or it was one when we met): a seed does
                          not dial it */
     int trust;        /* libtorrent's trust points: +1 per good piece it contributed to (up to
@@ -1661,11 +1664,13 @@ static void on_close(void *owner, struct conn *c, int rc, const char *why)
          * often and given up on after a dozen tries. */
         if (!p->handshaked || rc == RV_EPROTO)
             cand->fails++;
+        if (p->handshaked && rc == RV_EPROTO)
+            cand->proto_errs++;
         /* Retry later, twice as long after each failed attempt (3 s, 6 s, 12 s ... 5 min): a
          * seeder that restarts comes back, one that is gone costs little. */
         cand->state = CAND_WAIT;
         uint64_t delay = RETRY_BASE_MS;
-        for (unsigned k = 1; k < cand->fails && delay < RETRY_MAX_MS; k++)
+        for (unsigned k = 1; k < cand->fails + cand->proto_errs && delay < RETRY_MAX_MS; k++)
             delay *= 2;
         cand->retry_ms = now_ms(t) + (delay < RETRY_MAX_MS ? delay : RETRY_MAX_MS);
     }
@@ -1759,7 +1764,7 @@ static void connect_peers(rv_torrent_t *t)
                        connecting < o->max_half_open;
          i++) {
         struct candidate *c = &t->cands[i];
-        if (c->state == CAND_WAIT && c->retry_ms <= now && c->fails < 12)
+        if (c->state == CAND_WAIT && c->retry_ms <= now && c->fails + c->proto_errs < 12)
             c->state = CAND_NEW;
         if (c->state != CAND_NEW || ip_banned(t, &c->addr))
             continue;
