@@ -7,7 +7,8 @@
 #     byte-identical; the choked leechers ask for their allowed-fast pieces and get them
 #     (fast_requested > 0); libtorrent is also made to choke everyone for 3 s mid-download
 #     (the rejects it sends then are counted and reported).
-#  B. a rivulet seeder (one slot plus one optimistic, 80 KB/s) and three libtorrent leechers:
+#  B. a rivulet seeder (one slot plus one optimistic, 50 KB/s: slow enough that two leechers
+#     still want data at the 30 s optimistic rotation) and three libtorrent leechers:
 #     rivulet grants BEP 6 allowed-fast sets and serves them to choked libtorrent leechers
 #     (fast_served > 0), rejects the requests queued by a leecher it chokes at a choke round or
 #     the optimistic rotation at 30 s (rejects_sent > 0), and every leecher completes
@@ -88,7 +89,7 @@ wait "$SPID" 2>/dev/null || true
 # ---- B: rivulet seeds, libtorrent leeches
 RP=$(free_port 127.0.0.2)
 "$RV" seed small.torrent -d payload --listen 127.0.0.2 --port "$RP" --no-trackers --upload-slots 1 \
-    --max-upload-rate 80K --state-dir st-seed --json >seed.ndjson 2>seed.err &
+    --max-upload-rate 50K --state-dir st-seed --json >seed.ndjson 2>seed.err &
 RPID=$!
 pids+=("$RPID")
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.2/$RP") 2>/dev/null && break; sleep 0.1; done
