@@ -36,6 +36,9 @@
 #define MAX_PIPELINE 250
 #define MIN_PIPELINE 4
 #define START_PIPELINE 32
+#ifndef WRITE_QUEUE_BYTES
+#define WRITE_QUEUE_BYTES (8u << 20) /* pieces with the disk before no new one is started */
+#endif
 #define SNUB_MS 30000
 #define RETRY_BASE_MS 3000
 #define RETRY_MAX_MS 300000
@@ -211,6 +214,8 @@ struct rv_torrent {
     unsigned nconns;      /* every conn not yet closed, connecting included */
     struct piece_buf *bufs;
     size_t nbufs;
+    size_t nwriting;     /* buffers handed to the disk (hash and write), not yet back */
+    size_t max_writing;  /* no new piece is started while this many are with the disk */
     uint32_t *slot_of;    /* piece -> index in bufs, UINT32_MAX when none */
     uint32_t *free_slots; /* stack of unused indices in bufs */
     size_t nfree;
@@ -356,6 +361,11 @@ static struct piece_buf *buf_for(rv_torrent_t *t, uint32_t piece, bool create)
         return &t->bufs[slot];
     if (!create || t->nfree == 0)
         return NULL;
+    /* The disk is behind: more pieces in memory would not make it faster, only the peak RSS
+     * larger (on long downloads the kernel's dirty-page throttling slows writes, and the
+     * queue would otherwise fill every buffer). Pieces in progress go on. */
+    if (t->nwriting >= t->max_writing)
+        return NULL;
     struct piece_buf *b = &t->bufs[t->free_slots[t->nfree - 1]];
     if (b->data == NULL && (b->data = malloc(t->ti->piece_length)) == NULL)
         return NULL;
@@ -375,6 +385,8 @@ static void buf_release(rv_torrent_t *t, struct piece_buf *b)
     /* The memory stays for the next piece: no allocation per piece in steady state. */
     if (!b->used)
         return;
+    if (b->writing)
+        t->nwriting--;
     b->used = false;
     b->writing = false;
     t->slot_of[b->piece] = UINT32_MAX;
@@ -687,6 +699,7 @@ static int handle_block(struct peer *p, const struct wire_msg *m)
     }
     if (done) {
         b->writing = true;
+        t->nwriting++;
         int rc = storage_verify_and_write(t->storage, m->index, b->data, b->size, on_piece_stored,
                                           t);
         if (rc != 0) {
@@ -2443,6 +2456,9 @@ static int data_init(rv_torrent_t *t, rv_torrent_info_t *ti, rv_error_t *err)
         t->ncache = 2;
     t->cache = calloc(t->ncache, sizeof(*t->cache));
     t->nbufs = active;
+    t->max_writing = (WRITE_QUEUE_BYTES) / ti->piece_length;
+    if (t->max_writing < 2)
+        t->max_writing = 2;
     t->bufs = calloc(active, sizeof(*t->bufs));
     t->slot_of = malloc(ti->piece_count * sizeof(*t->slot_of));
     t->free_slots = malloc(active * sizeof(*t->free_slots));
