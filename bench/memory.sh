@@ -7,7 +7,8 @@
 # Not a test: it prints a table and exits 0 unless the setup fails.
 #
 # usage: bench/memory.sh [PATH_TO_RIVULET] [SIZE_MIB...]     (defaults: build/rivulet 1024 4096)
-#        RUNS=N (default 1; medians), ANCHOR=aria2|none (default aria2 when installed)
+#        RUNS=N (default 1; medians), ANCHOR=aria2|none (default aria2 when installed),
+#        RV_ARGS="--max-memory 16M" (more options for rivulet download, split on spaces)
 #
 # Per size, one after the other (only one size's payload on disk at a time): a payload of SIZE
 # MiB in four files of uneven sizes under bench/out/ (as download.sh), a private v1 torrent with
@@ -101,6 +102,7 @@ start_tracker() { # (re)starts opentracker with the current whitelist
 }
 
 echo "machine: $(nproc) cores, $(awk '/^MemTotal:/ { printf "%d MiB", $2 / 1024 }' /proc/meminfo); $RUNS run(s) per client and size; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+[ -z "${RV_ARGS:-}" ] || echo "rivulet download options added: $RV_ARGS"
 echo "seeder: libtorrent $($PY -c 'import libtorrent as lt; print(lt.__version__)') (high_performance_seed) on 127.0.0.2; 1 MiB pieces, private v1"
 
 verify() { # 1 when out/payload equals the payload
@@ -159,12 +161,16 @@ for SIZE in "${SIZES[@]}"; do
         /usr/bin/time -f "%M" -o rv.time timeout -s KILL "$STEP_TIMEOUT" \
             "$RV" download --seed-time 0 t.torrent -o "$WORK/out" --peer "127.0.0.2:$SPORT" \
             --no-trackers --no-dht --listen 127.0.0.3 --port "$(free_port 127.0.0.3)" -q --stats \
-            --state-dir "$WORK/rvstate" >rv.log 2>&1 || rc=$?
+            --state-dir "$WORK/rvstate" ${RV_ARGS:-} >rv.log 2>&1 || rc=$?
         t1=$(now_ns)
         ok=$(verify)
         [ "$rc" -eq 0 ] || ok=0
-        srss=$(grep -o 'max_rss_kib=[0-9]*' rv.log | cut -d= -f2 || true)
-        echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 1e9 }') $(tail -n 1 rv.time) ${srss:-0} $ok" \
+        stat_of() { grep -o "$1=[0-9.]*" rv.log | cut -d= -f2 | head -n 1 || true; }
+        srss=$(stat_of max_rss_kib)
+        pim=$(stat_of pieces_in_memory_max)
+        dq=$(stat_of disk_queue_max)
+        # wall rss_kib stats_rss_kib ok pieces_in_memory_max disk_queue_max
+        echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 1e9 }') $(tail -n 1 rv.time) ${srss:-0} $ok ${pim:-0} ${dq:-0}" \
             >>"$SIZE.rivulet.runs"
         [ "$ok" -eq 1 ] || echo "warning: rivulet $SIZE MiB: exit $rc or wrong data ($(tail -n 2 rv.log | tr '\n' ' '))" >&2
         if [ "$ANCHOR" = aria2 ]; then
@@ -225,9 +231,19 @@ for c in $CLIENTS; do
     printf "   %s\n" "${ratios# }"
 done
 echo
+# rivulet keeps up to --max-memory (64 MiB) of piece buffers, allocated as needed and kept for
+# reuse: how many it needed at once (pieces_in_memory_max) depends on how far the disk writes
+# fell behind, not on the torrent's size. RSS less those buffers is what grows with the size.
 for s in "${SIZES[@]}"; do
-    echo "rivulet $s MiB: max_rss_kib from --stats $(median_col "$s.rivulet.runs" 3)"
+    awk -v s="$s" '{ printf "rivulet %s MiB: max_rss_kib %d (--stats), pieces in memory at most %d (%d MiB of buffers), disk queue at most %d; RSS less the buffers %.1f MiB\n",
+        s, $3, $5, $5, $6, ($2 - $5 * 1024) / 1024 }' "$s.rivulet.runs" | tail -n 1
 done
+if [ ${#SIZES[@]} -gt 1 ]; then
+    awk -v a="$(tail -n 1 "${SIZES[-1]}.rivulet.runs")" -v b="$(tail -n 1 "$first.rivulet.runs")" \
+        -v s="${SIZES[-1]}" -v f="$first" 'BEGIN { split(a, x, " "); split(b, y, " ")
+        na = x[2] - x[5] * 1024; nb = y[2] - y[5] * 1024
+        printf "rivulet RSS less piece buffers, %s MiB / %s MiB: %.3f (last run of each)\n", s, f, (nb > 0 ? na / nb : 0) }'
+fi
 if [ ${#SIZES[@]} -gt 1 ]; then
     awk -v a="$(median_col "${SIZES[-1]}.rivulet.runs" 2)" -v b="$(median_col "$first.rivulet.runs" 2)" \
         -v s="${SIZES[-1]}" -v f="$first" 'BEGIN { r = b > 0 ? a / b : 0
