@@ -94,6 +94,11 @@ fi
 WORK=$(mktemp -d "$HERE/out/download.XXXXXX")
 chmod 755 "$WORK" # opentracker drops privileges and must read the whitelist
 pids=()
+drop_pid() { # PID: reaped, so no longer to be killed at exit (its number may be reused)
+    local p keep=()
+    for p in "${pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    pids=("${keep[@]}")
+}
 cleanup() {
     local p
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -314,6 +319,7 @@ JSON
     proc_usage "$tpid" >transmission.time
     kill "$tpid" 2>/dev/null || true
     wait "$tpid" 2>/dev/null || true
+    drop_pid "$tpid"
     [ -n "$first" ] && awk -v a="$t0" -v b="$first" 'BEGIN { printf "%.1f\n", (b - a) / 1e9 }' \
         >>transmission.first
     record transmission "$t0" "$t1" transmission.time "$sb" "$rc"
@@ -369,6 +375,7 @@ run_hooked() {
         kill -KILL "$p" 2>/dev/null || true
     fi
     wait "$tp" 2>/dev/null || true
+    drop_pid "$tp"
     record "$name" "$t0" "$t1" "$name.time" "$sb" "$rc"
 }
 
@@ -481,6 +488,6 @@ if [ -s transmission.first ]; then
         r = w - f > 0 ? s / (w - f) : 0
         printf "delay counts in its wall time); from then on it took %.2f s, %.0f MiB/s\n", w - f, r }'
 fi
-echo "libtorrent 2.0 writes through mmap: its peak RSS counts the mapped file pages."
+echo "libtorrent 2.0 and rtorrent write through mmap: their peak RSS counts the mapped file pages."
 echo "the payload stays in the page cache (read before each run) and each leecher's writes go to"
 echo "the page cache too (sync between runs): the figures measure the clients, not the disk."

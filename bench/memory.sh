@@ -67,6 +67,11 @@ fi
 WORK=$(mktemp -d "$HERE/out/memory.XXXXXX")
 chmod 755 "$WORK" # opentracker drops privileges and must read the whitelist
 pids=()
+drop_pid() { # PID: reaped, so no longer to be killed at exit (its number may be reused)
+    local p keep=()
+    for p in "${pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    pids=("${keep[@]}")
+}
 cleanup() {
     local p
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -91,6 +96,7 @@ start_tracker() { # (re)starts opentracker with the current whitelist
     if [ -n "$TRACKER" ]; then
         kill "$TRACKER" 2>/dev/null || true
         wait "$TRACKER" 2>/dev/null || true
+        drop_pid "$TRACKER"
     fi
     opentracker -i 127.0.0.1 -p "$HP" -P "$HP" -w "$WORK/whitelist" >>opentracker.log 2>&1 &
     TRACKER=$!
@@ -198,6 +204,7 @@ for SIZE in "${SIZES[@]}"; do
     done
     kill "$SEEDER" 2>/dev/null || true
     wait "$SEEDER" 2>/dev/null || true
+    drop_pid "$SEEDER"
     rm -rf "$PAYLOAD" "$WORK/out" "$WORK/rvstate" "$WORK/t.torrent"
 done
 
