@@ -251,7 +251,7 @@ run_rivulet() {
     t0=$(now_ns)
     /usr/bin/time -f "%U %S %M" -o rivulet.time timeout 900 \
         "$RV" download --seed-time 0 t.torrent -o "$WORK/out" --port "$(free_port 127.0.0.1)" -q \
-        >rivulet.log 2>&1 || rc=$?
+        --stats >rivulet.log 2>&1 || rc=$?
     t1=$(now_ns)
     record rivulet "$t0" "$t1" rivulet.time "$sb" "$rc"
 }
@@ -488,6 +488,9 @@ if [ -s transmission.first ]; then
         r = w - f > 0 ? s / (w - f) : 0
         printf "delay counts in its wall time); from then on it took %.2f s, %.0f MiB/s\n", w - f, r }'
 fi
+rvstats=$(grep -o 'max_rss_kib=[0-9]*\|pieces_in_memory_max=[0-9]*\|disk_queue_max=[0-9]*\|peer_requests_max=[0-9]*' \
+    rivulet.log 2>/dev/null | tr '\n' ' ' || true)
+[ -z "$rvstats" ] || echo "rivulet --stats, last run: ${rvstats}(piece buffers held: pieces_in_memory_max x $PIECE_KIB KiB)"
 echo "libtorrent 2.0 and rtorrent write through mmap: their peak RSS counts the mapped file pages."
 echo "the payload stays in the page cache (read before each run) and each leecher's writes go to"
 echo "the page cache too (sync between runs): the figures measure the clients, not the disk."
