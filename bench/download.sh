@@ -1,23 +1,32 @@
 #!/usr/bin/env bash
-# Benchmark: downloading a torrent over loopback from one fast libtorrent seeder, rivulet against
-# aria2c, Transmission and libtorrent. Not a test: it prints a table and exits 0 unless the
+# Benchmark: downloading a torrent over loopback from fast libtorrent seeders (one by default),
+# rivulet against aria2c, Transmission, libtorrent, ctorrent and rtorrent. Not a test: it prints a table and exits 0 unless the
 # setup fails (a leecher that fails or writes wrong bytes shows as such in the table).
 #
 # usage: bench/download.sh PATH_TO_RIVULET [SIZE_MIB]     (SIZE_MIB defaults to 1024)
 #
-# The torrent: SIZE MiB in four files of uneven sizes, private, v1, 1 MiB pieces, one HTTP
-# tracker (opentracker on 127.0.0.1). The seeder: python3-libtorrent with
-# lt.high_performance_seed() on 127.0.0.2, data checked up front and in the page cache. The
-# leechers, one at a time, each from an empty folder and each on its own address:
+# The torrent: SIZE MiB in four files of uneven sizes, private, v1, 1 MiB pieces (PIECE_KIB),
+# one HTTP tracker (opentracker on 127.0.0.1). The seeders: SEEDERS (default 1) python3-libtorrent
+# processes with lt.high_performance_seed(), the first on 127.0.0.2, the others on 127.0.1.2,
+# 127.0.1.3, ..., data checked up front and in the page cache. The leechers, one at a time, each
+# from an empty folder and each on its own address:
 #   rivulet download            (finds the seeder through the tracker; exits when done)
 #   aria2c --seed-time=0        (tracker; done = its --on-bt-download-complete hook ran)
 #   transmission-daemon         (done = transmission-remote says 100 %; Transmission never
 #                                dials loopback, so the seeder dials it; "encryption": 0, i.e.
 #                                plain TCP like the others)
 #   libtorrent, default settings, and libtorrent with high_performance_seed() (tracker)
+#   ctorrent -e 0               (when installed; tracker; done = its -X hook ran, it is then
+#                                stopped: its last announce takes long)
+#   rtorrent                    (when installed; system.daemon.set = true, DHT/PEX/UDP trackers
+#                                off; done = its event.download.finished hook ran; it may stall
+#                                near the end, so it gets RT_TIMEOUT s, default 300, then FAILED)
 # Per leecher: wall time (start to done), MiB/s, CPU seconds (user + sys of the leecher's
-# process, from time(1)) and per GiB, peak RSS, and the seeder's CPU seconds over the same run.
-# RUNS (default 1) repeats the whole round; medians are printed.
+# process, from time(1)) and per GiB, peak RSS, and the seeders' CPU seconds over the same run.
+# Environment: RUNS (default 1) repeats the whole round, medians are printed; SEEDERS=N seeders
+# (default 1; e.g. 4); PIECE_KIB piece size (default 1024; e.g. 256); LEECHERS="rivulet aria2 ..."
+# runs only these (names as in the table: rivulet aria2 transmission libtorrent libtorrent-hp
+# ctorrent rtorrent); INSTALL=1 first runs `apt-get install -y ctorrent rtorrent`.
 set -euo pipefail
 # Loopback only: the DHT starts from no outside router.
 export RIVULET_DHT_BOOTSTRAP=
@@ -31,9 +40,17 @@ if [ $# -lt 1 ] || [ $# -gt 2 ]; then usage; fi
 RV=$1
 SIZE=${2:-1024}
 RUNS=${RUNS:-1}
-PIECE=1048576
+SEEDERS=${SEEDERS:-1}
+PIECE_KIB=${PIECE_KIB:-1024}
+RT_TIMEOUT=${RT_TIMEOUT:-300}
 case $SIZE in '' | *[!0-9]*) usage ;; esac
 case $RUNS in '' | *[!0-9]* | 0) echo "RUNS must be a positive number" >&2; exit 2 ;; esac
+case $SEEDERS in '' | *[!0-9]* | 0) echo "SEEDERS must be a number from 1 to 200" >&2; exit 2 ;; esac
+[ "$SEEDERS" -le 200 ] || { echo "SEEDERS must be a number from 1 to 200" >&2; exit 2; }
+case $PIECE_KIB in 16 | 32 | 64 | 128 | 256 | 512 | 1024 | 2048 | 4096 | 8192 | 16384) ;;
+*) echo "PIECE_KIB must be a power of two from 16 to 16384" >&2; exit 2 ;; esac
+case $RT_TIMEOUT in '' | *[!0-9]* | 0) echo "RT_TIMEOUT must be a number of seconds" >&2; exit 2 ;; esac
+PIECE=$((PIECE_KIB * 1024))
 [ "$SIZE" -ge 4 ] || { echo "SIZE_MIB must be at least 4" >&2; exit 2; }
 [ -x "$RV" ] || { echo "$RV is not an executable" >&2; exit 2; }
 RV=$(cd "$(dirname "$RV")" && pwd)/$(basename "$RV")
@@ -45,12 +62,21 @@ $PY -c 'import libtorrent' 2>/dev/null || { echo "$PY cannot import libtorrent" 
 for t in opentracker /usr/bin/time; do
     command -v "$t" >/dev/null || { echo "missing tool: $t" >&2; exit 2; }
 done
+if [ "${INSTALL:-0}" = 1 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y ctorrent rtorrent >&2
+fi
 HAVE_ARIA=0
 HAVE_TR=0
+HAVE_CT=0
+HAVE_RT=0
 command -v aria2c >/dev/null && HAVE_ARIA=1
+command -v ctorrent >/dev/null && HAVE_CT=1
+command -v rtorrent >/dev/null && HAVE_RT=1
 command -v transmission-daemon >/dev/null && command -v transmission-remote >/dev/null && HAVE_TR=1
 [ $HAVE_ARIA -eq 1 ] || echo "note: aria2c not installed, its row is left out" >&2
 [ $HAVE_TR -eq 1 ] || echo "note: transmission-daemon/-remote not installed, its row is left out" >&2
+[ $HAVE_CT -eq 1 ] || echo "note: ctorrent not installed, its row is left out (INSTALL=1 installs it)" >&2
+[ $HAVE_RT -eq 1 ] || echo "note: rtorrent not installed, its row is left out (INSTALL=1 installs it)" >&2
 
 # Payload and one leecher's copy at a time, on the project's disk (not /tmp, maybe a tmpfs).
 mkdir -p "$HERE/out"
@@ -68,6 +94,11 @@ fi
 WORK=$(mktemp -d "$HERE/out/download.XXXXXX")
 chmod 755 "$WORK" # opentracker drops privileges and must read the whitelist
 pids=()
+drop_pid() { # PID: reaped, so no longer to be killed at exit (its number may be reused)
+    local p keep=()
+    for p in "${pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    pids=("${keep[@]}")
+}
 cleanup() {
     local p
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -94,8 +125,13 @@ while True:
 PY
 }
 now_ns() { date +%s%N; }
-cpu_ticks() { # pid: utime + stime in clock ticks
-    awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+cpu_ticks() { # pid...: utime + stime in clock ticks, summed
+    local p s=0 t
+    for p in "$@"; do
+        t=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)
+        s=$((s + ${t:-0}))
+    done
+    echo $s
 }
 TICK=$(getconf CLK_TCK)
 proc_usage() { # pid: "user_s sys_s peak_rss_kib" of a running process, like time -f "%U %S %M"
@@ -133,34 +169,52 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 
-SPORT=$(free_port 127.0.0.2)
 : >dial.txt
-$PY "$INTEROP/lt_seeder.py" t.torrent "$WORK" 127.0.0.2 "$SPORT" seeder.ready --ready tracker \
-    --check --high-performance --dial-file "$WORK/dial.txt" --stats seeder.json --seconds 86400 \
-    2>seeder.err &
-SEEDER=$!
-pids+=("$SEEDER")
-for ((i = 0; i < 1200; i++)); do
-    [ -s seeder.ready ] && break
-    kill -0 "$SEEDER" 2>/dev/null || break
-    sleep 0.1
+SEEDER_PIDS=()
+SEEDER_ADDRS=()
+for ((k = 1; k <= SEEDERS; k++)); do
+    if [ $k -eq 1 ]; then sip=127.0.0.2; else sip=127.0.1.$k; fi
+    sport=$(free_port "$sip")
+    # every seeder dials what dial.txt lists (Transmission)
+    $PY "$INTEROP/lt_seeder.py" t.torrent "$WORK" "$sip" "$sport" "seeder$k.ready" --ready tracker \
+        --check --high-performance --dial-file "$WORK/dial.txt" --stats "seeder$k.json" \
+        --seconds 86400 2>"seeder$k.err" &
+    pids+=($!)
+    SEEDER_PIDS+=($!)
+    SEEDER_ADDRS+=("$sip:$sport")
 done
-[ -s seeder.ready ] || { echo "the libtorrent seeder did not start:" >&2; cat seeder.err >&2; exit 1; }
+for ((k = 1; k <= SEEDERS; k++)); do
+    for ((i = 0; i < 1200; i++)); do
+        [ -s "seeder$k.ready" ] && break
+        kill -0 "${SEEDER_PIDS[k - 1]}" 2>/dev/null || break
+        sleep 0.1
+    done
+    [ -s "seeder$k.ready" ] || { echo "libtorrent seeder $k did not start:" >&2; cat "seeder$k.err" >&2; exit 1; }
+done
+SPORT=${SEEDER_ADDRS[0]##*:}
 
 lt_ver=$($PY -c 'import libtorrent as lt; print(lt.__version__)')
-echo "payload: $SIZE MiB in 4 files ($s1 $s2 $s3 $s4 bytes), 1 MiB pieces, private v1"
-echo "seeder: libtorrent $lt_ver (high_performance_seed) on 127.0.0.2:$SPORT; tracker $ANNOUNCE"
+echo "payload: $SIZE MiB in 4 files ($s1 $s2 $s3 $s4 bytes), $PIECE_KIB KiB pieces, private v1"
+echo "seeders: $SEEDERS libtorrent $lt_ver (high_performance_seed) on ${SEEDER_ADDRS[*]}; tracker $ANNOUNCE"
 echo "machine: $(nproc) cores, $(awk '/^MemTotal:/ { printf "%d MiB", $2 / 1024 }' /proc/meminfo); $RUNS run(s) per leecher; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---------------------------------------------------------------- measuring one leecher
 # Each run: an empty output folder, dirty pages of the previous run flushed, the payload read
 # once so the seeder serves from the page cache. Results go to NAME.runs as
 # "wall cpu rss_kib seeder_cpu ok" lines.
+seed_up() { # bytes each seeder has uploaded so far (its --stats file, rewritten every second)
+    local k
+    for ((k = 1; k <= SEEDERS; k++)); do
+        grep -o '"payload_upload": *[0-9]*' "seeder$k.json" 2>/dev/null | grep -o '[0-9]*$' || echo 0
+    done | tr '\n' ' '
+}
+SU0=""
 prepare() {
     rm -rf "$WORK/out"
     mkdir "$WORK/out"
     sync
     cat "$PAYLOAD"/* >/dev/null
+    [ "$SEEDERS" -eq 1 ] || SU0=$(seed_up)
 }
 verify() { # 1 when the leecher's copy equals the payload
     local f
@@ -171,15 +225,21 @@ verify() { # 1 when the leecher's copy equals the payload
 }
 record() { # name t0_ns t1_ns timefile seeder_ticks_before rc
     local name=$1 t0=$2 t1=$3 tf=$4 sb=$5 rc=$6 good
-    local sa
-    sa=$(cpu_ticks "$SEEDER")
+    local sa used=1
+    sa=$(cpu_ticks "${SEEDER_PIDS[@]}")
+    if [ "$SEEDERS" -gt 1 ]; then
+        # how many seeders sent this leecher at least 1 MiB (their stats lag up to a second)
+        sleep 1.2
+        used=$(awk -v a="$SU0" -v b="$(seed_up)" 'BEGIN { n = split(a, x, " "); split(b, y, " ")
+            for (i = 1; i <= n; i++) u += (y[i] - x[i] >= 1048576); print u + 0 }')
+    fi
     good=$(verify)
     [ "$rc" -eq 0 ] || good=0
     # time(1) -f "%U %S %M": user s, sys s, max RSS KiB (its last line: earlier lines may be
     # "Command exited with non-zero status")
     tail -n 1 "$tf" | awk -v t0="$t0" -v t1="$t1" -v sb="$sb" -v sa="$sa" -v tick="$TICK" \
-        -v ok="$good" '{ printf "%.3f %.3f %d %.2f %d\n", (t1 - t0) / 1e9, $1 + $2, $3,
-                        (sa - sb) / tick, ok }' >>"$WORK/$name.runs"
+        -v ok="$good" -v used="$used" '{ printf "%.3f %.3f %d %.2f %d %d\n", (t1 - t0) / 1e9, $1 + $2, $3,
+                        (sa - sb) / tick, ok, used }' >>"$WORK/$name.runs"
     [ "$good" -eq 1 ] || echo "warning: $name: exit $rc, or its files differ from the payload" \
         "(log: $(tail -n 3 "$WORK/$name.log" | tr '\n' ' '))" >&2
 }
@@ -187,11 +247,11 @@ record() { # name t0_ns t1_ns timefile seeder_ticks_before rc
 run_rivulet() {
     prepare
     local sb t0 t1 rc=0
-    sb=$(cpu_ticks "$SEEDER")
+    sb=$(cpu_ticks "${SEEDER_PIDS[@]}")
     t0=$(now_ns)
     /usr/bin/time -f "%U %S %M" -o rivulet.time timeout 900 \
         "$RV" download --seed-time 0 t.torrent -o "$WORK/out" --port "$(free_port 127.0.0.1)" -q \
-        >rivulet.log 2>&1 || rc=$?
+        --stats >rivulet.log 2>&1 || rc=$?
     t1=$(now_ns)
     record rivulet "$t0" "$t1" rivulet.time "$sb" "$rc"
 }
@@ -202,7 +262,7 @@ run_aria2() {
     rm -f aria2.done
     printf '#!/bin/sh\ndate +%%s%%N > %s/aria2.done\n' "$WORK" >aria2-done.sh
     chmod +x aria2-done.sh
-    sb=$(cpu_ticks "$SEEDER")
+    sb=$(cpu_ticks "${SEEDER_PIDS[@]}")
     t0=$(now_ns)
     /usr/bin/time -f "%U %S %M" -o aria2.time timeout 900 \
         aria2c --no-conf --enable-dht=false --enable-dht6=false --bt-enable-lpd=false \
@@ -242,7 +302,7 @@ JSON
         transmission-remote "127.0.0.1:$rpc" -l >/dev/null 2>&1 && break
         sleep 0.1
     done
-    sb=$(cpu_ticks "$SEEDER")
+    sb=$(cpu_ticks "${SEEDER_PIDS[@]}")
     t0=$(now_ns)
     transmission-remote "127.0.0.1:$rpc" -a t.torrent >>transmission.log 2>&1 || rc=1
     # Transmission never dials a loopback address: the seeder dials it
@@ -259,6 +319,7 @@ JSON
     proc_usage "$tpid" >transmission.time
     kill "$tpid" 2>/dev/null || true
     wait "$tpid" 2>/dev/null || true
+    drop_pid "$tpid"
     [ -n "$first" ] && awk -v a="$t0" -v b="$first" 'BEGIN { printf "%.1f\n", (b - a) / 1e9 }' \
         >>transmission.first
     record transmission "$t0" "$t1" transmission.time "$sb" "$rc"
@@ -269,7 +330,7 @@ run_libtorrent() { # name ip [--high-performance]
     shift 2
     prepare
     local sb t0 t1 rc=0
-    sb=$(cpu_ticks "$SEEDER")
+    sb=$(cpu_ticks "${SEEDER_PIDS[@]}")
     t0=$(now_ns)
     /usr/bin/time -f "%U %S %M" -o "$name.time" timeout 900 \
         $PY "$INTEROP/lt_leecher.py" t.torrent "$WORK/out" "$ip" "$(free_port "$ip")" \
@@ -278,10 +339,89 @@ run_libtorrent() { # name ip [--high-performance]
     record "$name" "$t0" "$t1" "$name.time" "$sb" "$rc"
 }
 
+# A leecher that runs in the background under time(1) and says it is done by running a hook
+# (touching NAME.done): run_hooked NAME LIMIT_S STOP_SIGNAL CMD... The command runs under
+# `sh -c 'echo $$ >NAME.pid; exec CMD'`, so the client itself can be stopped by PID once it is
+# done (or at LIMIT_S): CPU and peak RSS from time(1) include its time after the hook.
+run_hooked() {
+    local name=$1 limit=$2 sig=$3
+    shift 3
+    local sb t0 t1="" rc=0 tp i p
+    rm -f "$name.done" "$name.pid"
+    sb=$(cpu_ticks "${SEEDER_PIDS[@]}")
+    t0=$(now_ns)
+    /usr/bin/time -f "%U %S %M" -o "$name.time" timeout -s KILL $((limit + 60)) \
+        sh -c 'echo $$ >"$0.pid"; exec "$@"' "$WORK/$name" "$@" </dev/null >"$name.log" 2>&1 &
+    tp=$!
+    pids+=("$tp")
+    for ((i = 0; i < limit * 20; i++)); do
+        [ -e "$name.done" ] && { t1=$(now_ns); break; }
+        kill -0 "$tp" 2>/dev/null || break
+        sleep 0.05
+    done
+    [ -n "$t1" ] || { rc=1; t1=$(now_ns); }
+    # done (or out of time): give it 5 s to exit by itself, then stop it
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$tp" 2>/dev/null || break
+        sleep 0.1
+    done
+    p=$(cat "$name.pid" 2>/dev/null || true)
+    if kill -0 "$tp" 2>/dev/null && [ -n "$p" ]; then
+        kill "-$sig" "$p" 2>/dev/null || true
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$tp" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$p" 2>/dev/null || true
+    fi
+    wait "$tp" 2>/dev/null || true
+    drop_pid "$tp"
+    record "$name" "$t0" "$t1" "$name.time" "$sb" "$rc"
+}
+
+run_ctorrent() {
+    prepare
+    rm -f "$WORK/ctorrent.bf"
+    run_hooked ctorrent 900 TERM ctorrent -e 0 -i 127.0.0.8 -p "$(free_port 127.0.0.8)" \
+        -s "$WORK/out/payload" -b "$WORK/ctorrent.bf" -X "touch $WORK/ctorrent.done" t.torrent
+}
+
+run_rtorrent() {
+    prepare
+    rm -rf "$WORK/rtsession"
+    mkdir "$WORK/rtsession"
+    local port
+    port=$(free_port 127.0.0.9)
+    cat >rtorrent.rc <<RC
+directory.default.set = $WORK/out
+session.path.set = $WORK/rtsession
+network.bind_address.set = 127.0.0.9
+network.port_range.set = $port-$port
+network.port_random.set = no
+dht.mode.set = disable
+protocol.pex.set = no
+trackers.use_udp.set = no
+protocol.encryption.set = allow_incoming,try_outgoing,enable_retry
+system.daemon.set = true
+method.set_key = event.download.finished, bench_done, "execute.nothrow = touch, $WORK/rtorrent.done"
+RC
+    run_hooked rtorrent "$RT_TIMEOUT" INT rtorrent -n -o "import=$WORK/rtorrent.rc" "$WORK/t.torrent"
+}
+
 TOOLS=rivulet
 [ $HAVE_ARIA -eq 1 ] && TOOLS="$TOOLS aria2"
 [ $HAVE_TR -eq 1 ] && TOOLS="$TOOLS transmission"
 TOOLS="$TOOLS libtorrent libtorrent-hp"
+[ $HAVE_CT -eq 1 ] && TOOLS="$TOOLS ctorrent"
+[ $HAVE_RT -eq 1 ] && TOOLS="$TOOLS rtorrent"
+if [ -n "${LEECHERS:-}" ]; then
+    sel=""
+    for t in $TOOLS; do
+        case " $LEECHERS " in *" $t "*) sel="$sel $t" ;; esac
+    done
+    TOOLS=${sel# }
+    case " $TOOLS " in *" rivulet "*) ;; *) echo "LEECHERS must include rivulet (the reference)" >&2; exit 2 ;; esac
+fi
 for r in $(seq "$RUNS"); do
     for t in $TOOLS; do
         echo "run $r/$RUNS: $t" >&2
@@ -291,6 +431,8 @@ for r in $(seq "$RUNS"); do
         transmission) run_transmission ;;
         libtorrent) run_libtorrent libtorrent 127.0.0.6 ;;
         libtorrent-hp) run_libtorrent libtorrent-hp 127.0.0.7 --high-performance ;;
+        ctorrent) run_ctorrent ;;
+        rtorrent) run_rtorrent ;;
         esac
     done
 done
@@ -307,6 +449,8 @@ label() {
     transmission) echo "transmission $(transmission-daemon -V 2>&1 | awk '{ print $2 }' | head -n 1)" ;;
     libtorrent) echo "libtorrent $lt_ver" ;;
     libtorrent-hp) echo "libtorrent $lt_ver (hp)" ;;
+    ctorrent) echo "ctorrent $(ctorrent -h 2>&1 | awk 'NR == 1 { print $3 }')" ;;
+    rtorrent) echo "rtorrent $(rtorrent -h 2>&1 | awk 'NR == 1 { sub(/\.$/, "", $NF); print $NF }')" ;;
     esac
 }
 rv_wall=$(median_col rivulet.runs 1)
@@ -323,18 +467,20 @@ for t in $TOOLS; do
     okruns=$(awk '{ s += $5 } END { print s }' "$f")
     range=$(awk 'NR == 1 || $1 < lo { lo = $1 } NR == 1 || $1 > hi { hi = $1 }
                  END { printf "%.1f-%.1f", lo, hi }' "$f")
+    used=$(median_col "$f" 6)
     awk -v t="$(label "$t")" -v w="$wall" -v c="$cpu" -v r="$rss" -v sc="$scpu" -v s="$SIZE" -v rg="$range" \
-        -v rw="$rv_wall" -v rc="$rv_cpu" -v ok="$okruns" -v n="$RUNS" 'BEGIN {
+        -v rw="$rv_wall" -v rc="$rv_cpu" -v ok="$okruns" -v n="$RUNS" -v u="$used" -v ns="$SEEDERS" 'BEGIN {
         ws = w > 0 ? w : 0.001; rws = rw > 0 ? rw : 0.001; rcs = rc > 0 ? rc : 0.001
-        printf "%-26s %7.2f %11s %7.0f %7.2f %9.2f %8.0f %8.2f %7.2fx %7.2fx%s\n", t, w, "(" rg ")", s / ws, c,
+        printf "%-26s %7.2f %11s %7.0f %7.2f %9.2f %8.0f %8.2f %7.2fx %7.2fx%s%s\n", t, w, "(" rg ")", s / ws, c,
                c * 1024 / s, r / 1024, sc, ws / rws, c / rcs,
-               ok == n ? "" : sprintf("  (%d of %d runs FAILED)", n - ok, n) }'
+               ok == n ? "" : sprintf("  (%d of %d runs FAILED)", n - ok, n),
+               (ns > 1 ? sprintf("  [%d of %d seeders sent >= 1 MiB]", u, ns) : "") }'
 done
 echo
-echo "wall: start of the leecher to every piece verified (aria2: its completion hook;"
-echo "transmission: remote reports 100 %, polled every 0.1 s). CPU: user + sys of the leecher's"
-echo "process tree; seed CPU: the seeder's over the same run. All on $(nproc) cores shared with"
-echo "the seeder."
+echo "wall: start of the leecher to every piece verified (aria2, ctorrent, rtorrent: their"
+echo "completion hooks; transmission: remote reports 100 %, polled every 0.1 s). CPU: user + sys of"
+echo "the leecher's process tree; seed CPU: the $SEEDERS seeder(s)' over the same run, summed. All on"
+echo "$(nproc) cores shared with the seeders."
 if [ -s transmission.first ]; then
     tf=$(sort -g transmission.first | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
     awk -v f="$tf" -v w="$(median_col transmission.runs 1)" -v s="$SIZE" 'BEGIN {
@@ -342,6 +488,9 @@ if [ -s transmission.first ]; then
         r = w - f > 0 ? s / (w - f) : 0
         printf "delay counts in its wall time); from then on it took %.2f s, %.0f MiB/s\n", w - f, r }'
 fi
-echo "libtorrent 2.0 writes through mmap: its peak RSS counts the mapped file pages."
+rvstats=$(grep -o 'max_rss_kib=[0-9]*\|pieces_in_memory_max=[0-9]*\|disk_queue_max=[0-9]*\|peer_requests_max=[0-9]*' \
+    rivulet.log 2>/dev/null | tr '\n' ' ' || true)
+[ -z "$rvstats" ] || echo "rivulet --stats, last run: ${rvstats}(piece buffers held: pieces_in_memory_max x $PIECE_KIB KiB)"
+echo "libtorrent 2.0 and rtorrent write through mmap: their peak RSS counts the mapped file pages."
 echo "the payload stays in the page cache (read before each run) and each leecher's writes go to"
 echo "the page cache too (sync between runs): the figures measure the clients, not the disk."
