@@ -161,6 +161,9 @@ grep -q "o_file/payload/a.bin: Permission denied" ro_file.err && ok "ro_file: na
     || bad "ro_file: expected 'o_file/payload/a.bin: Permission denied'"
 [ "$(sha1sum < o_file/payload/a.bin)" = "$sum" ] && [ "$(stat -c %s o_file/payload/a.bin)" -eq 1000 ] \
     && ok "ro_file: a.bin unchanged" || bad "ro_file: a.bin changed"
+t=$(tree o_file)
+[ "$t" = "./payload ./payload/a.bin ./payload/sub " ] || [ "$t" = "./payload ./payload/a.bin ./payload/sub ./payload/sub/b.bin " ] \
+    && ok "ro_file: nothing else in o_file ($t)" || bad "ro_file: o_file holds $t"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
