@@ -5,8 +5,9 @@
 #   2. `rivulet verify` is SIGKILLed while it reads: it changed nothing (data, resume file);
 #   3. `rivulet download` (a libtorrent seeder on 127.0.0.2 has the data) is SIGKILLed again and
 #      again while it re-checks the changed a.bin at start (kills that land before its
-#      "checked" event): after every kill the resume file claims only pieces `rivulet verify`
-#      finds good, and a last run trusts b.bin only, re-hashes a.bin, counts 254 of 256 pieces
+#      "checked" event; the delay adapts, so some kills also land just after the check: at
+#      least 3 of the 8 runs must be killed before it): after every kill the resume file is the
+#      one left before the run or claims only pieces `rivulet verify` finds good; a last run trusts b.bin only, re-hashes a.bin, counts 254 of 256 pieces
 #      had, fetches exactly the two bad pieces and finishes byte-identical;
 #   4. `rivulet seed` is SIGKILLed while it uploads to a libtorrent leecher (127.0.0.4); the
 #      restarted seed trusts its resume data (256 of 256 pieces), dials the leecher again
@@ -158,27 +159,34 @@ done
 exec 3>&2 2> /dev/null # no "Killed" job notices
 kills=0
 unbacked=0
-runs=6
-for ((k = 1; k <= runs; k++)); do
+runs=0
+ms=100 # adapted: shorter after a kill that came too late, a little longer after one in time
+for ((k = 1; k <= 8; k++)); do
+    runs=$k
     spoil
     touch -d "@$(($(date +%s) + 100 * k))" out/payload/a.bin
     sbefore=$(sha_state)
     "${DL[@]}" > "k$k.ndjson" 2> "k$k.err" &
     rv=$!
-    ms=$((20 + (k * 23) % 120))
     sleep "0.$(printf %03d "$ms")"
     kill -9 "$rv" || true
     rc=0
     wait "$rv" || rc=$?
     rv=
     read -r hashed trusted had <<< "$(checked_of "k$k.ndjson")"
-    [ "$rc" -eq 137 ] && [ "$hashed" = - ] && kills=$((kills + 1))
+    if [ "$rc" -eq 137 ] && [ "$hashed" = - ]; then
+        kills=$((kills + 1))
+        next=$((ms + 25))
+    else
+        next=$((ms * 2 / 3))
+    fi
     read -r claimed unb have <<< "$(claims_ok)"
     same=new
     if [ "$(sha_state)" = "$sbefore" ]; then same=unchanged; unb=0; fi
     unbacked=$((unbacked + unb))
     printf '  kill %d after %3d ms: exit %s, checked %s; resume file %s, claims %s (%s bad on disk), verify finds %s\n' \
         "$k" "$ms" "$rc" "$hashed" "$same" "$claimed" "$unb" "$have" >&3
+    ms=$((next < 5 ? 5 : next > 400 ? 400 : next))
 done
 exec 2>&3 3>&-
 [ "$kills" -ge 3 ] && ok "$kills of $runs download runs SIGKILLed before their check ended" \
