@@ -7,8 +7,9 @@
 #      again while it re-checks the changed a.bin at start (kills that land before its
 #      "checked" event; the delay adapts, so some kills also land just after the check: at
 #      least 3 of the 8 runs must be killed before it): after every kill the resume file is the
-#      one left before the run or claims only pieces `rivulet verify` finds good; a last run trusts b.bin only, re-hashes a.bin, counts 254 of 256 pieces
-#      had, fetches exactly the two bad pieces and finishes byte-identical;
+#      one left before the run or claims only pieces `rivulet verify` finds good; a last run
+#      trusts b.bin only, re-hashes a.bin, counts 254 of 256 pieces had, fetches exactly the
+#      two bad pieces and finishes byte-identical;
 #   4. `rivulet seed` is SIGKILLed while it uploads to a libtorrent leecher (127.0.0.4); the
 #      restarted seed trusts its resume data (256 of 256 pieces), dials the leecher again
 #      and the leecher completes byte-identical with no hash failure.
