@@ -863,7 +863,12 @@ static int run(int argc, char **argv, bool seed_mode)
     bool have_info = true;
     for (size_t i = 0; i < u.ntorrents; i++)
         have_info = have_info && rv_torrent_info(u.torrents[i]) != NULL;
-    if (ao.metadata_only && have_info && st.error_code == 0) {
+    bool disk_error = st.error_code == RV_EIO || st.error_code == RV_EPATH;
+    if (seed_mode && disk_error && !u.interrupted) {
+        /* A seed stopped by its data (a file gone, shorter, unreadable) failed, complete or
+         * not: the error event has named the file. */
+        ret = EXIT_DISK;
+    } else if (ao.metadata_only && have_info && st.error_code == 0) {
         ret = EXIT_OK;
         if (u.out != OUT_QUIET && u.out != OUT_JSON)
             fprintf(stderr, "done: metadata of %s saved to %s in %.1f s\n",
@@ -881,7 +886,7 @@ static int run(int argc, char **argv, bool seed_mode)
         }
     } else if (u.interrupted) {
         ret = 130;
-    } else if (st.error_code == RV_EIO || st.error_code == RV_EPATH) {
+    } else if (disk_error) {
         ret = EXIT_DISK;
     } else {
         ret = EXIT_INCOMPLETE;

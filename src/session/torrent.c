@@ -817,7 +817,13 @@ static void serve(struct peer *p)
         if (p->ucredit < need)
             p->ucredit += limit_take(&t->up_chain, need - p->ucredit, now_ms(t));
         if (p->ucredit < need) {
-            limit_wait(&t->ctx->up_q, &p->uwait, &t->up_chain, need - p->ucredit, now_ms(t),
+            /* Ask for all that is queued (limits.h): a waiter gets one turn per run of the
+             * queue, so asking for one block capped a peer at one block per
+             * LIMIT_WAKE_MIN_MS, about 3.3 MB/s, whatever --max-upload-rate said. */
+            size_t queued = 0;
+            for (size_t i = 0; i < p->nupq; i++)
+                queued += 13 + (size_t)p->upq[(p->uphead + i) % MAX_UPLOAD_QUEUE].length;
+            limit_wait(&t->ctx->up_q, &p->uwait, &t->up_chain, queued - p->ucredit, now_ms(t),
                        on_up_grant, p);
             break;
         }
