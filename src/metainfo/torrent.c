@@ -216,6 +216,9 @@ static int parse_v1_files(struct parse *p, const struct bnode *info)
         return bad(p, files, "'files' is not a list");
     if (files->count == 0)
         return bad(p, files, "'files' is empty");
+    if (files->count > RV_MAX_FILES)
+        return bad(p, files, "'files' lists %u files; the limit is %u", files->count,
+                   RV_MAX_FILES);
     ti->multi_file = true;
     const struct bnode *fe = bnode_first(files);
     for (uint32_t i = 0; i < files->count; i++, fe = bnode_next(fe)) {
@@ -299,6 +302,8 @@ static int walk_tree(struct parse *p, struct v2walk *w, const struct bnode *dir)
         if (leaf != NULL) {
             if (leaf->type != BT_DICT || v->count != 2)
                 return bad(p, v, "'file tree' file entry is malformed");
+            if (w->n >= RV_MAX_FILES)
+                return bad(p, k, "'file tree' holds more than %u files", RV_MAX_FILES);
             if (w->n == w->cap) {
                 size_t cap = w->cap ? w->cap * 2 : 8;
                 struct v2file *f = realloc(w->files, cap * sizeof(*f));
