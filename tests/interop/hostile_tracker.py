@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""A hostile tracker for tests: HTTP on TCP IP:PORT and a silent UDP tracker on the same port.
+The first part of the HTTP path picks the misbehaviour:
+
+  /silent/announce        reads the request, then sends nothing (the connection stays open)
+  /dribble/MS/announce    a valid reply (the --peer addresses, compact) one byte every MS ms
+  /loop/announce          302 to itself, forever (each hop a new request)
+  /flood/announce         a valid reply of 100,000 compact peers (600,000 bytes) at 127.10.x.y/127.11.x.y
+                          port 9, where nothing listens; the --peer addresses come first
+  /endless/announce       200 with no length, then bytes as fast as they go, until the
+                          client hangs up
+
+UDP: every datagram is read and none answered (as silent_udp.py). Each HTTP request and each
+datagram appends a line to LOG: "MODE" (or "udp"), and "endless-bytes N" when an endless reply
+stops. Plain Python 3; stops on SIGTERM.
+
+usage: hostile_tracker.py IP PORT LOG [--peer IP:PORT]...
+"""
+import argparse
+import signal
+import socket
+import socketserver
+import struct
+import sys
+import threading
+import time
+
+ap = argparse.ArgumentParser()
+ap.add_argument("ip")
+ap.add_argument("port", type=int)
+ap.add_argument("log")
+ap.add_argument("--peer", action="append", default=[])
+a = ap.parse_args()
+
+lock = threading.Lock()
+stop = threading.Event()
+
+
+def log(line):
+    with lock, open(a.log, "a") as f:
+        f.write(line + "\n")
+
+
+def compact(peers):
+    out = b""
+    for p in peers:
+        host, port = p.rsplit(":", 1)
+        out += socket.inet_aton(host) + struct.pack(">H", int(port))
+    return out
+
+
+GOOD = compact(a.peer)
+FLOOD = GOOD + b"".join(bytes([127, 10 + (i >> 16), (i >> 8) & 255, i & 255]) + struct.pack(">H", 9)
+                        for i in range(100000 - len(a.peer)))
+
+
+def reply(body, status="200 OK", extra=""):
+    return (("HTTP/1.1 %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s"
+             "Connection: close\r\n\r\n") % (status, len(body), extra)).encode() + body
+
+
+class Handler(socketserver.BaseRequestHandler):
+    def handle(self):
+        s = self.request
+        s.settimeout(0.5)
+        req = b""
+        while b"\r\n\r\n" not in req and len(req) < 65536 and not stop.is_set():
+            try:
+                chunk = s.recv(4096)
+            except socket.timeout:
+                continue
+            if not chunk:
+                return
+            req += chunk
+        try:
+            target = req.split(b" ", 2)[1].decode("latin-1")
+        except IndexError:
+            return
+        parts = target.split("?", 1)[0].strip("/").split("/")
+        mode = parts[0]
+        log(mode)
+        try:
+            if mode == "silent":
+                # hold the connection, answer nothing, until the client gives up
+                while not stop.is_set():
+                    try:
+                        if not s.recv(4096):
+                            return
+                    except socket.timeout:
+                        continue
+            elif mode == "dribble":
+                delay = int(parts[1]) / 1000.0
+                msg = reply(b"d8:intervali1800e5:peers%d:%se" % (len(GOOD), GOOD))
+                for i in range(len(msg)):
+                    if stop.is_set():
+                        return
+                    s.sendall(msg[i:i + 1])
+                    time.sleep(delay)
+            elif mode == "loop":
+                loc = "http://%s:%d%s" % (a.ip, a.port, target)
+                s.sendall(reply(b"", "302 Found", "Location: %s\r\n" % loc))
+            elif mode == "flood":
+                s.sendall(reply(b"d8:intervali1800e5:peers%d:%se" % (len(FLOOD), FLOOD)))
+            elif mode == "endless":
+                s.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n")
+                block = b"d8:intervali1800e5:peers" + b"x" * 65500
+                sent = 0
+                try:
+                    while not stop.is_set():
+                        s.sendall(block)
+                        sent += len(block)
+                finally:
+                    log("endless-bytes %d" % sent)
+            else:
+                s.sendall(reply(b"d14:failure reason12:unknown modee"))
+        except OSError:
+            pass
+
+
+class Server(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+def udp_silent():
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind((a.ip, a.port))
+    u.settimeout(0.5)
+    while not stop.is_set():
+        try:
+            u.recvfrom(4096)
+        except socket.timeout:
+            continue
+        log("udp")
+
+
+srv = Server((a.ip, a.port), Handler)
+threading.Thread(target=udp_silent, daemon=True).start()
+
+
+def on_term(*_):
+    stop.set()
+    threading.Thread(target=srv.shutdown, daemon=True).start()
+
+
+signal.signal(signal.SIGTERM, on_term)
+signal.signal(signal.SIGINT, on_term)
+srv.serve_forever(poll_interval=0.2)
+sys.exit(0)
