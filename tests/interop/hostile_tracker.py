@@ -9,6 +9,8 @@ The first part of the HTTP path picks the misbehaviour:
                           port 9, where nothing listens; the --peer addresses come first
   /endless/announce       200 with no length, then bytes as fast as they go, until the
                           client hangs up
+  /eager/announce         a valid reply with no peers that asks for the next announce in 1 s
+                          ('interval' and 'min interval' 1); logged as "eager EVENT"
 
 UDP: every datagram is read and none answered (as silent_udp.py). Each HTTP request and each
 datagram appends a line to LOG: "MODE" (or "udp"), and "endless-bytes N" when an endless reply
@@ -78,7 +80,12 @@ class Handler(socketserver.BaseRequestHandler):
             return
         parts = target.split("?", 1)[0].strip("/").split("/")
         mode = parts[0]
-        log(mode)
+        if mode == "eager":
+            q = target.split("?", 1)[1] if "?" in target else ""
+            ev = [p[6:] for p in q.split("&") if p.startswith("event=")]
+            log("eager " + (ev[0] if ev else "none"))
+        else:
+            log(mode)
         try:
             if mode == "silent":
                 # hold the connection, answer nothing, until the client gives up
@@ -101,6 +108,8 @@ class Handler(socketserver.BaseRequestHandler):
                 s.sendall(reply(b"", "302 Found", "Location: %s\r\n" % loc))
             elif mode == "flood":
                 s.sendall(reply(b"d8:intervali1800e5:peers%d:%se" % (len(FLOOD), FLOOD)))
+            elif mode == "eager":
+                s.sendall(reply(b"d8:intervali1e12:min intervali1e5:peers0:e"))
             elif mode == "endless":
                 s.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n")
                 block = b"d8:intervali1800e5:peers" + b"x" * 65500

@@ -14,6 +14,8 @@
 #     flood are reported in the NDJSON tracker event.
 #  3. Without --peer: tiers [redirect loop] [endless body] [good tracker] fail over to the good
 #     one, and the flood alone (the seeder is one address in 100,000) completes too.
+#  4. A tracker asking for an announce every second ('interval' 1) gets 'started', then
+#     nothing more in 4 s, then 'stopped' at Ctrl+C: intervals are raised to a minute.
 #
 # usage: tests/interop/hostile_trackers.sh path/to/rivulet
 set -euo pipefail
@@ -77,7 +79,7 @@ B=http://127.0.0.1:$HP
 GOOD=http://127.0.0.1:$GP/announce
 declare -A URL=([silent]=$B/silent/announce [dribble200]=$B/dribble/200/announce
     [dribble20]=$B/dribble/20/announce [loop]=$B/loop/announce [flood]=$B/flood/announce
-    [endless]=$B/endless/announce [udp]=udp://127.0.0.1:$HP/announce)
+    [endless]=$B/endless/announce [eager]=$B/eager/announce [udp]=udp://127.0.0.1:$HP/announce)
 count_log() { grep -c "^$1\$" tracker.log 2>/dev/null || true; }
 
 # ---- 1. rivulet trackers against all of them at once
@@ -198,6 +200,17 @@ dl floodonly flood.torrent
 if [ $rc -eq 0 ] && cmp -s data/payload.bin out-floodonly/payload.bin && [ "${kib:-0}" -lt $((MAXMIB * 1024)) ]; then
     ok "flood alone: the seeder found among 100,000 addresses, byte-identical in $ms ms, peak ${kib} KiB"
 else bad "flood alone: exit $rc in $ms ms, peak ${kib} KiB: $(tail -n 3 floodonly.err | tr '\n' ' ')"; fi
+
+# ---- 4. interval 1: no seeder, so the download runs until the SIGINT at 4 s
+"$RV" create -q data/payload.bin -o eager.torrent -l 64K -t "${URL[eager]}"
+rc=0
+timeout --preserve-status -s INT -k 10 4 "$RV" download eager.torrent -o out-eager --no-dht --listen 127.0.0.3 \
+    --port "$(free_port 127.0.0.3)" --state-dir st-eager --json >eager.ndjson 2>eager.err || rc=$?
+sleep 0.3
+got=$(grep '^eager ' tracker.log | cut -d' ' -f2 | xargs)
+if [ "$got" = "started stopped" ] && { [ $rc -lt 124 ] || [ $rc -eq 130 ]; }; then
+    ok "interval 1: announces in 4 s: '$got' (exit $rc after Ctrl+C)"
+else bad "interval 1: announces in 4 s: '$got', exit $rc: $(tail -n 2 eager.err | tr '\n' ' ')"; fi
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
