@@ -14,12 +14,18 @@
 
 #define MAX_PATH_BYTES 4096
 #define MAX_COMPONENT 255
+/* Tracker URLs (all tiers together) and web seeds kept; the rest are ignored, as magnet.c
+ * does. Real torrents carry tens. Without a cap, the duplicate check made a torrent of
+ * 100,000 tracker URLs take minutes to read, and each URL would be announced to. */
+#define MAX_TRACKERS 1000
+#define MAX_WEB_SEEDS 1000
 
 struct parse {
     const uint8_t *data;
     rv_error_t *err;
     rv_torrent_info_t *ti;
     size_t files_cap;
+    size_t tracker_urls; /* kept so far, all tiers */
 };
 
 static size_t off(const struct parse *p, const struct bnode *n)
@@ -573,12 +579,14 @@ static int add_tier(struct parse *p, const struct bnode *const *urls, size_t n)
     tier->urls = NULL;
     tier->count = 0;
     ti->tier_count++;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && p->tracker_urls < MAX_TRACKERS; i++) {
         if (urls[i]->type != BT_STR || seen_tracker(ti, urls[i]))
             continue;
+        size_t had = tier->count;
         int rc = push_url(p, &tier->urls, &tier->count, urls[i]);
         if (rc != 0)
             return rc;
+        p->tracker_urls += tier->count - had;
     }
     if (tier->count == 0)
         ti->tier_count--; /* an empty tier is dropped */
@@ -591,7 +599,8 @@ static int parse_trackers(struct parse *p, const struct bnode *root)
     int rc;
     if (list != NULL) {
         const struct bnode *tier = bnode_first(list);
-        for (uint32_t i = 0; i < list->count; i++, tier = bnode_next(tier)) {
+        for (uint32_t i = 0; i < list->count && p->tracker_urls < MAX_TRACKERS;
+             i++, tier = bnode_next(tier)) {
             if (tier->type != BT_LIST || tier->count == 0)
                 continue;
             const struct bnode **urls = malloc(tier->count * sizeof(*urls));
@@ -624,7 +633,8 @@ static int parse_web_seeds(struct parse *p, const struct bnode *root)
     if (ul->type != BT_LIST)
         return 0;
     const struct bnode *u = bnode_first(ul);
-    for (uint32_t i = 0; i < ul->count; i++, u = bnode_next(u)) {
+    for (uint32_t i = 0; i < ul->count && ti->web_seed_count < MAX_WEB_SEEDS;
+         i++, u = bnode_next(u)) {
         int rc = push_url(p, &ti->web_seeds, &ti->web_seed_count, u);
         if (rc != 0)
             return rc;

@@ -8,6 +8,7 @@ bases they are made from), so a reader that accepts one has missed exactly that 
 
 usage: python3 tests/malformed/make_torrents.py
        python3 tests/malformed/make_torrents.py --many N OUT.torrent   (N one-byte files)
+       python3 tests/malformed/make_torrents.py --many-trackers N OUT.torrent   (N tiers)
 """
 import hashlib
 import os
@@ -379,6 +380,12 @@ def main():
     if len(sys.argv) == 4 and sys.argv[1] == "--many":
         # make_torrents.py --many N OUT.torrent: the many-files torrent, written elsewhere
         write(sys.argv[3], many_files(int(sys.argv[2])))
+        return 0
+    if len(sys.argv) == 4 and sys.argv[1] == "--many-trackers":
+        # make_torrents.py --many-trackers N OUT.torrent: the v1 control with N announce tiers
+        tiers = [["http://127.%d.%d.%d:1/announce" % (i >> 16, (i >> 8) & 255, i & 255)]
+                 for i in range(int(sys.argv[2]))]
+        write(sys.argv[3], benc(t(v1_single(), **{"announce-list": tiers})))
         return 0
     out = os.path.join(HERE, "torrent")
     os.makedirs(out, exist_ok=True)
