@@ -9,6 +9,7 @@ bases they are made from), so a reader that accepts one has missed exactly that 
 usage: python3 tests/malformed/make_torrents.py
        python3 tests/malformed/make_torrents.py --many N OUT.torrent   (N one-byte files)
        python3 tests/malformed/make_torrents.py --many-trackers N OUT.torrent   (N tiers)
+       python3 tests/malformed/make_torrents.py --many-v2 N OUT.torrent   (N files and layers)
 """
 import hashlib
 import os
@@ -376,10 +377,28 @@ def write(path, content):
             f.write(content)
 
 
+def many_v2(n):
+    """A v2 torrent of n files of two 16 KiB pieces, each with a piece layer that hashes to its
+    root (random-looking hashes: only the metadata is read)."""
+    tree, layers = {}, {}
+    for i in range(n):
+        layer = hashlib.sha256(b"a%d" % i).digest() + hashlib.sha256(b"b%d" % i).digest()
+        root = hashlib.sha256(layer).digest()
+        tree["%07d" % i] = {"": {"length": 2 * PLEN, "pieces root": root}}
+        layers[root] = layer
+    return benc({"announce": ANNOUNCE, "piece layers": layers,
+                 "info": {"file tree": tree, "meta version": 2, "name": "many-v2",
+                          "piece length": PLEN}})
+
+
 def main():
     if len(sys.argv) == 4 and sys.argv[1] == "--many":
         # make_torrents.py --many N OUT.torrent: the many-files torrent, written elsewhere
         write(sys.argv[3], many_files(int(sys.argv[2])))
+        return 0
+    if len(sys.argv) == 4 and sys.argv[1] == "--many-v2":
+        # make_torrents.py --many-v2 N OUT.torrent: N two-piece v2 files, each with its layer
+        write(sys.argv[3], many_v2(int(sys.argv[2])))
         return 0
     if len(sys.argv) == 4 and sys.argv[1] == "--many-trackers":
         # make_torrents.py --many-trackers N OUT.torrent: the v1 control with N announce tiers
