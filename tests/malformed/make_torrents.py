@@ -10,6 +10,7 @@ usage: python3 tests/malformed/make_torrents.py
        python3 tests/malformed/make_torrents.py --many N OUT.torrent   (N one-byte files)
        python3 tests/malformed/make_torrents.py --many-trackers N OUT.torrent   (N tiers)
        python3 tests/malformed/make_torrents.py --many-v2 N OUT.torrent   (N files and layers)
+       python3 tests/malformed/make_torrents.py --control-chars OUT.torrent
 """
 import hashlib
 import os
@@ -399,6 +400,20 @@ def main():
     if len(sys.argv) == 4 and sys.argv[1] == "--many-v2":
         # make_torrents.py --many-v2 N OUT.torrent: N two-piece v2 files, each with its layer
         write(sys.argv[3], many_v2(int(sys.argv[2])))
+        return 0
+    if len(sys.argv) == 3 and sys.argv[1] == "--control-chars":
+        # make_torrents.py --control-chars OUT.torrent: legal, but every string a terminal
+        # shows carries ESC sequences, BEL, CR, LF or C1 controls
+        esc = "\x1b[2J\x1b]0;owned\x07\r\nrivulet: fake line\u009b31m"
+        # (the empty file is created at start: a download into a folder where that fails
+        # names it in an error at once)
+        info = v1_multi(files=[{"length": 30000, "path": ["a" + esc]},
+                               {"length": 0, "path": ["e" + esc]},
+                               {"length": 20000, "path": ["dir" + esc, "b" + esc]}],
+                        name="n" + esc, source="s" + esc)
+        write(sys.argv[2], benc(t(info, announce="http://127.0.0.1:1/a" + esc,
+                                  comment="c" + esc, **{"created by": "cb" + esc,
+                                                        "url-list": ["http://w/" + esc]})))
         return 0
     if len(sys.argv) == 4 and sys.argv[1] == "--many-trackers":
         # make_torrents.py --many-trackers N OUT.torrent: the v1 control with N announce tiers

@@ -116,6 +116,39 @@ many_one "generated 200000 trackers" accept --many-trackers 200000
 # by a scan of all files, 1.3 s for 20,000 and about 30 s for this one
 many_one "generated v2 100000 files with piece layers" accept --many-v2 100000
 
+# Terminal escapes: a legal torrent whose name, paths, trackers, web seed, comment, source
+# and creator carry ESC sequences, BEL, CR/LF (a fake "rivulet: " line) and a C1 CSI. Neither
+# `info` nor `trackers` nor `verify` nor an error about one of its files may pass a control
+# byte to the terminal (only the newlines we print ourselves), nor start a line with the fake.
+python3 "$HERE/make_torrents.py" --control-chars "$OUT/esc.torrent"
+mkdir -p "$OUT/escdir"
+esc_one() { # LABEL COMMAND...
+    local label=$1 rc=0 bad_bytes fake
+    shift
+    (timeout -k 2 "$TMO" "$@" >"$OUT/esc.out" 2>&1 </dev/null; exit $?) 2>/dev/null || rc=$?
+    bad_bytes=$(LC_ALL=C tr -d '\n\040-\176\200-\377' <"$OUT/esc.out" | od -An -tx1 | tr -s ' \n' ' ')
+    # the C1 CSI as UTF-8 (c2 9b) is also a control
+    if LC_ALL=C grep -q $'\xc2\x9b' "$OUT/esc.out"; then bad_bytes+=" c2 9b"; fi
+    fake=$(grep -c '^rivulet: fake' "$OUT/esc.out" || true)
+    if [ "$rc" -ge 124 ] || [ -n "${bad_bytes// /}" ] || [ "$fake" -ne 0 ]; then
+        fail=$((fail + 1))
+        echo "FAIL escapes $label: exit $rc, control bytes [$bad_bytes], $fake fake lines"
+    else
+        pass=$((pass + 1))
+        echo "ok   escapes $label: exit $rc, $(wc -l <"$OUT/esc.out") lines, no control bytes"
+    fi
+}
+esc_one "info" "$RV" info "$OUT/esc.torrent"
+esc_one "trackers" "$RV" trackers --timeout 2 --udp-timeout 300 "$OUT/esc.torrent"
+esc_one "verify" "$RV" verify "$OUT/esc.torrent" -d "$OUT/escdir"
+# a download refused at once (the torrent's folder is a symlink, so its empty file cannot be
+# made) names the folder in its error
+ln -s /nonexistent "$OUT/escdir/n"$'\x1b'"[2J"$'\x1b'"]0;owned"$'\x07\r\n'"rivulet: fake line"$'\xc2\x9b'"31m"
+esc_one "download error" "$RV" download "$OUT/esc.torrent" -o "$OUT/escdir" --no-trackers \
+    --no-dht --seed-time 0 --state-dir "$OUT/esc-state" --listen 127.0.0.1 -v
+grep -q '^rivulet: .*is a symbolic link' "$OUT/esc.out" || {
+    fail=$((fail + 1)); echo "FAIL escapes download error: not the symlink error: $(head -c 300 "$OUT/esc.out")"; }
+
 if [ "$n" -eq 0 ]; then
     echo "FAIL no malformed inputs found under $HERE"
     fail=$((fail + 1))
