@@ -16,6 +16,9 @@
 #    folder on a file's path, a file (whose target even holds the right data), and a dangling
 #    link. `rivulet verify` must not count the outside data, `rivulet download` must stop with
 #    an error naming the link, and nothing outside may be written or created.
+# 3. Deep paths: a file whose path in the torrent is legal (1.9 KB, under the 4096-byte cap)
+#    inside a download folder whose own path is 3 KB, so the whole is over PATH_MAX: rivulet
+#    walks with openat from the folder's descriptor, so it downloads, and verify reads it.
 #
 # usage: tests/interop/hostile_paths.sh path/to/rivulet
 set -euo pipefail
@@ -197,6 +200,36 @@ rc=$(cat logs/clean.rc)
 if [ "$rc" -eq 0 ] && cmp -s src/sym/dir/a.bin o-clean/sym/dir/a.bin && cmp -s src/sym/b.bin o-clean/sym/b.bin &&
     cmp -s src/sym/c.bin o-clean/sym/c.bin; then ok "control: a clean folder downloads byte-identical"
 else bad "control: exit $rc: $(tail -n 3 logs/clean.err | tr '\n' ' ')"; fi
+
+# ---- 3. over PATH_MAX in all: OUT is 12 folders of 250 bytes, the torrent's path 8 of 240
+comp() { printf "%${2}s" "" | tr ' ' "$1"; }
+deep_rel=deep
+for i in 1 2 3 4 5 6 7 8; do deep_rel+=/$(comp "$i" 240); done
+mkdir -p "src/$deep_rel"
+head -c 500000 /dev/urandom >"src/$deep_rel/f.bin"
+head -c 1000 /dev/urandom >src/deep/top.bin
+"$RV" create src/deep -o deep.torrent -l 16K >/dev/null 2>&1
+SP3=$(start_seeder deep.torrent src seed3 seed3.ready seed3.log)
+deep_out=$WORK/o-deep
+for i in $(seq 12); do deep_out+=/$(comp o 250); done
+mkdir -p "$deep_out"
+len=$((${#deep_out} + 1 + ${#deep_rel} + 6))
+rc=0
+timeout 60 "$RV" download deep.torrent -o "$deep_out" --peer "127.0.0.2:$SP3" --no-trackers --no-dht \
+    --listen 127.0.0.3 --port "$(free_port 127.0.0.3)" --seed-time 0 --state-dir st-deep -q \
+    >logs/deep.out 2>logs/deep.err || rc=$?
+# compare from inside OUT (cd one folder at a time): the absolute name is too long to open
+same=$(cd "$WORK/o-deep" && for i in $(seq 12); do cd "$(comp o 250)"; done &&
+    cmp -s "$WORK/src/$deep_rel/f.bin" "$deep_rel/f.bin" && cmp -s "$WORK/src/deep/top.bin" deep/top.bin &&
+    echo yes || echo no)
+if [ $rc -eq 0 ] && [ "$same" = yes ] && [ $len -gt 4096 ]; then
+    ok "deep: a file $len bytes deep (over PATH_MAX) downloaded byte-identical"
+else bad "deep: exit $rc, identical: $same, length $len: $(tail -n 2 logs/deep.err | tr '\n' ' ')"; fi
+rc=0
+timeout 30 "$RV" verify deep.torrent -d "$deep_out" --json >logs/deep-verify.json 2>logs/deep-verify.err || rc=$?
+if [ $rc -eq 0 ] && $PY -c 'import json,sys; assert json.load(open(sys.argv[1]))["complete"]' logs/deep-verify.json; then
+    ok "deep: verify reads it back complete"
+else bad "deep: verify exit $rc: $(head -c 300 logs/deep-verify.err)"; fi
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
