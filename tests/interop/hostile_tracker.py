@@ -12,13 +12,22 @@ The first part of the HTTP path picks the misbehaviour:
   /eager/announce         a valid reply with no peers that asks for the next announce in 1 s
                           ('interval' and 'min interval' 1); logged as "eager EVENT"
 
-UDP: every datagram is read and none answered (as silent_udp.py). Each HTTP request and each
-datagram appends a line to LOG: "MODE" (or "udp"), and "endless-bytes N" when an endless reply
-stops. Plain Python 3; stops on SIGTERM.
+UDP (--udp MODE):
+  silent   (default) every datagram is read and none answered, as silent_udp.py
+  garbage  each datagram is answered with 50 junk datagrams (0 to 3000 random bytes; the first
+           8 copy the request's action and transaction id half the time) and a connect reply
+           with a wrong transaction id, never a usable reply
+  error    an error reply (action 3) of 3000 bytes of text full of ESC, BEL, CR and LF
+  flood    a proper connect reply, then an announce reply in one 65,507-byte datagram:
+           10,914 peers at 127.10.x.y port 9, the --peer addresses first
+Each HTTP request and each datagram appends a line to LOG: "MODE" (or "udp"), and
+"endless-bytes N" when an endless reply stops. Plain Python 3; stops on SIGTERM.
 
-usage: hostile_tracker.py IP PORT LOG [--peer IP:PORT]...
+usage: hostile_tracker.py IP PORT LOG [--peer IP:PORT]... [--udp MODE]
 """
 import argparse
+import os
+import random
 import signal
 import socket
 import socketserver
@@ -32,6 +41,7 @@ ap.add_argument("ip")
 ap.add_argument("port", type=int)
 ap.add_argument("log")
 ap.add_argument("--peer", action="append", default=[])
+ap.add_argument("--udp", choices=["silent", "garbage", "error", "flood"], default="silent")
 a = ap.parse_args()
 
 lock = threading.Lock()
@@ -131,16 +141,41 @@ class Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
 
 
+def udp_answer(u, pkt, peer):
+    if len(pkt) < 16:
+        return
+    action, trans = struct.unpack(">II", pkt[8:16])
+    if a.udp == "garbage":
+        rng = random.Random(trans)
+        for _ in range(50):
+            junk = os.urandom(rng.randrange(0, 3000))
+            if rng.random() < 0.5 and len(junk) >= 8:
+                junk = struct.pack(">II", action, trans) + junk[8:]
+            u.sendto(junk, peer)
+        u.sendto(struct.pack(">IIQ", 0, trans ^ 1, 0x1234), peer)
+    elif a.udp == "error":
+        text = ("\x1b[2J\x1b]0;owned\x07\r\nrivulet: fake line " * 80)[:3000].encode()
+        u.sendto(struct.pack(">II", 3, trans) + text, peer)
+    elif a.udp == "flood":
+        if action == 0:
+            u.sendto(struct.pack(">IIQ", 0, trans, 0x1234), peer)
+        elif action == 1:
+            peers = (GOOD + FLOOD[len(GOOD):])[:(65507 - 20) // 6 * 6]
+            u.sendto(struct.pack(">IIIII", 1, trans, 1800, 0, 1) + peers, peer)
+
+
 def udp_silent():
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     u.bind((a.ip, a.port))
     u.settimeout(0.5)
     while not stop.is_set():
         try:
-            u.recvfrom(4096)
+            pkt, peer = u.recvfrom(4096)
         except socket.timeout:
             continue
         log("udp")
+        if a.udp != "silent":
+            udp_answer(u, pkt, peer)
 
 
 srv = Server((a.ip, a.port), Handler)

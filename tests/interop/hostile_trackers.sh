@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Hostile trackers (tests/interop/hostile_tracker.py, loopback only): one that never answers
-# (HTTP: connection held open; UDP: datagrams read, none answered), one that dribbles a valid
+# (HTTP: connection held open; UDP: datagrams read, none answered), UDP ones that answer with
+# junk, with a 3000-byte error full of terminal escapes, or with 10,914 peers in one
+# 65,507-byte datagram, one that dribbles a valid
 # reply a byte every 200 ms (too slow for any timeout) and one every 20 ms (slow but within
 # it), a redirect loop (302 to itself forever), a flood of 100,000 compact peers (600,000
 # bytes, 127.10/127.11 addresses where nothing listens, the real seeder first) and an endless
@@ -70,16 +72,27 @@ SEEDER=127.0.0.2:$SP
 HP=$(free_port 127.0.0.1)
 $PY "$HERE/hostile_tracker.py" 127.0.0.1 "$HP" tracker.log --peer "$SEEDER" 2>tracker.err &
 pids+=($!)
+declare -A UP
+for m in garbage error flood; do
+    UP[$m]=$(free_port 127.0.0.1)
+    $PY "$HERE/hostile_tracker.py" 127.0.0.1 "${UP[$m]}" "udp-$m.log" --peer "$SEEDER" --udp "$m" \
+        2>"udp-$m.err" &
+    pids+=($!)
+done
 GP=$(free_port 127.0.0.1)
 $PY "$HERE/log_tracker.py" 127.0.0.1 "$GP" good.log "$SEEDER" 2>good.err &
 pids+=($!)
 wait_file seed.ready || { echo "FAIL seeder: $(tail -n 3 seed.log)"; exit 1; }
-wait_port 127.0.0.1 "$HP" && wait_port 127.0.0.1 "$GP" || { echo "FAIL trackers did not start: $(cat tracker.err good.err)"; exit 1; }
+for p in "$HP" "$GP" "${UP[@]}"; do
+    wait_port 127.0.0.1 "$p" || { echo "FAIL trackers did not start: $(cat ./*.err)"; exit 1; }
+done
 B=http://127.0.0.1:$HP
 GOOD=http://127.0.0.1:$GP/announce
 declare -A URL=([silent]=$B/silent/announce [dribble200]=$B/dribble/200/announce
     [dribble20]=$B/dribble/20/announce [loop]=$B/loop/announce [flood]=$B/flood/announce
-    [endless]=$B/endless/announce [eager]=$B/eager/announce [udp]=udp://127.0.0.1:$HP/announce)
+    [endless]=$B/endless/announce [eager]=$B/eager/announce [udp]=udp://127.0.0.1:$HP/announce
+    [udpgarbage]=udp://127.0.0.1:${UP[garbage]}/announce [udperror]=udp://127.0.0.1:${UP[error]}/announce
+    [udpflood]=udp://127.0.0.1:${UP[flood]}/announce)
 count_log() { grep -c "^$1\$" tracker.log 2>/dev/null || true; }
 
 # ---- 1. rivulet trackers against all of them at once
@@ -147,6 +160,43 @@ nfail=$(grep -c '^    failed: ' trackers.txt || true)
 [ "$nfail" -eq 5 ] && ok "trackers text: 5 'failed:' lines, one per dead tracker" \
     || bad "trackers text: $nfail 'failed:' lines: $(grep -A1 '^  http\|^  udp' trackers.txt | head -20 | tr '\n' '|')"
 
+# ---- 1b. the hostile UDP trackers, at once
+"$RV" create -q data/payload.bin -o udp.torrent -l 64K -t "${URL[udpgarbage]},${URL[udperror]},${URL[udpflood]}"
+t0=$(date +%s%N)
+rc=0
+timeout 30 /usr/bin/time -o udp.rss -f %M "$RV" trackers --json --timeout 4 --udp-timeout 500 \
+    udp.torrent >udp.json 2>udp.err || rc=$?
+ms=$((($(date +%s%N) - t0) / 1000000))
+kib=$(tail -n 1 udp.rss | tr -dc 0-9)
+if [ $rc -eq 0 ] && [ $ms -lt 10000 ] && [ "${kib:-0}" -lt $((MAXMIB * 1024)) ]; then
+    ok "udp trackers: exit 0 in $ms ms, peak ${kib} KiB"
+else bad "udp trackers: exit $rc in $ms ms, peak ${kib} KiB: $(head -c 300 udp.err)"; fi
+$PY - udp.json "$SEEDER" "${UP[garbage]}" "${UP[error]}" "${UP[flood]}" >udp.check <<'PY' || true
+import json, re, sys
+d = json.load(open(sys.argv[1]))
+seeder = sys.argv[2]
+by_port = {r["url"].split(":")[2].split("/")[0]: r for r in d["trackers"]}
+g, e, f = (by_port[p] for p in sys.argv[3:6])
+def line_ok(s):  # one line, short, printable
+    return s is not None and len(s) <= 300 and not re.search(r"[\x00-\x1f\x7f]", s)
+def check(name, cond, r):
+    print(("ok   " if cond else "FAIL ") + "udp %s [%s]" % (
+        name, r["error"] if r["error"] is not None else "ok, %d peers" % r["peers"]))
+check("junk replies: refused, said in one line", not g["ok"] and line_ok(g["error"]), g)
+check("error with terminal escapes: one clean line, cut short",
+      not e["ok"] and line_ok(e["error"]) and e["error"].startswith("tracker said: ") and
+      e["error"].endswith("..."), e)
+check("10,914 peers in one datagram: 10,000 kept, the seeder among them",
+      f["ok"] and f["peers"] == 10000 and seeder in f["peer_list"], f)
+PY
+while read -r line; do
+    case $line in
+        ok*) ok "${line#ok   }" ;;
+        *) bad "${line#FAIL }" ;;
+    esac
+done <udp.check
+[ -s udp.check ] || bad "udp trackers: no checks ran: $(head -c 300 udp.json)"
+
 # ---- 2. download with one hostile tracker each and the seeder through --peer
 dl() { # LABEL TORRENT [ARGS...]: sets rc, ms, kib; NDJSON in LABEL.ndjson
     local label=$1 tor=$2
@@ -167,7 +217,7 @@ for l in open(sys.argv[1]):
     except ValueError: continue
     if e.get("event") == "tracker": print(e.get("message", ""))' "$1"
 }
-for k in silent dribble200 loop flood endless udp; do
+for k in silent dribble200 loop flood endless udp udpgarbage udpflood; do
     "$RV" create -q data/payload.bin -o "$k.torrent" -l 64K -t "${URL[$k]}"
     dl "$k" "$k.torrent" --peer "$SEEDER"
     msgs=$(tracker_msg "$k.ndjson" | sort -u | tr '\n' '|')
@@ -179,7 +229,7 @@ for k in silent dribble200 loop flood endless udp; do
     case $k in
         loop) want="redirects" ;;
         endless) want="larger than 2097152 bytes" ;;
-        flood) want="ok, 10000 peers" ;;
+        flood | udpflood) want="ok, 10000 peers" ;;
         *) want="" ;;
     esac
     if [ -n "$want" ]; then
