@@ -72,9 +72,9 @@ for f in "$HERE"/valid/*.torrent; do
 done
 # Too many files, generated here (30 MB, not kept in the repository). 1,000,000 one-byte files
 # are refused by the decoder's value cap, RV_MAX_FILES + 1 by the file count cap, and exactly
-# RV_MAX_FILES are read: each in a few seconds and under 512 MiB (peak RSS, when /usr/bin/time
-# is there to measure it). Without the caps the first took 550 MB, and a 60 MB .torrent of
-# "i0e"s 1.2 GB.
+# RV_MAX_FILES are read: each in under 8 s and 1 GiB (peak RSS, when /usr/bin/time is there to
+# measure it; here under 1 s and about 200 MB, three times that under ASan). Without the caps
+# the first took 550 MB, and a 60 MB .torrent of "i0e"s 1.2 GB.
 MAXF=$(sed -n 's/^#define RV_MAX_FILES \([0-9]*\)u.*/\1/p' "$HERE/../../include/rivulet/metainfo.h")
 many_one() { # LABEL EXPECT(reject|accept) MAKE_TORRENTS_OPTION N
     local label=$1 expect=$2 rc=0 t0 t1 kib=0
@@ -95,7 +95,7 @@ many_one() { # LABEL EXPECT(reject|accept) MAKE_TORRENTS_OPTION N
         fail=$((fail + 1)); echo "FAIL $label: exit $rc, '$msg'"
     elif [ "$expect" = accept ] && [ "$rc" -ne 0 ]; then
         fail=$((fail + 1)); echo "FAIL $label: exit $rc: $(head -c 200 "$OUT/many.err")"
-    elif [ "$ms" -gt 5000 ] || [ "${kib:-0}" -gt $((512 * 1024)) ]; then
+    elif [ "$ms" -gt 8000 ] || [ "${kib:-0}" -gt $((1024 * 1024)) ]; then
         fail=$((fail + 1)); echo "FAIL $label: took $ms ms and ${kib} KiB"
     else
         pass=$((pass + 1)); echo "ok   $label: exit $rc in $ms ms, peak ${kib} KiB${msg:+: $msg}"
@@ -109,7 +109,7 @@ else
     many_one "generated $((MAXF + 1)) files (RV_MAX_FILES + 1)" reject --many $((MAXF + 1))
     many_one "generated $MAXF files (RV_MAX_FILES)" accept --many "$MAXF"
 fi
-# 200,000 tracker URLs (one a tier): the first 1000 are kept, in a few seconds (the duplicate
+# 200,000 tracker URLs (one a tier): the first 1000 are kept, in well under 8 s (the duplicate
 # check alone took 4 s for 20,000 and grew with the square)
 many_one "generated 200000 trackers" accept --many-trackers 200000
 # a v2 torrent of 100,000 files and as many piece layers (18 MB): each layer's file was found
