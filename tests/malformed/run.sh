@@ -113,7 +113,7 @@ fi
 # check alone took 4 s for 20,000 and grew with the square)
 many_one "generated 200000 trackers" accept --many-trackers 200000
 # a v2 torrent of 100,000 files and as many piece layers (18 MB): each layer's file was found
-# by a scan of all files, 1.3 s for 20,000 and about 30 s for this one
+# by a scan of all files: 1.3 s for 20,000 and 10 s for this one (now 0.5 s)
 many_one "generated v2 100000 files with piece layers" accept --many-v2 100000
 
 # Terminal escapes: a legal torrent whose name, paths, trackers, web seed, comment, source
