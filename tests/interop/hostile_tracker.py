@@ -11,6 +11,9 @@ The first part of the HTTP path picks the misbehaviour:
                           client hangs up
   /eager/announce         a valid reply with no peers that asks for the next announce in 1 s
                           ('interval' and 'min interval' 1); logged as "eager EVENT"
+  /headers/announce       200, then header lines without end, as fast as they go
+  /html/announce          200 with an HTML page (newlines, ESC) instead of bencode
+  /status/announce        503 with an HTML body
 
 UDP (--udp MODE):
   silent   (default) every datagram is read and none answered, as silent_udp.py
@@ -120,6 +123,21 @@ class Handler(socketserver.BaseRequestHandler):
                 s.sendall(reply(b"d8:intervali1800e5:peers%d:%se" % (len(FLOOD), FLOOD)))
             elif mode == "eager":
                 s.sendall(reply(b"d8:intervali1e12:min intervali1e5:peers0:e"))
+            elif mode == "headers":
+                s.sendall(b"HTTP/1.1 200 OK\r\n")
+                line = b"X-Hostile: " + b"y" * 1000 + b"\r\n"
+                sent = 0
+                try:
+                    while not stop.is_set():
+                        s.sendall(line * 64)
+                        sent += 64 * len(line)
+                finally:
+                    log("headers-bytes %d" % sent)
+            elif mode == "html":
+                s.sendall(reply(b"<html>\n<body>\x1b[2J\nrivulet: fake line\n</body></html>\n"))
+            elif mode == "status":
+                s.sendall(reply(b"<html><body>Service Unavailable\n</body></html>",
+                                "503 Service Unavailable"))
             elif mode == "endless":
                 s.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n")
                 block = b"d8:intervali1800e5:peers" + b"x" * 65500
