@@ -351,6 +351,12 @@ def cases():
     big = {"length": 2 ** 62, "pieces root": V2_ROOT}
     add("v2-total-size-2pow63", v2_single(tree={"a": {"": big}, "b": {"": dict(big)}},
                                           layers={}))
+    # v2: a file tree cannot spell two files with one path except by repeating a key, which
+    # the (lenient) decoder keeps; both forms must still be refused
+    leaf = {"": {"length": len(D_SINGLE), "pieces root": V2_ROOT}}
+    add("v2-duplicate-key-same-path", v2_single(tree=Pairs([("a", leaf), ("a", leaf)])))
+    add("v2-duplicate-key-file-and-folder",
+        v2_single(tree=Pairs([("a", leaf), ("a", {"b": leaf})])))
     return c
 
 
