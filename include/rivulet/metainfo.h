@@ -24,7 +24,7 @@ extern "C" {
  * Every file costs memory and a descriptor-cache slot for the life of the torrent, so a
  * hostile .torrent of a million one-byte files is refused at once. libtorrent 2.0 refuses
  * such torrents too: its default load limits (10 MB of .torrent, 3,000,000 bencode tokens,
- * which our decoder shares) let through about 330,000 files with the shortest names. */
+ * which our decoder shares) let through roughly 330,000 files with the shortest names. */
 #define RV_MAX_FILES 400000u
 
 /* File attribute flags (BEP 47). */
