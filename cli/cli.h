@@ -30,6 +30,13 @@ int cmd_dht(int argc, char **argv);
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints "rivulet: WHAT: " + the formatted error. */
 void cli_report(const char *what, const rv_error_t *err);
+/* Text from a torrent, magnet link, tracker or peer, made safe for a terminal: well-formed
+ * UTF-8 is kept except control characters (C0, DEL, C1: ESC sequences, newlines that would
+ * fake a line of our own), which become '?' like every malformed byte. cli_safen takes the
+ * first n bytes of s. Returns one of 8 static buffers, reused in turn (so up to 8 may appear
+ * in one printf); over 8 KiB it is cut with "...". Loop thread / main thread only. */
+const char *cli_safe(const char *s);
+const char *cli_safen(const char *s, size_t n);
 /* Lowercase hex of n bytes into out (2n+1 bytes). */
 void cli_hex(const uint8_t *p, size_t n, char *out);
 /* "1.5 MiB" style sizes. */

@@ -216,7 +216,7 @@ static void draw(struct ui *u, bool final)
         char line[512];
         if (st.state == RV_STATE_METADATA)
             snprintf(line, sizeof(line), "[metadata] %s  blocks %u/%u  peers %u/%u",
-                     rv_torrent_name(u->torrent), st.metadata_have, st.metadata_total,
+                     cli_safe(rv_torrent_name(u->torrent)), st.metadata_have, st.metadata_total,
                      st.peers_connected, st.peers_known);
         else if (st.state == RV_STATE_SEEDING)
             snprintf(line, sizeof(line), "[seeding] %s  up %s/s  uploaded %llu MiB  peers %u/%u",
@@ -436,7 +436,7 @@ static void on_event(void *ud, const rv_event_t *ev)
     if (ev->type == RV_EVENT_PIECE_VERIFIED)
         fprintf(stderr, "%s piece=%u\n", event_name(ev->type), ev->piece);
     else
-        fprintf(stderr, "%s %s\n", event_name(ev->type), ev->message ? ev->message : "");
+        fprintf(stderr, "%s %s\n", event_name(ev->type), ev->message ? cli_safe(ev->message) : "");
 }
 
 static void on_timer(uv_timer_t *t)
@@ -872,7 +872,7 @@ static int run(int argc, char **argv, bool seed_mode)
         ret = EXIT_OK;
         if (u.out != OUT_QUIET && u.out != OUT_JSON)
             fprintf(stderr, "done: metadata of %s saved to %s in %.1f s\n",
-                    rv_torrent_name(u.torrent), ao.save_torrent, secs);
+                    cli_safe(rv_torrent_name(u.torrent)), ao.save_torrent, secs);
     } else if (have_info && !ao.metadata_only && st.pieces_have >= st.pieces_wanted) {
         ret = EXIT_OK;
         if (u.out != OUT_QUIET && u.out != OUT_JSON) {

@@ -162,12 +162,13 @@ static void print_tree(const rv_torrent_info_t *ti)
         const char *seg = p + common;
         const char *slash;
         while ((slash = strchr(seg, '/')) != NULL) {
-            printf("  %6s  %10s  %*s%.*s/\n", "", "", 2 * depth, "", (int)(slash - seg), seg);
+            printf("  %6s  %10s  %*s%s/\n", "", "", 2 * depth, "",
+                   cli_safen(seg, (size_t)(slash - seg)));
             depth++;
             seg = slash + 1;
         }
         cli_human_size(f->length, size, sizeof(size));
-        printf("  %6zu  %10s  %*s%s%s\n", index++, size, 2 * depth, "", seg,
+        printf("  %6zu  %10s  %*s%s%s\n", index++, size, 2 * depth, "", cli_safe(seg),
                (f->attr & RV_FILE_EXECUTABLE) ? " [x]" : "");
         prev = p;
         prev_dir = (size_t)(seg - p);
@@ -180,7 +181,7 @@ static void torrent_text(const rv_torrent_info_t *ti)
     size_t nfiles = 0;
     for (size_t i = 0; i < ti->file_count; i++)
         nfiles += !(ti->files[i].attr & RV_FILE_PAD);
-    printf("Name:         %s\n", ti->name);
+    printf("Name:         %s\n", cli_safe(ti->name));
     if (ti->has_v1) {
         cli_hex(ti->info_hash, RV_SHA1_LEN, hex);
         printf("Info-hash v1: %s\n", hex);
@@ -197,7 +198,7 @@ static void torrent_text(const rv_torrent_info_t *ti)
     printf("Pieces:       %u of %s\n", ti->piece_count, plen);
     printf("Private:      %s\n", ti->is_private ? "yes" : "no");
     if (ti->created_by)
-        printf("Created by:   %s\n", ti->created_by);
+        printf("Created by:   %s\n", cli_safe(ti->created_by));
     if (ti->creation_date >= 0) {
         time_t t = (time_t)ti->creation_date;
         struct tm tm;
@@ -206,20 +207,20 @@ static void torrent_text(const rv_torrent_info_t *ti)
             printf("Created on:   %s\n", when);
     }
     if (ti->comment)
-        printf("Comment:      %s\n", ti->comment);
+        printf("Comment:      %s\n", cli_safe(ti->comment));
     if (ti->source)
-        printf("Source:       %s\n", ti->source);
+        printf("Source:       %s\n", cli_safe(ti->source));
     printf("Trackers:%s\n", ti->tier_count ? "" : "     none");
     for (size_t t = 0; t < ti->tier_count; t++) {
         char label[32];
         snprintf(label, sizeof(label), "tier %zu", t + 1);
         for (size_t u = 0; u < ti->tiers[t].count; u++)
-            printf("  %-8s  %s\n", u == 0 ? label : "", ti->tiers[t].urls[u]);
+            printf("  %-8s  %s\n", u == 0 ? label : "", cli_safe(ti->tiers[t].urls[u]));
     }
     if (ti->web_seed_count) {
         printf("Web seeds:\n");
         for (size_t i = 0; i < ti->web_seed_count; i++)
-            printf("  %s\n", ti->web_seeds[i]);
+            printf("  %s\n", cli_safe(ti->web_seeds[i]));
     }
     printf("Files:\n  %6s  %10s  %s\n", "index", "size", "path");
     print_tree(ti);
@@ -267,7 +268,7 @@ static void magnet_json(const rv_magnet_t *m)
 static void magnet_text(const rv_magnet_t *m)
 {
     char hex[65];
-    printf("Name:         %s\n", m->name ? m->name : "(not given)");
+    printf("Name:         %s\n", m->name ? cli_safe(m->name) : "(not given)");
     if (m->has_v1) {
         cli_hex(m->info_hash, RV_SHA1_LEN, hex);
         printf("Info-hash v1: %s\n", hex);
@@ -278,11 +279,11 @@ static void magnet_text(const rv_magnet_t *m)
     }
     printf("Trackers:%s\n", m->tracker_count ? "" : "     none");
     for (size_t i = 0; i < m->tracker_count; i++)
-        printf("  %s\n", m->trackers[i]);
+        printf("  %s\n", cli_safe(m->trackers[i]));
     for (size_t i = 0; i < m->web_seed_count; i++)
-        printf("%s %s\n", i == 0 ? "Web seeds:   " : "             ", m->web_seeds[i]);
+        printf("%s %s\n", i == 0 ? "Web seeds:   " : "             ", cli_safe(m->web_seeds[i]));
     for (size_t i = 0; i < m->peer_count; i++)
-        printf("%s %s\n", i == 0 ? "Peers:       " : "             ", m->peers[i]);
+        printf("%s %s\n", i == 0 ? "Peers:       " : "             ", cli_safe(m->peers[i]));
     if (m->select_count) {
         printf("Files:        ");
         for (size_t i = 0; i < m->select_count; i++) {

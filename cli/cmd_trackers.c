@@ -135,10 +135,11 @@ static void print_text(const rv_tracker_report_t *rep, bool follow)
             const rv_tracker_result_t *r = &rep->results[e->tracker];
             if (e->ok)
                 printf("  %7.2f s  tier %u  %s: ok, %zu peers\n", (double)e->at_ms / 1000,
-                       r->tier + 1, r->url, e->peer_count);
+                       r->tier + 1, cli_safe(r->url), e->peer_count);
             else
                 printf("  %7.2f s  tier %u  %s: %s; retry in %.1f s\n", (double)e->at_ms / 1000,
-                       r->tier + 1, r->url, e->error, (double)e->backoff_ms / 1000);
+                       r->tier + 1, cli_safe(r->url), cli_safe(e->error),
+                       (double)e->backoff_ms / 1000);
         }
         printf("\n");
     }
@@ -149,7 +150,7 @@ static void print_text(const rv_tracker_report_t *rep, bool follow)
             tier = r->tier;
             printf("Tier %u\n", tier + 1);
         }
-        printf("  %s\n", r->url);
+        printf("  %s\n", cli_safe(r->url));
         if (!r->contacted) {
             printf("    not contacted (an earlier tracker answered, or the time ran out)\n");
             continue;
@@ -171,16 +172,16 @@ static void print_text(const rv_tracker_report_t *rep, bool follow)
             if (r->peer_count > 10)
                 printf("      ... and %zu more\n", r->peer_count - 10);
         } else {
-            printf("    failed: %s", r->error);
+            printf("    failed: %s", cli_safe(r->error));
             if (r->backoff_ms)
                 printf(" (after %u attempt%s; next retry in %.1f s)", r->attempts,
                        r->attempts == 1 ? "" : "s", (double)r->backoff_ms / 1000);
             printf("\n");
         }
         if (r->warning)
-            printf("    warning: %s\n", r->warning);
+            printf("    warning: %s\n", cli_safe(r->warning));
         if (r->scraped && !r->scrape_ok)
-            printf("    scrape failed: %s\n", r->scrape_error);
+            printf("    scrape failed: %s\n", cli_safe(r->scrape_error));
     }
     printf("\n%zu unique peer%s from all trackers\n", rep->unique_peers,
            rep->unique_peers == 1 ? "" : "s");

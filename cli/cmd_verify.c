@@ -183,15 +183,16 @@ static void print_text(const rv_torrent_info_t *ti, const char *dir, const rv_ve
         switch (f->state) {
         case RV_VERIFY_PARTIAL: {
             unsigned pm = permille(f->bytes_have, ti->files[i].length);
-            printf("partial %4u.%u%%  %10s  %s\n", pm / 10, pm % 10, size, ti->files[i].path);
+            printf("partial %4u.%u%%  %10s  %s\n", pm / 10, pm % 10, size,
+                   cli_safe(ti->files[i].path));
             break;
         }
         case RV_VERIFY_NOT_FILE:
             printf("missing          %10s  %s (not a regular file; not followed)\n", size,
-                   ti->files[i].path);
+                   cli_safe(ti->files[i].path));
             break;
         default:
-            printf("%-16s %10s  %s\n", state_name(f->state), size, ti->files[i].path);
+            printf("%-16s %10s  %s\n", state_name(f->state), size, cli_safe(ti->files[i].path));
             break;
         }
     }
@@ -201,7 +202,7 @@ static void print_text(const rv_torrent_info_t *ti, const char *dir, const rv_ve
     cli_human_size(r->bytes_have, have, sizeof(have));
     cli_human_size(r->bytes_total, total, sizeof(total));
     cli_human_size(r->bytes_read, read, sizeof(read));
-    printf("%s: %u of %u pieces (%u.%u%%), %s of %s; %zu of %zu files complete", ti->name,
+    printf("%s: %u of %u pieces (%u.%u%%), %s of %s; %zu of %zu files complete", cli_safe(ti->name),
            r->pieces_have, r->piece_count, pm / 10, pm % 10, have, total, files - partial - missing,
            files);
     if (partial || missing)

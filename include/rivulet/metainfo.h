@@ -20,6 +20,12 @@ extern "C" {
 #define RV_MIN_PIECE_LEN 16384u
 #define RV_MAX_PIECE_LEN (1u << 28) /* 256 MiB: far above anything real, keeps arithmetic safe */
 #define RV_MAX_TORRENT_FILE (64u << 20) /* largest .torrent we read */
+/* Most entries in a torrent's file list (v1 'files', padding files included) or v2 file tree.
+ * Every file costs memory and a descriptor-cache slot for the life of the torrent, so a
+ * hostile .torrent of a million one-byte files is refused at once. libtorrent 2.0 refuses
+ * such torrents too: its default load limits (10 MB of .torrent, 3,000,000 bencode tokens,
+ * which our decoder shares) let through roughly 330,000 files with the shortest names. */
+#define RV_MAX_FILES 400000u
 
 /* File attribute flags (BEP 47). */
 enum {

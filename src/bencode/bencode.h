@@ -12,6 +12,10 @@
 #include "util/buf.h"
 
 #define BENCODE_MAX_DEPTH 64
+/* Most values one document may hold (libtorrent's default max_decode_tokens). Each costs a
+ * 56-byte node, so a 64 MiB .torrent of "i0e"s would otherwise take over a gigabyte; with the
+ * cap a decode never holds more than about 170 MB of nodes. */
+#define BENCODE_MAX_NODES 3000000u
 
 enum btype { BT_INT, BT_STR, BT_LIST, BT_DICT };
 
@@ -40,8 +44,9 @@ enum {
 };
 
 /* Decodes one value from p[0..len). Borrows p, which must outlive doc. On success returns 0
- * and, if consumed is not NULL, the number of bytes used. On failure returns RV_EBENCODE (or
- * RV_ENOMEM) and err names the byte offset. Free doc with bencode_free either way. */
+ * and, if consumed is not NULL, the number of bytes used. On failure returns RV_EBENCODE (also
+ * for more than BENCODE_MAX_NODES values) or RV_ENOMEM, and err names the byte offset. Free
+ * doc with bencode_free either way. */
 int bencode_decode(struct bdoc *doc, const uint8_t *p, size_t len, unsigned flags,
                    size_t *consumed, rv_error_t *err);
 void bencode_free(struct bdoc *doc);

@@ -18,10 +18,12 @@ struct dec {
 static int push_node(struct dec *d, size_t *idx)
 {
     struct bdoc *doc = d->doc;
+    if (doc->n == BENCODE_MAX_NODES)
+        return err_set_at(d->err, RV_EBENCODE, d->pos, "more than %u values", BENCODE_MAX_NODES);
     if (doc->n == doc->cap) {
         size_t cap = doc->cap ? doc->cap * 2 : 64;
-        if (cap > UINT32_MAX)
-            return err_set_at(d->err, RV_ETOOBIG, d->pos, "too many values");
+        if (cap > BENCODE_MAX_NODES)
+            cap = BENCODE_MAX_NODES;
         struct bnode *nodes = realloc(doc->nodes, cap * sizeof(*nodes));
         if (nodes == NULL)
             return err_set(d->err, RV_ENOMEM, "out of memory decoding bencode");

@@ -14,12 +14,18 @@
 
 #define MAX_PATH_BYTES 4096
 #define MAX_COMPONENT 255
+/* Tracker URLs (all tiers together) and web seeds kept; the rest are ignored, as magnet.c
+ * does. Real torrents carry tens. Without a cap, the duplicate check made a torrent of
+ * 100,000 tracker URLs take minutes to read, and each URL would be announced to. */
+#define MAX_TRACKERS 1000
+#define MAX_WEB_SEEDS 1000
 
 struct parse {
     const uint8_t *data;
     rv_error_t *err;
     rv_torrent_info_t *ti;
     size_t files_cap;
+    size_t tracker_urls; /* kept so far, all tiers */
 };
 
 static size_t off(const struct parse *p, const struct bnode *n)
@@ -216,6 +222,9 @@ static int parse_v1_files(struct parse *p, const struct bnode *info)
         return bad(p, files, "'files' is not a list");
     if (files->count == 0)
         return bad(p, files, "'files' is empty");
+    if (files->count > RV_MAX_FILES)
+        return bad(p, files, "'files' lists %u files; the limit is %u", files->count,
+                   RV_MAX_FILES);
     ti->multi_file = true;
     const struct bnode *fe = bnode_first(files);
     for (uint32_t i = 0; i < files->count; i++, fe = bnode_next(fe)) {
@@ -299,6 +308,8 @@ static int walk_tree(struct parse *p, struct v2walk *w, const struct bnode *dir)
         if (leaf != NULL) {
             if (leaf->type != BT_DICT || v->count != 2)
                 return bad(p, v, "'file tree' file entry is malformed");
+            if (w->n >= RV_MAX_FILES)
+                return bad(p, k, "'file tree' holds more than %u files", RV_MAX_FILES);
             if (w->n == w->cap) {
                 size_t cap = w->cap ? w->cap * 2 : 8;
                 struct v2file *f = realloc(w->files, cap * sizeof(*f));
@@ -375,41 +386,82 @@ static int layer_root(const uint8_t *layer, size_t count, uint32_t piece_length,
     return 0;
 }
 
+/* Orders files with a pieces root by root, then by position (so the first of equal roots,
+ * as a linear scan would find, comes first). */
+static int root_cmp(const void *a, const void *b)
+{
+    const struct v2file *x = *(const struct v2file *const *)a;
+    const struct v2file *y = *(const struct v2file *const *)b;
+    int c = memcmp(x->root, y->root, 32);
+    return c != 0 ? c : (x < y ? -1 : x > y);
+}
+
+/* The first file (in tree order) whose pieces root is key, in by_root (n files sorted by
+ * root_cmp), or NULL. */
+static struct v2file *file_by_root(struct v2file *const *by_root, size_t n, const uint8_t *key)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (memcmp(by_root[mid]->root, key, 32) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && memcmp(by_root[lo]->root, key, 32) == 0 ? by_root[lo] : NULL;
+}
+
+/* One 'piece layers' entry: key k (a pieces root), value v (the layer's hashes). */
+static int check_layer(struct parse *p, const struct bnode *k, const struct bnode *v,
+                       struct v2file *const *by_root, size_t nroots)
+{
+    uint32_t plen = p->ti->piece_length;
+    if (k->slen != 32)
+        return bad(p, k, "'piece layers' key is not a 32-byte pieces root");
+    if (v->type != BT_STR || v->slen % 32 != 0)
+        return bad(p, v, "'piece layers' entry is not a multiple of 32 bytes");
+    struct v2file *f = file_by_root(by_root, nroots, k->s);
+    if (f == NULL)
+        return bad(p, k, "'piece layers' has an entry for no file");
+    uint64_t want = f->length / plen + (f->length % plen != 0);
+    if (v->slen / 32 != want)
+        return bad(p, v, "piece layer of %s holds %zu hashes, its %llu bytes need %llu", f->path,
+                   v->slen / 32, (unsigned long long)f->length, (unsigned long long)want);
+    uint8_t r[32];
+    if (layer_root(v->s, v->slen / 32, plen, r) != 0)
+        return err_set(p->err, RV_ENOMEM, "out of memory");
+    if (memcmp(r, f->root, 32) != 0)
+        return bad(p, v, "piece layer of %s does not hash to its pieces root", f->path);
+    p->ti->piece_layer_count++;
+    return 0;
+}
+
 static int check_piece_layers(struct parse *p, const struct bnode *root, struct v2walk *w)
 {
     const struct bnode *layers = bdict_get(root, "piece layers");
-    uint32_t plen = p->ti->piece_length;
     if (layers == NULL)
         return 0; /* allowed: a client can fetch them from peers */
     if (layers->type != BT_DICT)
         return bad(p, layers, "'piece layers' is not a dictionary");
+    /* Files are looked up by root: a scan of every file per entry made a v2 torrent of
+     * 100,000 files and as many layers take 10 s to read, and grew with the square. */
+    struct v2file **by_root = malloc((w->n ? w->n : 1) * sizeof(*by_root));
+    size_t nroots = 0;
+    if (by_root == NULL)
+        return err_set(p->err, RV_ENOMEM, "out of memory");
+    for (size_t j = 0; j < w->n; j++)
+        if (w->files[j].has_root)
+            by_root[nroots++] = &w->files[j];
+    qsort(by_root, nroots, sizeof(*by_root), root_cmp);
+    int rc = 0;
     const struct bnode *k = bnode_first(layers);
-    for (uint32_t i = 0; i + 1 < layers->count; i += 2) {
+    for (uint32_t i = 0; rc == 0 && i + 1 < layers->count; i += 2) {
         const struct bnode *v = bnode_next(k);
-        if (k->slen != 32)
-            return bad(p, k, "'piece layers' key is not a 32-byte pieces root");
-        if (v->type != BT_STR || v->slen % 32 != 0)
-            return bad(p, v, "'piece layers' entry is not a multiple of 32 bytes");
-        struct v2file *f = NULL;
-        for (size_t j = 0; j < w->n && f == NULL; j++)
-            if (w->files[j].has_root && memcmp(w->files[j].root, k->s, 32) == 0)
-                f = &w->files[j];
-        if (f == NULL)
-            return bad(p, k, "'piece layers' has an entry for no file");
-        uint64_t want = f->length / plen + (f->length % plen != 0);
-        if (v->slen / 32 != want)
-            return bad(p, v, "piece layer of %s holds %zu hashes, its %llu bytes need %llu",
-                       f->path, v->slen / 32, (unsigned long long)f->length,
-                       (unsigned long long)want);
-        uint8_t r[32];
-        if (layer_root(v->s, v->slen / 32, plen, r) != 0)
-            return err_set(p->err, RV_ENOMEM, "out of memory");
-        if (memcmp(r, f->root, 32) != 0)
-            return bad(p, v, "piece layer of %s does not hash to its pieces root", f->path);
-        p->ti->piece_layer_count++;
+        rc = check_layer(p, k, v, by_root, nroots);
         k = bnode_next(v);
     }
-    return 0;
+    free(by_root);
+    return rc;
 }
 
 static int parse_v2(struct parse *p, const struct bnode *root, const struct bnode *info)
@@ -568,12 +620,14 @@ static int add_tier(struct parse *p, const struct bnode *const *urls, size_t n)
     tier->urls = NULL;
     tier->count = 0;
     ti->tier_count++;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && p->tracker_urls < MAX_TRACKERS; i++) {
         if (urls[i]->type != BT_STR || seen_tracker(ti, urls[i]))
             continue;
+        size_t had = tier->count;
         int rc = push_url(p, &tier->urls, &tier->count, urls[i]);
         if (rc != 0)
             return rc;
+        p->tracker_urls += tier->count - had;
     }
     if (tier->count == 0)
         ti->tier_count--; /* an empty tier is dropped */
@@ -586,7 +640,8 @@ static int parse_trackers(struct parse *p, const struct bnode *root)
     int rc;
     if (list != NULL) {
         const struct bnode *tier = bnode_first(list);
-        for (uint32_t i = 0; i < list->count; i++, tier = bnode_next(tier)) {
+        for (uint32_t i = 0; i < list->count && p->tracker_urls < MAX_TRACKERS;
+             i++, tier = bnode_next(tier)) {
             if (tier->type != BT_LIST || tier->count == 0)
                 continue;
             const struct bnode **urls = malloc(tier->count * sizeof(*urls));
@@ -619,7 +674,8 @@ static int parse_web_seeds(struct parse *p, const struct bnode *root)
     if (ul->type != BT_LIST)
         return 0;
     const struct bnode *u = bnode_first(ul);
-    for (uint32_t i = 0; i < ul->count; i++, u = bnode_next(u)) {
+    for (uint32_t i = 0; i < ul->count && ti->web_seed_count < MAX_WEB_SEEDS;
+         i++, u = bnode_next(u)) {
         int rc = push_url(p, &ti->web_seeds, &ti->web_seed_count, u);
         if (rc != 0)
             return rc;

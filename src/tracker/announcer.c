@@ -8,6 +8,10 @@
 #include "util/err.h"
 
 #define MAX_INTERVAL_S (7 * 24 * 3600)
+/* A tracker's interval is obeyed down to this: one answering 'interval 1' (misconfigured or
+ * hostile) would otherwise get an announce a second from every client it has. libtorrent's
+ * min_announce_interval does the same (at 300 s). */
+#define MIN_INTERVAL_S 60
 
 struct tier {
     struct tracker_state **t;
@@ -281,6 +285,8 @@ static void on_reply(void *ud, int rc, struct announce_resp *resp, const rv_erro
         int64_t iv = resp->interval > MAX_INTERVAL_S ? MAX_INTERVAL_S : resp->interval;
         if (resp->min_interval > iv)
             iv = resp->min_interval > MAX_INTERVAL_S ? MAX_INTERVAL_S : resp->min_interval;
+        if (iv < MIN_INTERVAL_S)
+            iv = MIN_INTERVAL_S;
         t->interval = resp->interval;
         t->min_interval = resp->min_interval;
         t->next_ms = now + (uint64_t)iv * 1000;

@@ -18,6 +18,7 @@ struct script {
     const char *url;
     enum outcome outcome;
     unsigned delay_ms;
+    int64_t interval; /* OK replies: the interval given; 0: 1800 */
 };
 
 struct sent {
@@ -41,6 +42,7 @@ struct fake_req {
     tracker_announce_cb cb;
     void *ud;
     enum outcome outcome;
+    int64_t interval;
 };
 
 static const struct script *find(struct fake *f, const char *url)
@@ -70,7 +72,7 @@ static void deliver(uv_timer_t *t)
         peer.family = 4;
         peer.ip[0] = 127, peer.ip[3] = 9;
         peer.port = 7000;
-        resp.interval = 1800;
+        resp.interval = r->interval ? r->interval : 1800;
         resp.min_interval = -1;
         resp.complete = 3;
         resp.incomplete = 4;
@@ -101,6 +103,7 @@ static int fake_announce(void *ctx, const char *url, const struct announce_req *
     r->cb = cb;
     r->ud = ud;
     r->outcome = s->outcome;
+    r->interval = s->interval;
     uv_timer_init(f->loop, &r->timer);
     r->timer.data = r;
     if (s->outcome != HANG)
@@ -230,10 +233,10 @@ static const struct tracker_state *state_of(struct world *w, const char *url)
 static void dead_first_tier_falls_through_to_second(void **state)
 {
     (void)state;
-    static const struct script s[] = {{"http://a/announce", FAIL, 5},
-                                      {"udp://b:1/announce", FAIL, 10},
-                                      {"http://c/announce", OK, 5},
-                                      {"http://d/announce", OK, 5}};
+    static const struct script s[] = {{"http://a/announce", FAIL, 5, 0},
+                                      {"udp://b:1/announce", FAIL, 10, 0},
+                                      {"http://c/announce", OK, 5, 0},
+                                      {"http://d/announce", OK, 5, 0}};
     const char *urls[] = {"http://a/announce", "udp://b:1/announce", NULL, "http://c/announce",
                           NULL, "http://d/announce", NULL, NULL};
     struct announcer_opts o = {.backoff_base_ms = 60000};
@@ -261,8 +264,8 @@ static void dead_first_tier_falls_through_to_second(void **state)
 static void responding_tracker_moves_to_front(void **state)
 {
     (void)state;
-    static const struct script s[] = {{"http://a/announce", FAIL, 1},
-                                      {"http://b/announce", OK, 1}};
+    static const struct script s[] = {{"http://a/announce", FAIL, 1, 0},
+                                      {"http://b/announce", OK, 1, 0}};
     const char *urls[] = {"http://a/announce", "http://b/announce", NULL, NULL};
     struct announcer_opts o = {.backoff_base_ms = 60000};
     struct world w;
@@ -279,8 +282,8 @@ static void responding_tracker_moves_to_front(void **state)
 static void working_first_tier_keeps_lower_tiers_idle_unless_all_tiers(void **state)
 {
     (void)state;
-    static const struct script s[] = {{"http://a/announce", OK, 1},
-                                      {"http://b/announce", OK, 1}};
+    static const struct script s[] = {{"http://a/announce", OK, 1, 0},
+                                      {"http://b/announce", OK, 1, 0}};
     const char *urls[] = {"http://a/announce", NULL, "http://b/announce", NULL, NULL};
     struct world w;
     setup_world(&w, s, 2, urls, NULL);
@@ -301,7 +304,7 @@ static void working_first_tier_keeps_lower_tiers_idle_unless_all_tiers(void **st
 static void failed_tracker_is_retried_after_backoff(void **state)
 {
     (void)state;
-    static const struct script s[] = {{"http://a/announce", FAIL, 1}};
+    static const struct script s[] = {{"http://a/announce", FAIL, 1, 0}};
     const char *urls[] = {"http://a/announce", NULL, NULL};
     struct announcer_opts o = {.backoff_base_ms = 40};
     struct world w;
@@ -337,8 +340,8 @@ static void backoff_doubles_and_caps(void **state)
 static void completed_then_stopped_events(void **state)
 {
     (void)state;
-    static const struct script s[] = {{"http://a/announce", OK, 1},
-                                      {"http://b/announce", HANG, 0}};
+    static const struct script s[] = {{"http://a/announce", OK, 1, 0},
+                                      {"http://b/announce", HANG, 0, 0}};
     const char *urls[] = {"http://a/announce", NULL, "http://b/announce", NULL, NULL};
     struct announcer_opts o = {.all_tiers = true, .stop_timeout_ms = 50};
     struct world w;
@@ -364,8 +367,8 @@ static void completed_then_stopped_events(void **state)
 static void stop_deadline_when_tracker_never_answers(void **state)
 {
     (void)state;
-    static const struct script s[] = {{"http://a/announce", OK, 1}};
-    static struct script hang[] = {{"http://a/announce", HANG, 0}};
+    static const struct script s[] = {{"http://a/announce", OK, 1, 0}};
+    static struct script hang[] = {{"http://a/announce", HANG, 0, 0}};
     const char *urls[] = {"http://a/announce", NULL, NULL};
     struct announcer_opts o = {.stop_timeout_ms = 60};
     struct world w;
@@ -383,10 +386,39 @@ static void stop_deadline_when_tracker_never_answers(void **state)
     teardown_world(&w);
 }
 
+/* A tracker answering 'interval 1' is not announced to every second: the next announce is at
+ * least a minute away, and none goes out in the next 2.5 s. */
+static void tiny_interval_is_raised(void **state)
+{
+    (void)state;
+    static const struct script s[] = {{"http://a/announce", OK, 5, 1}};
+    const char *urls[] = {"http://a/announce", NULL, NULL};
+    struct announcer_opts o = {0};
+    struct world w;
+    setup_world(&w, s, 1, urls, &o);
+    announcer_start(w.a);
+    run_until_events(&w, 1, 2000);
+    const struct tracker_state *a = state_of(&w, "http://a/announce");
+    assert_int_equal(a->status, TS_WORKING);
+    assert_int_equal(a->interval, 1);
+    assert_true(a->next_ms >= a->sent_ms + 60000);
+    /* nothing more in 2.5 s (with interval 1 that would be two or three announces) */
+    w.target = 0;
+    uv_timer_t guard;
+    uv_timer_init(&w.loop, &guard);
+    uv_timer_start(&guard, on_guard, 2500, 0);
+    uv_run(&w.loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(&w.loop, UV_RUN_NOWAIT);
+    assert_int_equal(w.fake.nsent, 1);
+    assert_int_equal(w.events, 1);
+    teardown_world(&w);
+}
+
 static void unsupported_url_fails_fast_and_moves_on(void **state)
 {
     (void)state;
-    static const struct script s[] = {{"http://b/announce", OK, 1}};
+    static const struct script s[] = {{"http://b/announce", OK, 1, 0}};
     const char *urls[] = {"wss://a/announce", NULL, "http://b/announce", NULL, NULL};
     struct world w;
     setup_world(&w, s, 1, urls, NULL);
@@ -408,6 +440,7 @@ int main(void)
         cmocka_unit_test(completed_then_stopped_events),
         cmocka_unit_test(stop_deadline_when_tracker_never_answers),
         cmocka_unit_test(unsupported_url_fails_fast_and_moves_on),
+        cmocka_unit_test(tiny_interval_is_raised),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -189,6 +189,42 @@ static void bounds_nesting_depth(void **state)
     free(s);
 }
 
+/* A list of n "i0e" items: n + 1 values in 3n + 2 bytes. */
+static uint8_t *many_ints(size_t n, size_t *len)
+{
+    *len = 3 * n + 2;
+    uint8_t *s = malloc(*len);
+    assert_non_null(s);
+    s[0] = 'l';
+    for (size_t i = 0; i < n; i++)
+        memcpy(s + 1 + 3 * i, "i0e", 3);
+    s[*len - 1] = 'e';
+    return s;
+}
+
+/* A hostile .torrent of 64 MiB of "i0e"s would need 22 million nodes (over a gigabyte): the
+ * value count is capped, exactly at BENCODE_MAX_NODES. */
+static void bounds_value_count(void **state)
+{
+    (void)state;
+    size_t len;
+    struct bdoc doc;
+    rv_error_t err;
+    uint8_t *s = many_ints(BENCODE_MAX_NODES - 1, &len);
+    assert_int_equal(bencode_decode(&doc, s, len, 0, NULL, &err), 0);
+    assert_int_equal(doc.n, BENCODE_MAX_NODES);
+    assert_true(doc.cap <= BENCODE_MAX_NODES);
+    assert_int_equal(bencode_root(&doc)->count, BENCODE_MAX_NODES - 1);
+    bencode_free(&doc);
+    free(s);
+    s = many_ints(BENCODE_MAX_NODES, &len);
+    assert_int_equal(bencode_decode(&doc, s, len, 0, NULL, &err), RV_EBENCODE);
+    assert_non_null(strstr(err.msg, "more than 3000000 values"));
+    assert_int_equal(err.offset, 1 + 3 * (size_t)(BENCODE_MAX_NODES - 1));
+    bencode_free(&doc);
+    free(s);
+}
+
 static void strict_mode_checks_key_order(void **state)
 {
     (void)state;
@@ -304,6 +340,7 @@ int main(void)
         cmocka_unit_test(empty_containers),
         cmocka_unit_test(rejects_structural_errors),
         cmocka_unit_test(bounds_nesting_depth),
+        cmocka_unit_test(bounds_value_count),
         cmocka_unit_test(strict_mode_checks_key_order),
         cmocka_unit_test(allow_trailing_reports_consumed),
         cmocka_unit_test(encodes_canonically),

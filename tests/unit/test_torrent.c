@@ -877,6 +877,45 @@ static void announce_list_tiers_kept_duplicates_and_junk_dropped(void **state)
     rv_torrent_info_free(ti);
 }
 
+/* A hostile announce-list of 100,000 tiers: only the first 1000 distinct URLs are kept (the
+ * duplicate check made this take minutes before), and url-list stops at 1000 too. */
+static void tracker_and_web_seed_counts_capped(void **state)
+{
+    (void)state;
+    char u[64];
+    struct bv *list = bv_list();
+    struct bv *t0 = bv_list();
+    assert_int_equal(bv_list_add(t0, bv_cstr("http://t0/")), 0);
+    assert_int_equal(bv_list_add(t0, bv_cstr("http://t0/")), 0); /* a duplicate is not counted */
+    assert_int_equal(bv_list_add(list, t0), 0);
+    for (int i = 1; i < 100000; i++) {
+        snprintf(u, sizeof(u), "http://t%d/", i);
+        struct bv *t = bv_list();
+        assert_int_equal(bv_list_add(t, bv_cstr(u)), 0);
+        assert_int_equal(bv_list_add(list, t), 0);
+    }
+    struct bv *seeds = bv_list();
+    for (int i = 0; i < 5000; i++) {
+        snprintf(u, sizeof(u), "http://s%d/", i);
+        assert_int_equal(bv_list_add(seeds, bv_cstr(u)), 0);
+    }
+    struct bv *root = wrap(info_v1_single("a", 100, KIB16), NULL);
+    set(root, "announce-list", list);
+    set(root, "url-list", seeds);
+    rv_torrent_info_t *ti = parse_ok(root);
+    size_t urls = 0;
+    for (size_t t = 0; t < ti->tier_count; t++)
+        urls += ti->tiers[t].count;
+    assert_int_equal(urls, 1000);
+    assert_int_equal(ti->tier_count, 1000);
+    assert_int_equal(ti->tiers[0].count, 1);
+    assert_string_equal(ti->tiers[0].urls[0], "http://t0/");
+    assert_string_equal(ti->tiers[999].urls[0], "http://t999/");
+    assert_int_equal(ti->web_seed_count, 1000);
+    assert_string_equal(ti->web_seeds[999], "http://s999/");
+    rv_torrent_info_free(ti);
+}
+
 static void announce_used_when_announce_list_has_no_url(void **state)
 {
     (void)state;
@@ -2072,6 +2111,7 @@ int main(void)
         cmocka_unit_test(zero_length_files_kept_with_offsets),
         cmocka_unit_test(announce_alone_is_one_tier),
         cmocka_unit_test(announce_list_tiers_kept_duplicates_and_junk_dropped),
+        cmocka_unit_test(tracker_and_web_seed_counts_capped),
         cmocka_unit_test(announce_used_when_announce_list_has_no_url),
         cmocka_unit_test(announce_list_of_wrong_type_ignored),
         cmocka_unit_test(url_list_as_string),
