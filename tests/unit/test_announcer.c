@@ -312,10 +312,12 @@ static void failed_tracker_is_retried_after_backoff(void **state)
     announcer_start(w.a);
     run_until_events(&w, 3, 3000);
     assert_int_equal(w.fake.nsent, 3);
-    /* Gaps grow: 40 ms then 80 ms, each within +-25%. */
+    /* Gaps grow: 40 ms then 80 ms, each within +-25%. Only the lower bounds are checked (a
+     * loaded machine makes timers late, never early); the second's (60 ms) is above the
+     * first's upper bound (50 ms), so a backoff that did not double fails. */
     uint64_t g1 = w.fake.sent[1].at - w.fake.sent[0].at, g2 = w.fake.sent[2].at - w.fake.sent[1].at;
-    assert_true(g1 >= 29 && g1 <= 60);
-    assert_true(g2 >= 59 && g2 <= 110);
+    assert_true(g1 >= 29);
+    assert_true(g2 >= 59);
     /* Still 'started': the tracker never heard it. */
     assert_int_equal(w.fake.sent[2].event, TR_EVENT_STARTED);
     assert_int_equal(state_of(&w, "http://a/announce")->fails, 3);
