@@ -17,8 +17,8 @@ The first part of the HTTP path picks the misbehaviour:
 
 UDP (--udp MODE):
   silent   (default) every datagram is read and none answered, as silent_udp.py
-  garbage  each datagram is answered with 50 junk datagrams (0 to 3000 random bytes; the first
-           8 copy the request's action and transaction id half the time) and a connect reply
+  garbage  each datagram is answered with 50 junk datagrams (0 to 3000 random bytes; half the
+           time 8 to 15 bytes that start with the request's action and transaction id) and a connect reply
            with a wrong transaction id, never a usable reply
   error    an error reply (action 3) of 3000 bytes of text full of ESC, BEL, CR and LF
   flood    a proper connect reply, then an announce reply in one 65,507-byte datagram:
@@ -168,7 +168,10 @@ def udp_answer(u, pkt, peer):
         for _ in range(50):
             junk = os.urandom(rng.randrange(0, 3000))
             if rng.random() < 0.5 and len(junk) >= 8:
-                junk = struct.pack(">II", action, trans) + junk[8:]
+                # the right action and transaction id, but too short to be a reply (a connect
+                # reply needs 16 bytes, an announce reply 20): with any longer tail the junk
+                # would be a valid reply with a random connection id or random peers
+                junk = struct.pack(">II", action, trans) + junk[8:8 + rng.randrange(0, 8)]
             u.sendto(junk, peer)
         u.sendto(struct.pack(">IIQ", 0, trans ^ 1, 0x1234), peer)
     elif a.udp == "error":
