@@ -84,9 +84,12 @@ RVOPTS=(--listen $RVIP --port "$RVPORT" --no-trackers --no-dht --json --stats --
 rc=0
 if [ "$ROLE" = seeder ] || [ "$ROLE" = self ]; then
     HP=$(free_port $HONEST)
-    # 600 KB/s: the honest seeder needs about 5 s, long enough for a stalling peer to time out.
+    # The honest seeder is held back so the evil peer is met while the download runs: 600 KB/s
+    # (about 5 s) where a stalling peer must be seen to time out (--peer-timeout 3), 1.5 MB/s
+    # (about 2 s) where the evil peer misbehaves as soon as it is connected.
+    case "$MODE" in slowloris | no_handshake) RATE=600000 ;; *) RATE=1500000 ;; esac
     $PY "$INTEROP/lt_seeder.py" t.torrent seed $HONEST "$HP" lt.ready --ready listen \
-        --upload-limit 600000 >lt.log 2>&1 &
+        --upload-limit $RATE >lt.log 2>&1 &
     pids+=($!)
     wait_file lt.ready || { bad "libtorrent seeder not ready: $(tail -n 3 lt.log)"; exit 1; }
     if [ "$ROLE" = seeder ]; then
