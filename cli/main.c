@@ -30,34 +30,6 @@ static const char usage[] =
     "torrent or magnet link, 4 download stopped incomplete, 5 no tracker could be reached,\n"
     "6 a file could not be read or written, 130 interrupted.\n";
 
-/* Length of the well-formed UTF-8 sequence at p (at most n bytes) that is not a C1 control
- * (U+0080..U+009F), or 0. */
-static size_t utf8_ok(const unsigned char *p, size_t n)
-{
-    size_t k;
-    uint32_t c;
-    if (p[0] >= 0xc2 && p[0] <= 0xdf)
-        k = 2, c = p[0] & 0x1fu;
-    else if (p[0] >= 0xe0 && p[0] <= 0xef)
-        k = 3, c = p[0] & 0x0fu;
-    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-        k = 4, c = p[0] & 0x07u;
-    else
-        return 0;
-    if (k > n)
-        return 0;
-    for (size_t i = 1; i < k; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        c = (c << 6) | (p[i] & 0x3fu);
-    }
-    /* overlong forms, surrogates, past U+10FFFF, C1 controls */
-    if ((k == 3 && c < 0x800) || (k == 4 && c < 0x10000) || (c >= 0xd800 && c <= 0xdfff) ||
-        c > 0x10ffff || c <= 0x9f)
-        return 0;
-    return k;
-}
-
 #define SAFE_BUFS 8
 #define SAFE_LEN 8192
 
@@ -66,24 +38,7 @@ const char *cli_safen(const char *s, size_t n)
     static char bufs[SAFE_BUFS][SAFE_LEN];
     static unsigned next;
     char *out = bufs[next++ % SAFE_BUFS];
-    const unsigned char *p = (const unsigned char *)s;
-    size_t o = 0, i = 0;
-    while (i < n && p[i] != '\0') {
-        size_t k = p[i] >= 0x20 && p[i] < 0x7f ? 1 : utf8_ok(p + i, n - i);
-        size_t w = k ? k : 1;
-        if (o + w > SAFE_LEN - 4) {
-            memcpy(out + o, "...", 3);
-            o += 3;
-            break;
-        }
-        if (k)
-            memcpy(out + o, p + i, k);
-        else
-            out[o] = '?';
-        o += w;
-        i += w;
-    }
-    out[o] = '\0';
+    rv_printable(s, n, out, SAFE_LEN);
     return out;
 }
 

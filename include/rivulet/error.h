@@ -45,6 +45,12 @@ const char *rv_strerror(int code);
 /* Formats err as one line ("at byte 17: string length exceeds input") into out. */
 void rv_error_format(const rv_error_t *err, char *out, size_t outlen);
 
+/* Copies text from outside (a torrent's names, a tracker's message) into out (cap bytes, always
+ * NUL-terminated when cap > 0), stopping at a NUL: printable ASCII and well-formed UTF-8 stay,
+ * control characters and broken UTF-8 become '?', so it is safe to print on a terminal; text
+ * that does not fit ends in "...". Returns the length written. */
+size_t rv_printable(const char *s, size_t n, char *out, size_t cap);
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,6 +9,7 @@
 #include "swarm/peers.h"
 #include "tracker/tracker.h"
 #include "util/err.h"
+#include "util/text.h"
 #include "util/url.h"
 
 /* Intervals above a week are clamped: a tracker's huge value would otherwise stop us
@@ -159,62 +160,6 @@ int http_scrape_url(const char *announce, const uint8_t info_hash[20], struct bu
 
 /* ---- replies ---- */
 
-/* Length of the well-formed UTF-8 sequence at p[0..n) (2 to 4 bytes), or 0. Overlong forms,
- * surrogates, values past U+10FFFF and the C1 controls (which some terminals obey) are 0. */
-static size_t utf8_seq(const uint8_t *p, size_t n)
-{
-    size_t len;
-    uint32_t c;
-    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-        len = 2;
-        c = p[0] & 0x1fu;
-    } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-        len = 3;
-        c = p[0] & 0x0fu;
-    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-        len = 4;
-        c = p[0] & 0x07u;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        c = c << 6 | (p[i] & 0x3fu);
-    }
-    if ((len == 3 && c < 0x800) || (len == 4 && c < 0x10000) || c > 0x10ffff ||
-        (c >= 0xd800 && c <= 0xdfff) || (c >= 0x80 && c <= 0x9f))
-        return 0;
-    return len;
-}
-
-/* Copies the tracker's text into out (cap bytes, NUL-terminated) so it can be shown safely:
- * printable ASCII and well-formed UTF-8 are kept, every other byte becomes '?', and text that
- * does not fit ends in "...". Returns the length written. */
-static size_t clean_text(const uint8_t *p, size_t n, char *out, size_t cap)
-{
-    size_t o = 0, i = 0;
-    size_t room = cap - 4; /* "..." and the NUL */
-    while (i < n) {
-        size_t k = p[i] >= 0x20 && p[i] < 0x7f ? 1 : utf8_seq(p + i, n - i);
-        size_t w = k ? k : 1;
-        if (o + w > room) {
-            memcpy(out + o, "...", 3);
-            o += 3;
-            break;
-        }
-        if (k)
-            memcpy(out + o, p + i, k);
-        else
-            out[o] = '?';
-        o += w;
-        i += w;
-    }
-    out[o] = '\0';
-    return o;
-}
 
 static const char *type_name(enum btype t)
 {
@@ -273,7 +218,7 @@ static int check_failure(const struct bnode *root, rv_error_t *err)
         return err_set(err, RV_ETRACKER, "tracker failed; its 'failure reason' is %s",
                        type_name(f->type));
     char reason[MAX_REASON];
-    clean_text(f->s, f->slen, reason, sizeof(reason));
+    text_printable(f->s, f->slen, reason, sizeof(reason));
     return err_set(err, RV_ETRACKER, "tracker said: %s", reason[0] ? reason : "(empty reason)");
 }
 
@@ -449,7 +394,7 @@ int http_parse_announce(const uint8_t *body, size_t len, struct announce_resp *o
     const struct bnode *w = bdict_get_type(root, "warning message", BT_STR);
     if (w != NULL) {
         char text[MAX_WARNING];
-        size_t n = clean_text(w->s, w->slen, text, sizeof(text));
+        size_t n = text_printable(w->s, w->slen, text, sizeof(text));
         out->warning = malloc(n + 1);
         if (out->warning == NULL) {
             rc = err_set(err, RV_ENOMEM, "out of memory for the tracker's warning");

@@ -16,6 +16,7 @@
 #include "util/fs.h"
 #include "util/hex.h"
 #include "util/sha.h"
+#include "util/text.h"
 
 static void buf_grows_and_steals(void **state)
 {
@@ -144,13 +145,40 @@ static void err_format_names_offset(void **state)
     assert_int_equal(err_set(NULL, RV_EINVAL, "ignored"), RV_EINVAL);
 }
 
+/* Outside text shown on a terminal: controls and broken UTF-8 become '?', good UTF-8 stays. */
+static void text_printable_cleans(void **state)
+{
+    (void)state;
+    char out[64];
+    /* ESC, BEL, CR, LF, a C1 control (U+009B, CSI) and DEL */
+    const char bad[] = "a\x1b[2J\x07\r\nb\xc2\x9b\x7f";
+    assert_int_equal(text_printable((const uint8_t *)bad, sizeof(bad) - 1, out, sizeof(out)), 12);
+    assert_string_equal(out, "a?[2J???b???");
+    /* UTF-8 kept; overlong '/', a surrogate, a truncated sequence and 0xff are not */
+    const char mixed[] = "\xc3\xa9\xe2\x82\xac|\xc0\xaf|\xed\xa0\x80|\xe2\x82";
+    text_printable((const uint8_t *)mixed, sizeof(mixed) - 1, out, sizeof(out));
+    assert_string_equal(out, "\xc3\xa9\xe2\x82\xac|??|???|??");
+    /* a NUL inside is a byte like any other; rv_printable stops at it (C strings) */
+    assert_int_equal(text_printable((const uint8_t *)"x\0y", 3, out, sizeof(out)), 3);
+    assert_string_equal(out, "x?y");
+    rv_printable("x\0y", 3, out, sizeof(out));
+    assert_string_equal(out, "x");
+    /* too long: cut with "...", never past cap */
+    char big[100];
+    memset(big, 'z', sizeof(big));
+    assert_int_equal(text_printable((const uint8_t *)big, sizeof(big), out, 16), 15);
+    assert_string_equal(out, "zzzzzzzzzzzz...");
+    assert_int_equal(rv_printable("abc", 3, out, 2), 0);
+    assert_string_equal(out, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(buf_grows_and_steals),   cmocka_unit_test(buf_respects_max),
         cmocka_unit_test(buf_printf_long),        cmocka_unit_test(hex_round_trip),
         cmocka_unit_test(sha_known_vectors),      cmocka_unit_test(fs_atomic_write_and_read),
-        cmocka_unit_test(err_format_names_offset),
+        cmocka_unit_test(err_format_names_offset), cmocka_unit_test(text_printable_cleans),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
