@@ -129,6 +129,9 @@ for t in $TOOLS; do
     awk -v t="$t" -v w="$wall" -v c="$cpu" -v s="$SIZE" -v rw="$rv_wall" 'BEGIN {
         ws = w > 0 ? w : 0.001; rws = rw > 0 ? rw : 0.001
         printf "%-14s %8.2f %8.2f %9.0f %11.2fx\n", t, w, c, s / ws, ws / rws }'
+    [ -z "${RESULTS:-}" ] || awk -v t="$t" -v w="$wall" -v c="$cpu" -v s="$SIZE" -v lim="$limit" -v n="$RUNS" 'BEGIN {
+        ws = w > 0 ? w : 0.001
+        printf "create tool=%s runs=%d wall=%.3f cpu=%.3f mibs=%.1f limit_mibs=%d\n", t, n, w, c, s / ws, lim }' >>"$RESULTS"
 done
 echo
 awk -v k="$sha_k" -v n="$NPROC" -v lim="$limit" -v s="$SIZE" -v rw="$rv_wall" 'BEGIN {

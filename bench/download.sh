@@ -26,7 +26,10 @@
 # Environment: RUNS (default 1) repeats the whole round, medians are printed; SEEDERS=N seeders
 # (default 1; e.g. 4); PIECE_KIB piece size (default 1024; e.g. 256); LEECHERS="rivulet aria2 ..."
 # runs only these (names as in the table: rivulet aria2 transmission libtorrent libtorrent-hp
-# ctorrent rtorrent); INSTALL=1 first runs `apt-get install -y ctorrent rtorrent`.
+# ctorrent rtorrent); INSTALL=1 first runs `apt-get install -y ctorrent rtorrent`; SLOW_RUNS=N
+# runs Transmission and rtorrent (20 to 50 times slower than the others) in the first N rounds
+# only (default: every round); RESULTS=FILE appends one "download key=value ..." line per
+# leecher to FILE (what bench/goals.sh reads).
 set -euo pipefail
 # Loopback only: the DHT starts from no outside router.
 export RIVULET_DHT_BOOTSTRAP=
@@ -43,8 +46,10 @@ RUNS=${RUNS:-1}
 SEEDERS=${SEEDERS:-1}
 PIECE_KIB=${PIECE_KIB:-1024}
 RT_TIMEOUT=${RT_TIMEOUT:-300}
+SLOW_RUNS=${SLOW_RUNS:-$RUNS}
 case $SIZE in '' | *[!0-9]*) usage ;; esac
 case $RUNS in '' | *[!0-9]* | 0) echo "RUNS must be a positive number" >&2; exit 2 ;; esac
+case $SLOW_RUNS in '' | *[!0-9]* | 0) echo "SLOW_RUNS must be a positive number" >&2; exit 2 ;; esac
 case $SEEDERS in '' | *[!0-9]* | 0) echo "SEEDERS must be a number from 1 to 200" >&2; exit 2 ;; esac
 [ "$SEEDERS" -le 200 ] || { echo "SEEDERS must be a number from 1 to 200" >&2; exit 2; }
 case $PIECE_KIB in 16 | 32 | 64 | 128 | 256 | 512 | 1024 | 2048 | 4096 | 8192 | 16384) ;;
@@ -424,6 +429,7 @@ if [ -n "${LEECHERS:-}" ]; then
 fi
 for r in $(seq "$RUNS"); do
     for t in $TOOLS; do
+        case $t in transmission | rtorrent) [ "$r" -le "$SLOW_RUNS" ] || continue ;; esac
         echo "run $r/$RUNS: $t" >&2
         case $t in
         rivulet) run_rivulet ;;
@@ -465,16 +471,25 @@ for t in $TOOLS; do
     rss=$(median_col "$f" 3)
     scpu=$(median_col "$f" 4)
     okruns=$(awk '{ s += $5 } END { print s }' "$f")
+    nruns=$(wc -l <"$f")
     range=$(awk 'NR == 1 || $1 < lo { lo = $1 } NR == 1 || $1 > hi { hi = $1 }
                  END { printf "%.1f-%.1f", lo, hi }' "$f")
     used=$(median_col "$f" 6)
     awk -v t="$(label "$t")" -v w="$wall" -v c="$cpu" -v r="$rss" -v sc="$scpu" -v s="$SIZE" -v rg="$range" \
-        -v rw="$rv_wall" -v rc="$rv_cpu" -v ok="$okruns" -v n="$RUNS" -v u="$used" -v ns="$SEEDERS" 'BEGIN {
+        -v rw="$rv_wall" -v rc="$rv_cpu" -v ok="$okruns" -v n="$nruns" -v u="$used" -v ns="$SEEDERS" -v rr="$RUNS" 'BEGIN {
         ws = w > 0 ? w : 0.001; rws = rw > 0 ? rw : 0.001; rcs = rc > 0 ? rc : 0.001
         printf "%-26s %7.2f %11s %7.0f %7.2f %9.2f %8.0f %8.2f %7.2fx %7.2fx%s%s\n", t, w, "(" rg ")", s / ws, c,
                c * 1024 / s, r / 1024, sc, ws / rws, c / rcs,
                ok == n ? "" : sprintf("  (%d of %d runs FAILED)", n - ok, n),
-               (ns > 1 ? sprintf("  [%d of %d seeders sent >= 1 MiB]", u, ns) : "") }'
+               (ns > 1 ? sprintf("  [%d of %d seeders sent >= 1 MiB]", u, ns) : ""),
+               (n < rr ? sprintf("  (%d run%s)", n, n == 1 ? "" : "s") : "") }'
+    if [ -n "${RESULTS:-}" ]; then
+        awk -v t="$t" -v w="$wall" -v c="$cpu" -v r="$rss" -v sc="$scpu" -v s="$SIZE" -v ok="$okruns" \
+            -v n="$nruns" -v ns="$SEEDERS" -v pk="$PIECE_KIB" -v u="$used" 'BEGIN {
+            ws = w > 0 ? w : 0.001
+            printf "download seeders=%d piece_kib=%d tool=%s runs=%d ok=%d wall=%.3f mibs=%.1f cpu_gib=%.3f rss_mib=%.1f seed_cpu_gib=%.3f seeders_used=%d\n",
+                   ns, pk, t, n, ok, w, s / ws, c * 1024 / s, r / 1024, sc * 1024 / s, u }' >>"$RESULTS"
+    fi
 done
 echo
 echo "wall: start of the leecher to every piece verified (aria2, ctorrent, rtorrent: their"

@@ -217,6 +217,12 @@ row() { # label idlefile first restart
         l, $1, $2, $3 / 1024, $4 / 1024, $5, f, r }' "$2"
 }
 row "rivulet $rv_ver" rivulet.idle "$rv_first" "$rv_restart"
+if [ -n "${RESULTS:-}" ]; then
+    awk -v n="$N" -v f="$rv_first" -v r="$rv_restart" '{ printf "idle tool=rivulet torrents=%d cpu_pct=%.3f wakeups=%.1f rss_mib=%.1f hwm_mib=%.1f start_s=%.2f restart_s=%.2f\n",
+        n, $1, $2, $3 / 1024, $4 / 1024, f, r }' rivulet.idle >>"$RESULTS"
+    [ $HAVE_TR -eq 0 ] || awk -v n="$N" -v f="$tr_first" -v r="$tr_restart" '{ printf "idle tool=transmission torrents=%d cpu_pct=%.3f wakeups=%.1f rss_mib=%.1f hwm_mib=%.1f start_s=%.2f restart_s=%.2f\n",
+        n, $1, $2, $3 / 1024, $4 / 1024, f, r }' transmission.idle >>"$RESULTS"
+fi
 if [ $HAVE_TR -eq 1 ]; then
     tr_ver=$(transmission-daemon -V 2>&1 | awk '{ print $2 }' | head -n 1)
     row "transmission $tr_ver" transmission.idle "$tr_first" "$tr_restart"

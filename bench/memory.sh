@@ -236,6 +236,14 @@ for c in $CLIENTS; do
         [ "$s" = "$first" ] || ratios="$ratios $(awk -v a="$rss" -v b="$base" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')"
     done
     printf "   %s\n" "${ratios# }"
+    if [ -n "${RESULTS:-}" ]; then
+        for s in "${SIZES[@]}"; do
+            awk -v c="$c" -v s="$s" -v n="$RUNS" -v r="$(median_col "$s.$c.runs" 2)" \
+                -v w="$(median_col "$s.$c.runs" 1)" -v ok="$(awk '{ n += $4 } END { print n + 0 }' "$s.$c.runs")" \
+                'BEGIN { printf "memory tool=%s size_mib=%d runs=%d ok=%d wall=%.2f rss_mib=%.1f\n", c, s, n, ok, w, r / 1024 }' \
+                >>"$RESULTS"
+        done
+    fi
 done
 echo
 # rivulet keeps up to --max-memory (64 MiB) of piece buffers, allocated as needed and kept for

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Benchmark: seeding over loopback. Three seeder -> leecher pairs, one transfer at a time:
-#   (1) rivulet seed       -> libtorrent leecher
-#   (2) rivulet seed       -> rivulet download
-#   (3) libtorrent seeder  -> libtorrent leecher   (the reference; both high_performance_seed())
+# Benchmark: seeding over loopback. Seeder -> leecher pairs, one transfer at a time:
+#   rv-lt     rivulet seed       -> libtorrent leecher
+#   rv-rv     rivulet seed       -> rivulet download
+#   lt-lt     libtorrent seeder  -> libtorrent leecher   (the reference; both high_performance_seed())
+#   rv-aria2  rivulet seed       -> aria2c                (when aria2c and opentracker are installed)
+#   lt-aria2  libtorrent seeder  -> aria2c
 # Not a test: it prints a table and exits 0 unless the setup fails (a transfer that fails or
 # writes wrong bytes shows as FAILED in the table).
 #
@@ -17,6 +19,11 @@
 # seeder's CPU (utime + stime from /proc over that same interval, so its start-up check is not
 # counted), the leecher's CPU (user + sys from time(1), start-up included), the seeder's peak
 # RSS (VmHWM just before it is stopped, start-up check included) and the leecher's (time(1)).
+# aria2c takes no peer by hand: for its pairs the torrent names an HTTP tracker (opentracker on
+# 127.0.0.1), the seeder announces (the leecher starts once a scrape shows the seeder), and
+# aria2c's wall time ends at its --on-bt-download-complete hook (it lingers after that).
+# Environment: PAIRS="rv-lt lt-lt ..." (default: all five, or the first three without aria2c);
+# RESULTS=FILE appends one "seed key=value ..." line per pair to FILE (read by bench/goals.sh).
 set -euo pipefail
 # Loopback only: the DHT starts from no outside router.
 export RIVULET_DHT_BOOTSTRAP=
@@ -43,6 +50,19 @@ INTEROP=$(cd "$HERE/../tests/interop" && pwd)
 PY=/usr/bin/python3
 $PY -c 'import libtorrent' 2>/dev/null || { echo "$PY cannot import libtorrent" >&2; exit 2; }
 command -v /usr/bin/time >/dev/null || { echo "missing tool: /usr/bin/time" >&2; exit 2; }
+if [ -z "${PAIRS:-}" ]; then
+    PAIRS="rv-lt rv-rv lt-lt"
+    if command -v aria2c >/dev/null && command -v opentracker >/dev/null; then
+        PAIRS="$PAIRS rv-aria2 lt-aria2"
+    else
+        echo "note: aria2c or opentracker not installed, the aria2 pairs are left out" >&2
+    fi
+fi
+for p in $PAIRS; do
+    case $p in rv-lt | rv-rv | lt-lt | rv-aria2 | lt-aria2) ;; *) echo "unknown pair: $p" >&2; exit 2 ;; esac
+done
+TRACKED=0
+case " $PAIRS " in *-aria2" "*) TRACKED=1 ;; esac
 
 # Payload and one leecher's copy at a time, on the project's disk (not /tmp, maybe a tmpfs).
 mkdir -p "$HERE/out"
@@ -72,8 +92,13 @@ stop_seeder() { # SIGINT (rivulet exits 0, lt_seeder stops), then SIGKILL after 
     kill -KILL "$p" 2>/dev/null || true
     wait "$p" 2>/dev/null || true
 }
+TRACKER_PID=""
 cleanup() {
     stop_seeder
+    if [ -n "$TRACKER_PID" ]; then
+        kill "$TRACKER_PID" 2>/dev/null || true
+        wait "$TRACKER_PID" 2>/dev/null || true
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -102,7 +127,32 @@ for s in $s1 $s2 $s3 $s4; do
     head -c "$s" /dev/urandom >"$PAYLOAD/file$i.bin"
     i=$((i + 1))
 done
-timeout 300 $PY "$INTEROP/lt_make.py" "$PAYLOAD" t.torrent --piece-size $PIECE --creator bench/seed.sh
+TRACKER_ARGS=()
+if [ $TRACKED -eq 1 ]; then
+    HP=$(free_port 127.0.0.1)
+    ANNOUNCE=http://127.0.0.1:$HP/announce
+    TRACKER_ARGS=(--tracker "0,$ANNOUNCE")
+fi
+timeout 300 $PY "$INTEROP/lt_make.py" "$PAYLOAD" t.torrent --piece-size $PIECE --creator bench/seed.sh \
+    "${TRACKER_ARGS[@]}"
+INFO_HASH=$($PY -c 'import libtorrent as lt, sys; print(lt.torrent_info(sys.argv[1]).info_hashes().v1)' t.torrent)
+if [ $TRACKED -eq 1 ]; then
+    chmod 755 "$WORK" # opentracker drops privileges and must read the whitelist
+    echo "$INFO_HASH" >whitelist
+    chmod 644 whitelist
+    opentracker -i 127.0.0.1 -p "$HP" -P "$HP" -w "$WORK/whitelist" >opentracker.log 2>&1 &
+    TRACKER_PID=$!
+fi
+seeders_listed() { # how many seeders the tracker lists for the torrent (its scrape)
+    $PY - "$ANNOUNCE" "$INFO_HASH" <<'PY' 2>/dev/null || echo 0
+import sys, urllib.parse, urllib.request, libtorrent as lt
+url = sys.argv[1].replace("/announce", "/scrape")
+ih = bytes.fromhex(sys.argv[2])
+with urllib.request.urlopen(url + "?info_hash=" + urllib.parse.quote(ih), timeout=2) as r:
+    d = lt.bdecode(r.read())
+print(d[b"files"].get(ih, {}).get(b"complete", 0))
+PY
+}
 
 lt_ver=$($PY -c 'import libtorrent as lt; print(lt.__version__)')
 rv_ver=$("$RV" --version 2>/dev/null | head -n 1 | awk '{ print $NF }')
@@ -117,7 +167,9 @@ start_seeder() { # rivulet|libtorrent: starts it on 127.0.0.2:$SPORT, waits unti
     rm -rf "$WORK/seedstate" "$WORK/seed.out" "$WORK/seed.ready"
     if [ "$kind" = rivulet ]; then
         # no `timeout` around it (it would relay SIGINT to the group); --seed-time bounds it
-        "$RV" seed t.torrent -d "$WORK" --listen 127.0.0.2 --port "$SPORT" --no-trackers --json \
+        local notr=--no-trackers
+        [ $TRACKED -eq 0 ] || notr=--no-dht
+        "$RV" seed t.torrent -d "$WORK" --listen 127.0.0.2 --port "$SPORT" "$notr" --json \
             --seed-time 60 --state-dir "$WORK/seedstate" >seed.out 2>seed.err &
     else
         $PY "$INTEROP/lt_seeder.py" t.torrent "$WORK" 127.0.0.2 "$SPORT" seed.ready --ready listen \
@@ -134,6 +186,14 @@ start_seeder() { # rivulet|libtorrent: starts it on 127.0.0.2:$SPORT, waits unti
         sleep 0.1
     done
     [ $ready -eq 1 ] || { echo "the $kind seeder did not start: $(tail -n 3 seed.err | tr '\n' ' ')" >&2; exit 1; }
+    [ $TRACKED -eq 1 ] || return 0
+    # the tracker must list it before a leecher that finds peers only there starts
+    for ((i = 0; i < 100; i++)); do
+        [ "$(seeders_listed)" -ge 1 ] && return 0
+        sleep 0.2
+    done
+    echo "the $kind seeder did not announce to the tracker" >&2
+    exit 1
 }
 
 verify() { # 1 when the leecher's copy equals the payload
@@ -154,7 +214,17 @@ run_pair() { # name seeder_kind leecher_kind; appends "wall seed_cpu leech_cpu s
     lport=$(free_port 127.0.0.3)
     sb=$(cpu_ticks "$SEEDER")
     t0=$(now_ns)
-    if [ "$lkind" = rivulet ]; then
+    if [ "$lkind" = aria2 ]; then
+        rm -f aria2.done
+        printf '#!/bin/sh\ndate +%%s%%N > %s/aria2.done\n' "$WORK" >aria2-done.sh
+        chmod +x aria2-done.sh
+        /usr/bin/time -f "%U %S %M" -o leech.time timeout -s KILL "$STEP_TIMEOUT" \
+            aria2c --no-conf --enable-dht=false --enable-dht6=false --bt-enable-lpd=false \
+            --enable-peer-exchange=false --disable-ipv6=true --interface=127.0.0.3 \
+            --listen-port="$lport" --seed-time=0 --dir="$WORK/out" --file-allocation=falloc \
+            --summary-interval=0 --console-log-level=warn \
+            --on-bt-download-complete="$WORK/aria2-done.sh" t.torrent >"$name.log" 2>&1 || rc=$?
+    elif [ "$lkind" = rivulet ]; then
         /usr/bin/time -f "%U %S %M" -o leech.time timeout -s KILL "$STEP_TIMEOUT" \
             "$RV" download --seed-time 0 t.torrent -o "$WORK/out" --peer "127.0.0.2:$SPORT" \
             --no-trackers -q --listen 127.0.0.3 --port "$lport" --state-dir "$WORK/leechstate" \
@@ -166,6 +236,10 @@ run_pair() { # name seeder_kind leecher_kind; appends "wall seed_cpu leech_cpu s
             >"$name.log" 2>&1 || rc=$?
     fi
     t1=$(now_ns)
+    if [ "$lkind" = aria2 ]; then
+        # aria2c lingers a few seconds after finishing: the wall time ends at its hook
+        if [ -s aria2.done ]; then t1=$(cat aria2.done); elif [ "$rc" -eq 0 ]; then rc=1; fi
+    fi
     sa=$(cpu_ticks "$SEEDER")
     shwm=$(hwm_kib "$SEEDER")
     kill -0 "$SEEDER" 2>/dev/null || { rc=1; echo "warning: $name: the seeder died" >&2; }
@@ -183,7 +257,6 @@ run_pair() { # name seeder_kind leecher_kind; appends "wall seed_cpu leech_cpu s
     rm -rf "$WORK/out"
 }
 
-PAIRS="rv-lt rv-rv lt-lt"
 for r in $(seq "$RUNS"); do
     for p in $PAIRS; do
         echo "run $r/$RUNS: $p" >&2
@@ -191,6 +264,8 @@ for r in $(seq "$RUNS"); do
         rv-lt) run_pair rv-lt rivulet libtorrent ;;
         rv-rv) run_pair rv-rv rivulet rivulet ;;
         lt-lt) run_pair lt-lt libtorrent libtorrent ;;
+        rv-aria2) run_pair rv-aria2 rivulet aria2 ;;
+        lt-aria2) run_pair lt-aria2 libtorrent aria2 ;;
         esac
     done
 done
@@ -204,11 +279,10 @@ label() {
     rv-lt) echo "rivulet -> libtorrent" ;;
     rv-rv) echo "rivulet -> rivulet" ;;
     lt-lt) echo "libtorrent -> libtorrent" ;;
+    rv-aria2) echo "rivulet -> aria2c" ;;
+    lt-aria2) echo "libtorrent -> aria2c" ;;
     esac
 }
-ref_wall=$(median_col lt-lt.runs 1)
-ref_scpu=$(median_col lt-lt.runs 2)
-ref_lcpu=$(median_col lt-lt.runs 3)
 echo
 echo "seeder -> leecher           wall s   (min-max)  MiB/s   seeder CPU s/GiB   leecher CPU s/GiB   seeder RSS MiB   leecher RSS MiB"
 for p in $PAIRS; do
@@ -223,14 +297,25 @@ for p in $PAIRS; do
         printf "%-26s %7.2f %11s %6.0f %18.2f %19.2f %16.0f %17.0f%s\n", t, w, "(" rg ")", s / ws,
                sc * 1024 / s, lc * 1024 / s, sr / 1024, lr / 1024,
                ok == n ? "" : sprintf("  (%d of %d runs FAILED)", n - ok, n) }'
+    if [ -n "${RESULTS:-}" ]; then
+        awk -v p="$p" -v w="$(median_col "$f" 1)" -v sc="$(median_col "$f" 2)" \
+            -v lc="$(median_col "$f" 3)" -v sr="$(median_col "$f" 4)" -v lr="$(median_col "$f" 5)" \
+            -v s="$SIZE" -v ok="$okruns" -v n="$RUNS" 'BEGIN { ws = w > 0 ? w : 0.001
+            printf "seed pair=%s runs=%d ok=%d wall=%.3f mibs=%.1f seed_cpu_gib=%.3f leech_cpu_gib=%.3f seed_rss_mib=%.1f leech_rss_mib=%.1f\n",
+                   p, n, ok, w, s / ws, sc * 1024 / s, lc * 1024 / s, sr / 1024, lr / 1024 }' >>"$RESULTS"
+    fi
 done
 echo
-echo "relative to libtorrent -> libtorrent:  wall   seeder CPU   leecher CPU"
+echo "relative to libtorrent seeding to the same leecher:  wall   seeder CPU   leecher CPU"
 for p in $PAIRS; do
-    awk -v t="$(label "$p")" -v w="$(median_col "$p.runs" 1)" -v sc="$(median_col "$p.runs" 2)" \
-        -v lc="$(median_col "$p.runs" 3)" -v rw="$ref_wall" -v rs="$ref_scpu" -v rl="$ref_lcpu" 'BEGIN {
+    case $p in *-aria2) ref=lt-aria2 ;; *) ref=lt-lt ;; esac
+    [ -s "$ref.runs" ] && [ "$p" != "$ref" ] || continue
+    awk -v t="$(label "$p") (vs $(label "$ref"))" -v w="$(median_col "$p.runs" 1)" \
+        -v sc="$(median_col "$p.runs" 2)" -v lc="$(median_col "$p.runs" 3)" \
+        -v rw="$(median_col "$ref.runs" 1)" -v rs="$(median_col "$ref.runs" 2)" \
+        -v rl="$(median_col "$ref.runs" 3)" 'BEGIN {
         rw = rw > 0 ? rw : 0.001; rs = rs > 0 ? rs : 0.001; rl = rl > 0 ? rl : 0.001
-        printf "%-36s %6.2fx %11.2fx %12.2fx\n", t, w / rw, sc / rs, lc / rl }'
+        printf "%-52s %6.2fx %11.2fx %12.2fx\n", t, w / rw, sc / rs, lc / rl }'
 done
 echo
 echo "wall: leecher start to its exit (every piece verified; libtorrent also flushes its cache)."
