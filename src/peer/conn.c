@@ -3,7 +3,10 @@
  * uv_write per flush. */
 #include "peer/conn.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -520,4 +523,22 @@ int conn_connect(uv_loop_t *loop, const struct peer_addr *addr, const struct han
     uv_timer_start(&c->timer, on_tick, c->opts.connect_timeout_ms, 0);
     *out = c;
     return 0;
+}
+
+unsigned conn_rtt_us(struct conn *c)
+{
+#ifdef TCP_INFO
+    uv_os_fd_t fd;
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    if (c->state == CONN_CONNECTING || c->state == CONN_CLOSING ||
+        uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 ||
+        getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+        len < offsetof(struct tcp_info, tcpi_rtt) + sizeof(ti.tcpi_rtt))
+        return 0;
+    return ti.tcpi_rtt;
+#else
+    (void)c;
+    return 0;
+#endif
 }

@@ -111,6 +111,10 @@ void conn_flush(struct conn *c);
 /* Bytes queued or in flight toward the peer (for back-pressure). */
 size_t conn_send_backlog(const struct conn *c);
 
+/* The kernel's smoothed round-trip time to the peer in microseconds (TCP_INFO), or 0 when it
+ * is not known (not connected yet, or no TCP_INFO on this system). */
+unsigned conn_rtt_us(struct conn *c);
+
 /* Sets the reason reported by on_close when a handler returns an error. */
 void conn_set_reason(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Closes (idempotent); on_close follows asynchronously with rc and the reason given. */

@@ -34,10 +34,15 @@
 
 #define TICK_MS 1000
 #define MAX_PIPELINE 250
+/* A peer whose round trip is under NEAR_RTT_US (same host or LAN) refills the pipe within a
+ * fraction of a millisecond: NEAR_PIPELINE blocks keep it busy, and each block in flight holds
+ * part of a piece buffer, so a deeper queue there only costs memory. */
+#define NEAR_PIPELINE 32
+#define NEAR_RTT_US 5000
 #define MIN_PIPELINE 4
 #define START_PIPELINE 32
 #ifndef WRITE_QUEUE_BYTES
-#define WRITE_QUEUE_BYTES (8u << 20) /* pieces with the disk before no new one is started */
+#define WRITE_QUEUE_BYTES (2u << 20) /* pieces with the disk before no new one is started */
 #endif
 #define SNUB_MS 30000
 #define RETRY_BASE_MS 3000
@@ -1859,7 +1864,11 @@ static void on_tick(uv_timer_t *h)
             continue;
         /* Keep about three seconds of data in flight (libtorrent's request_queue_time). */
         uint64_t d = p->rate * 3 / RV_BLOCK_SIZE;
-        p->depth = d < MIN_PIPELINE ? MIN_PIPELINE : d > MAX_PIPELINE ? MAX_PIPELINE : (unsigned)d;
+        unsigned cap = MAX_PIPELINE;
+        unsigned rtt = conn_rtt_us(p->conn);
+        if (rtt != 0 && rtt < NEAR_RTT_US)
+            cap = NEAR_PIPELINE;
+        p->depth = d < MIN_PIPELINE ? MIN_PIPELINE : d > cap ? cap : (unsigned)d;
         if (p->depth < START_PIPELINE && p->downloaded == 0)
             p->depth = START_PIPELINE;
         if (p->nreqs > 0 && p->last_block_ms && now - p->last_block_ms > SNUB_MS && !p->snubbed) {
