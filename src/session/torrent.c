@@ -52,6 +52,7 @@
 #define MAX_UPLOAD_QUEUE 2048      /* a peer asking more than this at once is flooding (libtorrent
                                       accepts 2000 by default, and asks that many of slow peers) */
 #define UPLOAD_BACKLOG (1u << 20)  /* bytes queued toward one peer before we wait for it */
+#define LOOKAHEAD_REQUESTS 64      /* queued requests serve() looks through for the next piece */
 #define CHOKE_TICKS 10             /* BEP 3 / mainline: rechoke every 10 s */
 #define OPTIMISTIC_TICKS 30        /* rotate the optimistic unchoke every 30 s */
 #define NEW_PEER_MS 60000          /* peers this new are three times as likely to be picked */
@@ -849,6 +850,15 @@ static void serve(struct peer *p)
         p->up_window += r.length;
         t->uploaded += r.length;
         t->up_window += r.length;
+    }
+    /* Look ahead: the next piece the peer asked for is read from disk while this one goes
+     * out, so a shallow request queue crossing into a new piece finds it loaded. */
+    for (size_t i = 1; i < p->nupq && i < LOOKAHEAD_REQUESTS; i++) {
+        uint32_t next = p->upq[(p->uphead + i) % MAX_UPLOAD_QUEUE].piece;
+        if (next != p->upq[p->uphead].piece) {
+            (void)cache_get(t, next);
+            break;
+        }
     }
     conn_flush(p->conn);
 }
