@@ -254,10 +254,19 @@ run_rivulet() {
     local sb t0 t1 rc=0
     sb=$(cpu_ticks "${SEEDER_PIDS[@]}")
     t0=$(now_ns)
+    rm -f rivulet.done
     /usr/bin/time -f "%U %S %M" -o rivulet.time timeout 900 \
         "$RV" download --seed-time 0 t.torrent -o "$WORK/out" --port "$(free_port 127.0.0.1)" -q \
-        --stats >rivulet.log 2>&1 || rc=$?
+        --stats --on-complete "date +%s%N >$WORK/rivulet.done" >rivulet.log 2>&1 || rc=$?
     t1=$(now_ns)
+    # done = its --on-complete hook (every piece verified and written, as the others' hooks);
+    # the rest, until it exits, is the sync of the data to disk and the resume data
+    if [ -s rivulet.done ]; then
+        awk -v a="$(cat rivulet.done)" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) / 1e9 }' >>rivulet.tail
+        t1=$(cat rivulet.done)
+    elif [ "$rc" -eq 0 ]; then
+        rc=1
+    fi
     record rivulet "$t0" "$t1" rivulet.time "$sb" "$rc"
 }
 
@@ -335,12 +344,15 @@ run_libtorrent() { # name ip [--high-performance]
     shift 2
     prepare
     local sb t0 t1 rc=0
+    rm -f "$name.done"
     sb=$(cpu_ticks "${SEEDER_PIDS[@]}")
     t0=$(now_ns)
     /usr/bin/time -f "%U %S %M" -o "$name.time" timeout 900 \
         $PY "$INTEROP/lt_leecher.py" t.torrent "$WORK/out" "$ip" "$(free_port "$ip")" \
-        --seconds 880 "$@" >"$name.log" 2>&1 || rc=$?
+        --seconds 880 --done-file "$WORK/$name.done" "$@" >"$name.log" 2>&1 || rc=$?
     t1=$(now_ns)
+    # done = its torrent_finished alert (it then flushes its cache and exits)
+    if [ -s "$name.done" ]; then t1=$(cat "$name.done"); elif [ "$rc" -eq 0 ]; then rc=1; fi
     record "$name" "$t0" "$t1" "$name.time" "$sb" "$rc"
 }
 
@@ -492,8 +504,9 @@ for t in $TOOLS; do
     fi
 done
 echo
-echo "wall: start of the leecher to every piece verified (aria2, ctorrent, rtorrent: their"
-echo "completion hooks; transmission: remote reports 100 %, polled every 0.1 s). CPU: user + sys of"
+echo "wall: start of the leecher to every piece verified (rivulet, aria2, ctorrent, rtorrent: their"
+echo "completion hooks; libtorrent: its torrent_finished alert; transmission: remote reports 100 %,"
+echo "polled every 0.1 s). CPU: user + sys of"
 echo "the leecher's process tree; seed CPU: the $SEEDERS seeder(s)' over the same run, summed. All on"
 echo "$(nproc) cores shared with the seeders."
 if [ -s transmission.first ]; then
@@ -502,6 +515,9 @@ if [ -s transmission.first ]; then
         printf "transmission: its first piece arrived %.1f s after the torrent was added (its start-up\n", f
         r = w - f > 0 ? s / (w - f) : 0
         printf "delay counts in its wall time); from then on it took %.2f s, %.0f MiB/s\n", w - f, r }'
+fi
+if [ -s rivulet.tail ]; then
+    echo "rivulet exited $(sort -g rivulet.tail | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }') s after its hook (median): the fsync of every file and the resume data"
 fi
 rvstats=$(grep -o 'max_rss_kib=[0-9]*\|pieces_in_memory_max=[0-9]*\|disk_queue_max=[0-9]*\|peer_requests_max=[0-9]*' \
     rivulet.log 2>/dev/null | tr '\n' ' ' || true)

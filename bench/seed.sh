@@ -206,7 +206,7 @@ verify() { # 1 when the leecher's copy equals the payload
 
 run_pair() { # name seeder_kind leecher_kind; appends "wall seed_cpu leech_cpu seed_rss leech_rss ok"
     local name=$1 skind=$2 lkind=$3 lport sb sa t0 t1 rc=0 shwm good
-    rm -rf "$WORK/out" "$WORK/leechstate"
+    rm -rf "$WORK/out" "$WORK/leechstate" "$WORK/leech.done" "$WORK/aria2.done"
     mkdir "$WORK/out"
     sync
     cat "$PAYLOAD"/* >/dev/null
@@ -227,19 +227,21 @@ run_pair() { # name seeder_kind leecher_kind; appends "wall seed_cpu leech_cpu s
     elif [ "$lkind" = rivulet ]; then
         /usr/bin/time -f "%U %S %M" -o leech.time timeout -s KILL "$STEP_TIMEOUT" \
             "$RV" download --seed-time 0 t.torrent -o "$WORK/out" --peer "127.0.0.2:$SPORT" \
-            --no-trackers -q --listen 127.0.0.3 --port "$lport" --state-dir "$WORK/leechstate" \
+            --no-trackers --no-dht -q --listen 127.0.0.3 --port "$lport" \
+            --state-dir "$WORK/leechstate" --on-complete "date +%s%N >$WORK/leech.done" \
             >"$name.log" 2>&1 || rc=$?
     else
         /usr/bin/time -f "%U %S %M" -o leech.time timeout -s KILL "$STEP_TIMEOUT" \
             $PY "$INTEROP/lt_leecher.py" t.torrent "$WORK/out" 127.0.0.3 "$lport" \
             --peer "127.0.0.2:$SPORT" --high-performance --seconds $((STEP_TIMEOUT - 10)) \
-            >"$name.log" 2>&1 || rc=$?
+            --done-file "$WORK/leech.done" >"$name.log" 2>&1 || rc=$?
     fi
     t1=$(now_ns)
-    if [ "$lkind" = aria2 ]; then
-        # aria2c lingers a few seconds after finishing: the wall time ends at its hook
-        if [ -s aria2.done ]; then t1=$(cat aria2.done); elif [ "$rc" -eq 0 ]; then rc=1; fi
-    fi
+    # the wall time ends at each leecher's own completion signal: aria2c's and rivulet's hooks,
+    # libtorrent's torrent_finished alert (aria2c lingers a few seconds after it, rivulet syncs
+    # the files to disk, libtorrent flushes its cache)
+    if [ "$lkind" = aria2 ] && [ -s aria2.done ]; then cp aria2.done leech.done; fi
+    if [ -s leech.done ]; then t1=$(cat leech.done); elif [ "$rc" -eq 0 ]; then rc=1; fi
     sa=$(cpu_ticks "$SEEDER")
     shwm=$(hwm_kib "$SEEDER")
     kill -0 "$SEEDER" 2>/dev/null || { rc=1; echo "warning: $name: the seeder died" >&2; }
@@ -318,7 +320,8 @@ for p in $PAIRS; do
         printf "%-52s %6.2fx %11.2fx %12.2fx\n", t, w / rw, sc / rs, lc / rl }'
 done
 echo
-echo "wall: leecher start to its exit (every piece verified; libtorrent also flushes its cache)."
+echo "wall: leecher start to its own completion signal (every piece verified: rivulet's and aria2c's"
+echo "hooks, libtorrent's torrent_finished alert)."
 echo "seeder CPU: utime + stime over that interval (its start-up check excluded); leecher CPU:"
 echo "user + sys from time(1), start-up included (python + libtorrent for the libtorrent leecher)."
 echo "seeder RSS: VmHWM just before it is stopped (start-up check included); leecher: time(1)."

@@ -59,6 +59,10 @@ static const char usage[] =
     "                          DHT node to start from, repeatable (default: the well-known\n"
     "                          routers, or the comma-separated $RIVULET_DHT_BOOTSTRAP when set,\n"
     "                          which may be empty)\n"
+    "      --on-complete CMD   run CMD with /bin/sh when a torrent has every wanted piece\n"
+    "                          verified (before its data is synced and seeding starts), with\n"
+    "                          $1 its name, $2 its info-hash (hex; empty before the metadata)\n"
+    "                          and $3 the download folder; the exit waits for it\n"
     "  -v, --verbose           log peers, trackers and pieces on stderr\n"
     "  -q, --quiet             print only errors\n"
     "  -j, --json              NDJSON events and status on stdout\n"
@@ -88,6 +92,12 @@ struct ui {
     struct timespec start;
     uint64_t last_plain;
     int exit_code;
+    const char *on_complete; /* --on-complete CMD, or NULL */
+    bool *hooked;            /* per torrent: its --on-complete ran (once: the first FINISHED,
+                                not the later "seeding done") */
+    bool metadata_only;
+    const char *save_dir;
+    uv_loop_t *loop;
 };
 
 static double since(const struct timespec *t0)
@@ -391,9 +401,63 @@ static const char *event_name(rv_event_type_t t)
     return "unknown";
 }
 
+/* --on-complete: the command runs in a child of its own; the loop is not held up by it, and
+ * its handle keeps the loop (and so the exit) waiting until it is done. */
+static void on_hook_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void on_hook_exit(uv_process_t *p, int64_t status, int sig)
+{
+    if (status != 0 || sig != 0)
+        cli_error("--on-complete: the command %s %d", sig ? "was killed by signal" : "exited with",
+                  sig ? sig : (int)status);
+    uv_close((uv_handle_t *)p, on_hook_closed);
+}
+
+static void run_hook(struct ui *u, rv_torrent_t *t)
+{
+    char hash[2 * RV_SHA1_LEN + 1] = "";
+    const rv_torrent_info_t *ti = rv_torrent_info(t);
+    if (ti != NULL)
+        for (size_t i = 0; i < RV_SHA1_LEN; i++)
+            snprintf(hash + 2 * i, 3, "%02x", ti->info_hash[i]);
+    const char *name = rv_torrent_name(t);
+    char *args[] = {"/bin/sh",          "-c", (char *)u->on_complete, "rivulet-on-complete",
+                    (char *)(name ? name : ""), hash, (char *)u->save_dir, NULL};
+    uv_process_options_t po;
+    memset(&po, 0, sizeof(po));
+    po.file = args[0];
+    po.args = args;
+    po.exit_cb = on_hook_exit;
+    uv_stdio_container_t io[3] = {{.flags = UV_IGNORE},
+                                  {.flags = UV_INHERIT_FD, .data.fd = STDERR_FILENO},
+                                  {.flags = UV_INHERIT_FD, .data.fd = STDERR_FILENO}};
+    po.stdio = io;
+    po.stdio_count = 3;
+    uv_process_t *p = malloc(sizeof(*p));
+    int rc = p == NULL ? UV_ENOMEM : uv_spawn(u->loop, p, &po);
+    if (rc != 0) {
+        cli_error("--on-complete: cannot run /bin/sh: %s", uv_strerror(rc));
+        if (p != NULL && rc != UV_ENOMEM)
+            uv_close((uv_handle_t *)p, on_hook_closed);
+        else
+            free(p);
+    }
+}
+
 static void on_event(void *ud, const rv_event_t *ev)
 {
     struct ui *u = ud;
+    if (ev->type == RV_EVENT_FINISHED && u->on_complete != NULL && !u->metadata_only) {
+        for (size_t i = 0; i < u->ntorrents; i++) {
+            if (u->torrents[i] == ev->torrent && !u->hooked[i]) {
+                u->hooked[i] = true;
+                run_hook(u, ev->torrent);
+            }
+        }
+    }
     if (u->out == OUT_JSON) {
         struct json j;
         json_init(&j, stdout);
@@ -553,7 +617,8 @@ static int run(int argc, char **argv, bool seed_mode)
         OPT_DHT_BOOT,
         OPT_SELECT,
         OPT_PEER_TIMEOUT,
-        OPT_STATS
+        OPT_STATS,
+        OPT_ON_COMPLETE
     };
     static const struct option opts[] = {{"dir", required_argument, NULL, 'o'},
                                          {"output", required_argument, NULL, 'o'},
@@ -579,6 +644,8 @@ static int run(int argc, char **argv, bool seed_mode)
                                          {"peer-timeout", required_argument, NULL,
                                           OPT_PEER_TIMEOUT},
                                          {"stats", no_argument, NULL, OPT_STATS},
+                                         {"on-complete", required_argument, NULL,
+                                          OPT_ON_COMPLETE},
                                          {"verbose", no_argument, NULL, 'v'},
                                          {"quiet", no_argument, NULL, 'q'},
                                          {"json", no_argument, NULL, 'j'},
@@ -661,6 +728,9 @@ static int run(int argc, char **argv, bool seed_mode)
             break;
         case OPT_STATS:
             stats = true;
+            break;
+        case OPT_ON_COMPLETE:
+            u.on_complete = optarg;
             break;
         case OPT_MAX_PEERS:
             if (cli_parse_size(optarg, &v) != 0 || v < 1 || v > 10000) {
@@ -760,7 +830,8 @@ static int run(int argc, char **argv, bool seed_mode)
         goto done;
     }
     u.torrents = calloc((size_t)(argc - optind), sizeof(*u.torrents));
-    if (u.torrents == NULL) {
+    u.hooked = calloc((size_t)(argc - optind), sizeof(*u.hooked));
+    if (u.torrents == NULL || u.hooked == NULL) {
         cli_error("out of memory");
         ret = EXIT_FAIL;
         goto done;
@@ -805,6 +876,9 @@ static int run(int argc, char **argv, bool seed_mode)
 
     uv_loop_t loop;
     uv_loop_init(&loop);
+    u.loop = &loop;
+    u.save_dir = ao.save_dir;
+    u.metadata_only = ao.metadata_only;
     so.on_event = on_event;
     so.event_ud = &u;
     if (rv_session_new(&loop, &so, &u.session) != 0) {
@@ -899,6 +973,7 @@ static int run(int argc, char **argv, bool seed_mode)
     uv_loop_close(&loop);
 done:
     free(u.torrents);
+    free(u.hooked);
     for (size_t i = 0; i < npeers; i++)
         free(peers[i]);
     free(peers);

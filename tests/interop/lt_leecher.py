@@ -9,7 +9,9 @@ IP. Exits 0 as soon as every piece has passed its hash check (libtorrent's torre
 1 on timeout (default 600 s) or error, 130 on SIGTERM/SIGINT. Prints one line at the end:
 "finished in S s, N hash failures, downloaded B bytes". --peers-file FILE keeps a JSON list of
 the peers met so far ({"ip", "port", "pex": learnt through PEX, "client"}), rewritten every
-second; --linger N stays N more seconds after finishing (so PEX can be seen).
+second; --linger N stays N more seconds after finishing (so PEX can be seen); --done-file FILE
+gets the wall clock in nanoseconds (time.time_ns()) at the moment libtorrent says finished, for
+benchmarks that time every client to its own completion signal.
 """
 import argparse
 import json
@@ -32,6 +34,7 @@ def main():
     ap.add_argument("--high-performance", action="store_true")
     ap.add_argument("--peers-file")
     ap.add_argument("--linger", type=float, default=0)
+    ap.add_argument("--done-file")
     a = ap.parse_args()
 
     settings = lt.high_performance_seed() if a.high_performance else {}
@@ -97,6 +100,9 @@ def main():
     while not stop and time.time() < deadline:
         if done and finished_at is None:
             finished_at = time.time()
+            if a.done_file:
+                with open(a.done_file, "w") as f:
+                    f.write(f"{time.time_ns()}\n")
         if finished_at is not None and time.time() - finished_at >= a.linger:
             break
         if time.time() - last_report >= 1:
