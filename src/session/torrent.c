@@ -40,6 +40,7 @@
 #define NEAR_PIPELINE 32
 #define NEAR_RTT_US 5000
 #define MIN_PIPELINE 4
+#define REQUEST_BATCH 8 /* free request slots filled together (at most half the queue) */
 #define START_PIPELINE 32
 #ifndef WRITE_QUEUE_BYTES
 #define WRITE_QUEUE_BYTES (2u << 20) /* pieces with the disk before no new one is started */
@@ -483,6 +484,12 @@ static void fill_requests(struct peer *p)
         return;
     unsigned depth = p->snubbed ? 1 : p->depth;
     if (p->nreqs >= depth)
+        return;
+    /* Refill in batches: one message per freed slot meant a write, and a wakeup of the peer,
+     * for every block received; waiting until REQUEST_BATCH slots (at most half the queue)
+     * are free sends them together, and the queue never runs below half full. */
+    unsigned batch = depth / 2 < REQUEST_BATCH ? depth / 2 : REQUEST_BATCH;
+    if (p->nreqs > 0 && depth - p->nreqs < batch)
         return;
     if (p->peer_choking) {
         /* BEP 6: the pieces it allowed may be asked for while it chokes us. */
