@@ -1727,6 +1727,7 @@ static void on_close(void *owner, struct conn *c, int rc, const char *why)
         emit(t, RV_EVENT_PEER_DROPPED, 0, rc, "%s: %s", a, why);
     }
     struct candidate *cand = cand_find(t, &c->addr);
+    bool redial = false;
     if (cand != NULL && cand->state != CAND_BANNED && !c->incoming && !p->handshaked &&
         c->connected_ms != 0 && !p->alt && !t->stopping && wants_alt(t, c, rc)) {
         /* The handshake we tried was refused: the other one at once, before counting a
@@ -1734,6 +1735,7 @@ static void on_close(void *owner, struct conn *c, int rc, const char *why)
         cand->alt_next = true;
         cand->state = CAND_WAIT;
         cand->retry_ms = now_ms(t);
+        redial = true;
     } else if (cand != NULL && cand->state != CAND_BANNED) {
         /* A peer we could not reach, or that broke the protocol, is retried less and less
          * often and given up on after a dozen tries. */
@@ -1762,6 +1764,8 @@ static void on_close(void *owner, struct conn *c, int rc, const char *why)
         stop_if_done(t);
         return;
     }
+    if (redial)
+        connect_peers(t); /* the other handshake now, not at the next tick */
     if (!data_ready(t)) {
         request_metadata_all(t);
         return;
