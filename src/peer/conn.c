@@ -316,11 +316,13 @@ static int mse_step(struct conn *c)
  * go on, 0 to wait for more, < 0 closed. */
 static int sniff(struct conn *c)
 {
-    size_t n = c->rbuf.len < 20 ? c->rbuf.len : 20;
+    /* Eight bytes decide: a public key starts with them once in 2^64, and a mangled protocol
+     * string further on still gets the plaintext parser's error, not an MSE one. */
+    size_t n = c->rbuf.len < 8 ? c->rbuf.len : 8;
     if (n == 0)
         return 0;
     if (memcmp(c->rbuf.data, bt_proto, n) == 0) {
-        if (n < 20)
+        if (n < 8)
             return 0;
         c->sniffed = true;
         if (c->opts.plain_refused) {
