@@ -108,7 +108,12 @@ seed_case() {
     # shellcheck disable=SC2086
     timeout 60 "$PY" "$HERE/lt_leecher.py" enc.torrent "$WORK/out-$label" "$ip" "$lport" \
         --peer "127.0.0.2:$rport" --seconds "$secs" $ltopts >"$label.lt.out" 2>"$label.lt.err" || rc=$?
-    stop_pid "$seeder" INT
+    kill -INT "$seeder" 2>/dev/null || true
+    local src=0
+    wait "$seeder" || src=$?
+    if [ "$src" -ne 0 ] || grep -qE 'AddressSanitizer|runtime error' "$label.err"; then
+        bad "$label: rivulet seed exit $src on SIGINT: $(tail -n 5 "$label.err" | tr '\n' ' ')"
+    fi
     if [ "$expect" = ok ]; then
         if [ "$rc" -eq 0 ] && cmp -s payload/enc.bin "out-$label/enc.bin"; then
             ok "$label: the libtorrent leecher ($ltopts) has every byte: $(cat "$label.lt.out")"
@@ -174,6 +179,9 @@ dl_case() {
     stop_pid "$seeder"
     local secs
     secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')
+    if grep -qE 'AddressSanitizer|runtime error' "$label.err"; then
+        bad "$label: sanitizer report: $(grep -m 1 -E 'AddressSanitizer|runtime error' "$label.err")"
+    fi
     if [ "$rc" -eq 0 ] && cmp -s payload/enc.bin "out-$label/enc.bin"; then
         ok "$label: rivulet $rvopts downloaded every byte from libtorrent ($ltopts) in $secs s, mse_ok=$(stat "$label.ndjson" mse_ok)"
     else
@@ -213,7 +221,12 @@ if command -v aria2c >/dev/null && command -v opentracker >/dev/null; then
         --enable-dht=false --enable-dht6=false --bt-enable-lpd=false --enable-peer-exchange=false \
         --bt-require-crypto=true --bt-min-crypto-level=arc4 --seed-time=0 --summary-interval=0 \
         --console-log-level=warn tracked.torrent >aria.out 2>&1 || rc=$?
-    stop_pid "$seeder" INT
+    kill -INT "$seeder" 2>/dev/null || true
+    src=0
+    wait "$seeder" || src=$?
+    if [ "$src" -ne 0 ] || grep -qE 'AddressSanitizer|runtime error' aria.err; then
+        bad "aria2: rivulet seed exit $src on SIGINT: $(tail -n 5 aria.err | tr '\n' ' ')"
+    fi
     if [ "$rc" -eq 0 ] && cmp -s payload/enc.bin out-aria/enc.bin; then
         ok "aria2: downloaded every byte from rivulet (require) over RC4, mse_ok=$(stat aria.ndjson mse_ok)"
     else
