@@ -337,6 +337,7 @@ static void print_stats(const struct ui *u, double secs)
         {"pieces_in_memory_max", (double)st.pieces_in_memory_max},
         {"mse_ok", (double)st.mse_ok},
         {"mse_failed", (double)st.mse_failed},
+        {"mse_rc4", (double)st.mse_rc4},
         {"vol_ctx_switches", (double)ru.ru_nvcsw},
         {"invol_ctx_switches", (double)ru.ru_nivcsw},
     };

@@ -204,6 +204,8 @@ typedef struct rv_session_stats {
     uint32_t peer_uploads_max;             /* most requests one peer had waiting */
     uint32_t pieces_in_memory_max;         /* most piece buffers in use at once, any torrent */
     uint64_t mse_ok, mse_failed;           /* encryption handshakes (MSE) done, and failed */
+    uint64_t mse_rc4;                      /* of mse_ok, those that selected RC4 (the others
+                                              go on in plaintext) */
 } rv_session_stats_t;
 
 /* loop: a uv_loop_t * to run on, or NULL for a loop of the session's own. */

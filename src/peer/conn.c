@@ -292,6 +292,8 @@ static int mse_step(struct conn *c)
     consume(c, used);
     if (c->mse->selected == MSE_RC4) {
         c->rc4 = true;
+        if (c->opts.stats != NULL)
+            c->opts.stats->mse_rc4++;
         mse_decrypt(c->mse, c->rbuf.data, c->rbuf.len);
     }
     if (c->mse->ia.len > 0) {
