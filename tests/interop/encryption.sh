@@ -89,7 +89,7 @@ $PY "$HERE/lt_make.py" payload/enc.bin enc.torrent --mode v1 --piece-size 262144
 # seed_case LABEL IP "RIVULET OPTIONS" "LEECHER OPTIONS" EXPECT(ok|refused)
 seed_case() {
     local label=$1 ip=$2 rvopts=$3 ltopts=$4 expect=$5
-    local rport lport seeder leecher rc=0
+    local rport lport seeder rc=0
     rport=$(free_port 127.0.0.2)
     lport=$(free_port "$ip")
     # shellcheck disable=SC2086
