@@ -11,6 +11,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/bn.h>
@@ -56,37 +57,69 @@ bool mse_rc4_available(void)
     return rc4_cipher != NULL;
 }
 
+/* One direction's RC4: OpenSSL's, or, when the legacy provider is missing, a plain C one kept
+ * for the handshake alone (the MSE handshake is RC4-encrypted whatever crypto_select says, so
+ * without it not even plaintext could be negotiated); the stream then stays plaintext. */
+struct rc4 {
+    EVP_CIPHER_CTX *evp;
+    uint8_t s[256];
+    uint8_t i, j;
+};
+
+static void rc4_plain_init(struct rc4 *r, const uint8_t *key, size_t n)
+{
+    for (int i = 0; i < 256; i++)
+        r->s[i] = (uint8_t)i;
+    uint8_t j = 0;
+    for (int i = 0; i < 256; i++) {
+        j = (uint8_t)(j + r->s[i] + key[(size_t)i % n]);
+        uint8_t t = r->s[i];
+        r->s[i] = r->s[j];
+        r->s[j] = t;
+    }
+    r->i = r->j = 0;
+}
+
 void *mse_rc4_new(const uint8_t *key, size_t keylen, size_t drop)
 {
-    if (!mse_rc4_available() || keylen == 0 || keylen > 256)
+    if (keylen == 0 || keylen > 256)
         return NULL;
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    if (ctx == NULL)
+    struct rc4 *r = calloc(1, sizeof(*r));
+    if (r == NULL)
         return NULL;
-    const OSSL_PARAM none[] = {OSSL_PARAM_END};
-    if (EVP_EncryptInit_ex2(ctx, rc4_cipher, NULL, NULL, none) != 1 ||
-        EVP_CIPHER_CTX_set_key_length(ctx, (int)keylen) != 1 ||
-        EVP_EncryptInit_ex2(ctx, NULL, key, NULL, NULL) != 1) {
-        EVP_CIPHER_CTX_free(ctx);
-        return NULL;
+    if (mse_rc4_available()) {
+        const OSSL_PARAM none[] = {OSSL_PARAM_END};
+        r->evp = EVP_CIPHER_CTX_new();
+        if (r->evp == NULL || EVP_EncryptInit_ex2(r->evp, rc4_cipher, NULL, NULL, none) != 1 ||
+            EVP_CIPHER_CTX_set_key_length(r->evp, (int)keylen) != 1 ||
+            EVP_EncryptInit_ex2(r->evp, NULL, key, NULL, NULL) != 1) {
+            mse_rc4_free(r);
+            return NULL;
+        }
+    } else {
+        rc4_plain_init(r, key, keylen);
     }
     uint8_t spill[1024];
     memset(spill, 0, sizeof(spill));
     while (drop > 0) {
         size_t k = drop < sizeof(spill) ? drop : sizeof(spill);
-        mse_rc4_apply(ctx, spill, k);
+        mse_rc4_apply(r, spill, k);
         drop -= k;
     }
-    return ctx;
+    return r;
 }
 
 void mse_rc4_free(void *rc4)
 {
-    EVP_CIPHER_CTX_free(rc4);
+    struct rc4 *r = rc4;
+    if (r == NULL)
+        return;
+    EVP_CIPHER_CTX_free(r->evp);
+    free(r);
 }
 
 /* An RC4 state keyed with HASH(name, S, SKEY), its first 1024 bytes of keystream spent. */
-static EVP_CIPHER_CTX *rc4_new(const char *name, const uint8_t s[MSE_KEY_LEN],
+static void *rc4_new(const char *name, const uint8_t s[MSE_KEY_LEN],
                                const uint8_t skey[20])
 {
     uint8_t key[20];
@@ -100,13 +133,25 @@ static EVP_CIPHER_CTX *rc4_new(const char *name, const uint8_t s[MSE_KEY_LEN],
     return mse_rc4_new(key, sizeof(key), 1024);
 }
 
-void mse_rc4_apply(void *ctx, uint8_t *p, size_t n)
+void mse_rc4_apply(void *rc4, uint8_t *p, size_t n)
 {
+    struct rc4 *r = rc4;
+    if (r->evp == NULL) {
+        for (size_t k = 0; k < n; k++) {
+            r->i = (uint8_t)(r->i + 1);
+            r->j = (uint8_t)(r->j + r->s[r->i]);
+            uint8_t t = r->s[r->i];
+            r->s[r->i] = r->s[r->j];
+            r->s[r->j] = t;
+            p[k] ^= r->s[(uint8_t)(r->s[r->i] + r->s[r->j])];
+        }
+        return;
+    }
     /* RC4 is a stream cipher: output length equals input length, in place is allowed. */
     while (n > 0) {
         int chunk = n > (1u << 30) ? 1 << 30 : (int)n;
         int outl = 0;
-        EVP_EncryptUpdate(ctx, p, &outl, p, chunk);
+        EVP_EncryptUpdate(r->evp, p, &outl, p, chunk);
         p += chunk;
         n -= (size_t)chunk;
     }
@@ -272,8 +317,8 @@ int mse_init(struct mse *m, const struct mse_opts *o, struct buf *out)
 
 void mse_free(struct mse *m)
 {
-    EVP_CIPHER_CTX_free(m->enc);
-    EVP_CIPHER_CTX_free(m->dec);
+    mse_rc4_free(m->enc);
+    mse_rc4_free(m->dec);
     m->enc = m->dec = NULL;
     buf_free(&m->ia);
     memset(m->x, 0, sizeof(m->x));
@@ -298,12 +343,12 @@ static int send_a_step2(struct mse *m, struct buf *out)
     if (make_ciphers(m) != 0)
         return RV_ENOMEM;
     /* B's VC is 8 zero bytes through keyB: what we scan for. */
-    EVP_CIPHER_CTX *probe = rc4_new("keyB", m->s, m->skey);
+    void *probe = rc4_new("keyB", m->s, m->skey);
     if (probe == NULL)
         return RV_ENOMEM;
     memset(m->sync, 0, 8);
     mse_rc4_apply(probe, m->sync, 8);
-    EVP_CIPHER_CTX_free(probe);
+    mse_rc4_free(probe);
     memset(fixed, 0, 8);                     /* VC */
     put32(fixed + 8, m->opts.crypto);        /* crypto_provide */
     put16(fixed + 12, 0);                    /* len(PadC): none */
@@ -479,8 +524,8 @@ int mse_feed(struct mse *m, const uint8_t *p, size_t len, struct buf *out, size_
         case MSE_DONE:
             if (m->selected == MSE_PLAIN) {
                 /* Only the handshake itself was encrypted. */
-                EVP_CIPHER_CTX_free(m->enc);
-                EVP_CIPHER_CTX_free(m->dec);
+                mse_rc4_free(m->enc);
+                mse_rc4_free(m->dec);
                 m->enc = m->dec = NULL;
             }
             *used = m->pos;

@@ -19,8 +19,10 @@
 #define MSE_PAD_MAX 512  /* spec: PadA..PadD are 0..512 bytes */
 #define MSE_ERR_LEN 96
 
-/* True when RC4 can be used: OpenSSL 3 keeps it in the "legacy" provider, loaded here into a
- * private library context so the application's OpenSSL state is untouched. */
+/* True when RC4 can be used for the stream: OpenSSL 3 keeps it in the "legacy" provider, loaded
+ * here into a private library context so the application's OpenSSL state is untouched.
+ * Without it the handshake itself (always RC4-encrypted) runs on a small C RC4 and only
+ * plaintext can be selected. */
 bool mse_rc4_available(void);
 
 struct mse;
@@ -71,7 +73,7 @@ struct mse {
     size_t pos;                   /* next byte of the received stream to parse */
     size_t need;                  /* pad or IA length being waited for */
     uint32_t selected;            /* MSE_PLAIN or MSE_RC4 once done */
-    void *enc, *dec;              /* EVP_CIPHER_CTX: our direction, theirs */
+    void *enc, *dec;              /* RC4 states (mse_rc4_new): our direction, theirs */
     struct buf ia;                /* receiver: the decrypted initial payload */
     char err[MSE_ERR_LEN];
 };
@@ -97,7 +99,7 @@ void mse_encrypt(struct mse *m, uint8_t *p, size_t n);
 void mse_decrypt(struct mse *m, uint8_t *p, size_t n);
 
 /* A bare RC4 state (the known-answer test uses it): key, then drop keystream bytes spent.
- * NULL when RC4 is unavailable. */
+ * OpenSSL's when available, else the C one. NULL for a key of 0 or over 256 bytes. */
 void *mse_rc4_new(const uint8_t *key, size_t keylen, size_t drop);
 void mse_rc4_apply(void *rc4, uint8_t *p, size_t n);
 void mse_rc4_free(void *rc4);
