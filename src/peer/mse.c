@@ -119,8 +119,7 @@ void mse_rc4_free(void *rc4)
 }
 
 /* An RC4 state keyed with HASH(name, S, SKEY), its first 1024 bytes of keystream spent. */
-static void *rc4_new(const char *name, const uint8_t s[MSE_KEY_LEN],
-                               const uint8_t skey[20])
+static void *rc4_new(const char *name, const uint8_t s[MSE_KEY_LEN], const uint8_t skey[20])
 {
     uint8_t key[20];
     struct sha1_ctx h;
@@ -349,10 +348,10 @@ static int send_a_step2(struct mse *m, struct buf *out)
     memset(m->sync, 0, 8);
     mse_rc4_apply(probe, m->sync, 8);
     mse_rc4_free(probe);
-    memset(fixed, 0, 8);                     /* VC */
-    put32(fixed + 8, m->opts.crypto);        /* crypto_provide */
-    put16(fixed + 12, 0);                    /* len(PadC): none */
-    put16(fixed + 14, m->ia.len);            /* len(IA) */
+    memset(fixed, 0, 8);              /* VC */
+    put32(fixed + 8, m->opts.crypto); /* crypto_provide */
+    put16(fixed + 12, 0);             /* len(PadC): none */
+    put16(fixed + 14, m->ia.len);     /* len(IA) */
     size_t start = out->len;
     if (buf_append(out, h1, 20) != 0 || buf_append(out, h2, 20) != 0 ||
         buf_append(out, fixed, sizeof(fixed)) != 0 || buf_append(out, m->ia.data, m->ia.len) != 0)

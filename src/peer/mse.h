@@ -15,8 +15,8 @@
 #define MSE_PLAIN 0x01u
 #define MSE_RC4 0x02u
 
-#define MSE_KEY_LEN 96   /* a DH public key on the wire, big-endian */
-#define MSE_PAD_MAX 512  /* spec: PadA..PadD are 0..512 bytes */
+#define MSE_KEY_LEN 96  /* a DH public key on the wire, big-endian */
+#define MSE_PAD_MAX 512 /* spec: PadA..PadD are 0..512 bytes */
 #define MSE_ERR_LEN 96
 
 /* True when RC4 can be used for the stream: OpenSSL 3 keeps it in the "legacy" provider, loaded
@@ -38,17 +38,17 @@ struct mse_opts {
      * and prefer the one chosen when the initiator offers both. */
     uint32_t crypto;
     uint32_t prefer;
-    const uint8_t *skey;  /* initiator: the info-hash (20 bytes, copied) */
-    const uint8_t *ia;    /* initiator: the initial payload, sent encrypted (copied) */
+    const uint8_t *skey; /* initiator: the info-hash (20 bytes, copied) */
+    const uint8_t *ia;   /* initiator: the initial payload, sent encrypted (copied) */
     size_t ia_len;
     mse_find_skey_cb find_skey; /* receiver */
     void *ud;
 };
 
 enum mse_state {
-    MSE_A_WAIT_YB,   /* initiator: Ya sent, waiting for Yb */
-    MSE_A_SYNC_VC,   /* looking for B's encrypted VC after PadB */
-    MSE_A_SELECT,    /* crypto_select, len(PadD) */
+    MSE_A_WAIT_YB, /* initiator: Ya sent, waiting for Yb */
+    MSE_A_SYNC_VC, /* looking for B's encrypted VC after PadB */
+    MSE_A_SELECT,  /* crypto_select, len(PadD) */
     MSE_A_PADD,
     MSE_B_WAIT_YA,   /* receiver: waiting for Ya */
     MSE_B_SYNC_REQ1, /* looking for HASH('req1', S) after PadA */
@@ -65,16 +65,16 @@ struct mse {
     enum mse_state state;
     struct mse_opts opts;
     uint8_t skey[20];
-    uint8_t x[20];                /* our DH private key */
-    uint8_t y[MSE_KEY_LEN];       /* our public key */
-    uint8_t s[MSE_KEY_LEN];       /* the shared secret */
-    uint8_t sync[20];             /* what we scan for: req1 hash, or B's encrypted VC */
-    uint8_t req2x[20];            /* receiver: HASH('req2', SKEY) xor HASH('req3', S), read */
-    size_t pos;                   /* next byte of the received stream to parse */
-    size_t need;                  /* pad or IA length being waited for */
-    uint32_t selected;            /* MSE_PLAIN or MSE_RC4 once done */
-    void *enc, *dec;              /* RC4 states (mse_rc4_new): our direction, theirs */
-    struct buf ia;                /* receiver: the decrypted initial payload */
+    uint8_t x[20];          /* our DH private key */
+    uint8_t y[MSE_KEY_LEN]; /* our public key */
+    uint8_t s[MSE_KEY_LEN]; /* the shared secret */
+    uint8_t sync[20];       /* what we scan for: req1 hash, or B's encrypted VC */
+    uint8_t req2x[20];      /* receiver: HASH('req2', SKEY) xor HASH('req3', S), read */
+    size_t pos;             /* next byte of the received stream to parse */
+    size_t need;            /* pad or IA length being waited for */
+    uint32_t selected;      /* MSE_PLAIN or MSE_RC4 once done */
+    void *enc, *dec;        /* RC4 states (mse_rc4_new): our direction, theirs */
+    struct buf ia;          /* receiver: the decrypted initial payload */
     char err[MSE_ERR_LEN];
 };
 

@@ -78,7 +78,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     buf_init(&to_b, 0);
     buf_init(&to_a, 0);
     struct mse_opts ao = {.initiator = true, .crypto = offer ? offer : MSE_RC4, .skey = skey};
-    struct mse_opts bo = {.crypto = accept ? accept : MSE_RC4, .prefer = cfg & 0x80 ? MSE_PLAIN : MSE_RC4,
+    struct mse_opts bo = {.crypto = accept ? accept : MSE_RC4,
+                          .prefer = cfg & 0x80 ? MSE_PLAIN : MSE_RC4,
                           .find_skey = find_skey};
     if (mse_init(&a, &ao, &a_out) != 0 || mse_init(&b, &bo, &b_out) != 0)
         goto done;

@@ -19,7 +19,8 @@
 
 static const uint8_t hash_a[20] = "aaaaaaaaaaaaaaaaaaaa";
 static const uint8_t hash_b[20] = "bbbbbbbbbbbbbbbbbbbb";
-static const uint8_t ia_text[] = "\x13" "BitTorrent protocol and the rest of a handshake....";
+static const uint8_t ia_text[] = "\x13"
+                                 "BitTorrent protocol and the rest of a handshake....";
 
 /* The receiver holds two torrents. */
 static bool find_skey(void *ud, const struct mse *m, uint8_t skey[20])
@@ -75,7 +76,7 @@ static uint8_t ref_next(struct ref_rc4 *r)
 
 struct side {
     struct mse m;
-    struct buf in;  /* everything received so far */
+    struct buf in; /* everything received so far */
     int rc;
     size_t used;
 };
@@ -101,10 +102,13 @@ static void run_pair(struct side *a, struct side *b, uint32_t offer, uint32_t ac
     buf_init(&b_out, 0);
     buf_init(&a->in, 0);
     buf_init(&b->in, 0);
-    struct mse_opts ao = {.initiator = true, .crypto = offer, .skey = hash_a, .ia = ia_text,
+    struct mse_opts ao = {.initiator = true,
+                          .crypto = offer,
+                          .skey = hash_a,
+                          .ia = ia_text,
                           .ia_len = sizeof(ia_text)};
-    struct mse_opts bo = {.initiator = false, .crypto = accept, .prefer = prefer,
-                          .find_skey = find_skey};
+    struct mse_opts bo = {
+        .initiator = false, .crypto = accept, .prefer = prefer, .find_skey = find_skey};
     assert_int_equal(mse_init(&a->m, &ao, &a_out), 0);
     assert_int_equal(mse_init(&b->m, &bo, &b_out), 0);
     a->rc = b->rc = 0;
@@ -378,7 +382,7 @@ static void oversize_padding(void **state)
     assert_int_equal(mse_feed(&a, out.data, out.len, &a_out, &used), 0);
     /* a_out: Ya, PadA, req1, req2^req3, enc(VC, provide, padClen=0, IAlen=0). Rewrite the
      * encrypted len(PadC): xor the plaintext difference into the ciphertext. */
-    size_t hdr = a_out.len - 16; /* VC(8) provide(4) padC(2) IAlen(2) */
+    size_t hdr = a_out.len - 16;  /* VC(8) provide(4) padC(2) IAlen(2) */
     a_out.data[hdr + 12] ^= 0x02; /* 0x0000 -> 0x0201 */
     a_out.data[hdr + 13] ^= 0x01;
     int rc = mse_feed(&b, a_out.data, a_out.len, &out, &used);
