@@ -63,6 +63,10 @@ static const char usage[] =
     "                          verified (before its data is synced and seeding starts), with\n"
     "                          $1 its name, $2 its info-hash (hex; empty before the metadata)\n"
     "                          and $3 the download folder; the exit waits for it\n"
+    "      --encryption MODE   Message Stream Encryption (RC4) with peers: allow (default:\n"
+    "                          accept both, dial plaintext, redial encrypted a peer that\n"
+    "                          hangs up), prefer (dial encrypted first, choose RC4), require\n"
+    "                          (RC4 only, both ways), disable (plaintext only)\n"
     "  -v, --verbose           log peers, trackers and pieces on stderr\n"
     "  -q, --quiet             print only errors\n"
     "  -j, --json              NDJSON events and status on stdout\n"
@@ -341,6 +345,9 @@ static void print_stats(const struct ui *u, double secs)
         {"peer_requests_max", (double)st.peer_requests_max},
         {"peer_uploads_max", (double)st.peer_uploads_max},
         {"pieces_in_memory_max", (double)st.pieces_in_memory_max},
+        {"mse_ok", (double)st.mse_ok},
+        {"mse_failed", (double)st.mse_failed},
+        {"mse_rc4", (double)st.mse_rc4},
         {"vol_ctx_switches", (double)ru.ru_nvcsw},
         {"invol_ctx_switches", (double)ru.ru_nivcsw},
     };
@@ -617,6 +624,7 @@ static int run(int argc, char **argv, bool seed_mode)
         OPT_DHT_BOOT,
         OPT_SELECT,
         OPT_PEER_TIMEOUT,
+        OPT_ENCRYPTION,
         OPT_STATS,
         OPT_ON_COMPLETE
     };
@@ -643,6 +651,8 @@ static int run(int argc, char **argv, bool seed_mode)
                                          {"dht-bootstrap", required_argument, NULL, OPT_DHT_BOOT},
                                          {"peer-timeout", required_argument, NULL,
                                           OPT_PEER_TIMEOUT},
+                                         {"encryption", required_argument, NULL,
+                                          OPT_ENCRYPTION},
                                          {"stats", no_argument, NULL, OPT_STATS},
                                          {"on-complete", required_argument, NULL,
                                           OPT_ON_COMPLETE},
@@ -801,6 +811,21 @@ static int run(int argc, char **argv, bool seed_mode)
             }
             so.peer_timeout_ms = (unsigned)v * 1000;
             break;
+        case OPT_ENCRYPTION:
+            if (strcmp(optarg, "allow") == 0) {
+                so.encryption = RV_ENC_ALLOW;
+            } else if (strcmp(optarg, "prefer") == 0) {
+                so.encryption = RV_ENC_PREFER;
+            } else if (strcmp(optarg, "require") == 0) {
+                so.encryption = RV_ENC_REQUIRE;
+            } else if (strcmp(optarg, "disable") == 0) {
+                so.encryption = RV_ENC_DISABLE;
+            } else {
+                cli_error("--encryption: '%s' is not one of allow, prefer, require, disable",
+                          optarg);
+                goto done;
+            }
+            break;
         case 'v':
             u.verbose = true;
             break;
@@ -874,6 +899,17 @@ static int run(int argc, char **argv, bool seed_mode)
     }
     u.out = json ? OUT_JSON : quiet ? OUT_QUIET : isatty(STDERR_FILENO) ? OUT_TTY : OUT_PLAIN;
 
+    if (!rv_encryption_rc4_available()) {
+        if (so.encryption == RV_ENC_REQUIRE) {
+            cli_error("--encryption require: RC4 is unavailable (OpenSSL's legacy provider "
+                      "cannot be loaded)");
+            ret = EXIT_USAGE;
+            goto done;
+        }
+        if (so.encryption != RV_ENC_DISABLE && !quiet)
+            fprintf(stderr, "rivulet: RC4 is unavailable (OpenSSL's legacy provider cannot be "
+                            "loaded): encrypted peers get plaintext after the MSE handshake\n");
+    }
     uv_loop_t loop;
     uv_loop_init(&loop);
     u.loop = &loop;

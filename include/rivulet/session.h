@@ -57,6 +57,23 @@ typedef struct rv_event {
 
 typedef void (*rv_event_cb)(void *ud, const rv_event_t *ev);
 
+/* Message Stream Encryption (the "Protocol Encryption" of libtorrent, Vuze, Transmission):
+ * RC4 over a Diffie-Hellman handshake. It hides the protocol from traffic shapers; it is not
+ * authentication. */
+typedef enum rv_encryption {
+    RV_ENC_ALLOW = 0, /* accept plaintext and encrypted peers (choosing plaintext when the other
+                         side offers both); dial plaintext, and once more encrypted when a peer
+                         hangs up before its handshake */
+    RV_ENC_PREFER,    /* dial encrypted first (RC4 or plaintext offered), plaintext when that
+                         fails; accept both, choosing RC4 when offered */
+    RV_ENC_REQUIRE,   /* RC4 only, both directions: plaintext peers are refused */
+    RV_ENC_DISABLE    /* plaintext only: encrypted peers are refused */
+} rv_encryption_t;
+
+/* True when RC4 can be used (OpenSSL's legacy provider loads): without it MSE still works
+ * with plaintext selected, and RV_ENC_REQUIRE cannot (rv_session_new refuses it). */
+bool rv_encryption_rc4_available(void);
+
 typedef struct rv_session_opts {
     unsigned max_peers;       /* connections per torrent; 0: 50 */
     unsigned max_half_open;   /* connection attempts in flight per torrent; 0: 8 */
@@ -79,6 +96,7 @@ typedef struct rv_session_opts {
     const char *const *dht_bootstrap;
     size_t dht_bootstrap_count;
     const char *dht_state_file;
+    rv_encryption_t encryption; /* Message Stream Encryption with peers; 0: RV_ENC_ALLOW */
     unsigned peer_timeout_ms; /* a peer is dropped when it sends nothing this long, or reads
                                  nothing we send this long, or (when under 10 s) has not
                                  handshaken this long; 0: 180 s silent, 120 s not reading */
@@ -185,6 +203,9 @@ typedef struct rv_session_stats {
     uint32_t uploads_queued;               /* peers' requests waiting to be served, now */
     uint32_t peer_uploads_max;             /* most requests one peer had waiting */
     uint32_t pieces_in_memory_max;         /* most piece buffers in use at once, any torrent */
+    uint64_t mse_ok, mse_failed;           /* encryption handshakes (MSE) done, and failed */
+    uint64_t mse_rc4;                      /* of mse_ok, those that selected RC4 (the others
+                                              go on in plaintext) */
 } rv_session_stats_t;
 
 /* loop: a uv_loop_t * to run on, or NULL for a loop of the session's own. */

@@ -24,6 +24,16 @@ struct write_req {
 
 static void close_handles(struct conn *c);
 
+static void mse_drop(struct conn *c)
+{
+    if (c->mse != NULL) {
+        mse_free(c->mse);
+        free(c->mse);
+        c->mse = NULL;
+    }
+    c->rc4 = false;
+}
+
 static uint64_t now_ms(const struct conn *c)
 {
     return uv_now(c->tcp.loop);
@@ -68,6 +78,7 @@ static void on_handle_closed(uv_handle_t *h)
     if (c->timer.data != NULL || c->tcp.data != NULL)
         return;
     c->handler->on_close(c->owner, c, c->close_rc, c->close_reason);
+    mse_drop(c);
     buf_free(&c->rbuf);
     buf_free(&c->wbuf);
     free(c);
@@ -133,6 +144,10 @@ void conn_flush(struct conn *c)
     }
     w->c = c;
     w->data = buf_steal(&c->wbuf, &w->len);
+    /* Once RC4 is on, every byte is encrypted exactly once, here, in the order it leaves
+     * (what uv_write already holds was encrypted by an earlier flush). */
+    if (c->rc4)
+        mse_encrypt(c->mse, w->data, w->len);
     uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
     int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
     if (rc != 0) {
@@ -222,10 +237,123 @@ static uint64_t tick_ms(const struct conn *c)
     return t;
 }
 
+static const char bt_proto[] = "\x13" "BitTorrent protocol";
+
+static int mse_start(struct conn *c, bool initiator)
+{
+    struct mse_opts o = {.initiator = initiator};
+    uint8_t hs[HANDSHAKE_LEN];
+    if (initiator) {
+        handshake_build(hs, &c->ours);
+        o.crypto = c->opts.mse_offer;
+        o.skey = c->ours.info_hash;
+        o.ia = hs;
+        o.ia_len = sizeof(hs);
+    } else {
+        o.crypto = c->opts.mse_accept;
+        o.prefer = c->opts.mse_prefer;
+        o.find_skey = c->opts.mse_find_skey;
+        o.ud = c->opts.mse_ud;
+    }
+    c->mse = malloc(sizeof(*c->mse));
+    if (c->mse == NULL)
+        return RV_ENOMEM;
+    int rc = mse_init(c->mse, &o, &c->wbuf);
+    if (rc != 0) {
+        conn_set_reason(c, "MSE: %s", c->mse->err[0] ? c->mse->err : rv_strerror(rc));
+        return rc;
+    }
+    c->state = CONN_MSE;
+    if (initiator)
+        c->handshake_sent = true; /* it travels inside the MSE handshake (IA) */
+    return 0;
+}
+
+/* The MSE handshake, fed everything received so far. Returns 1 when done (the BitTorrent
+ * stream, decrypted, now starts at rbuf's front), 0 when more is needed, < 0 closed. */
+static int mse_step(struct conn *c)
+{
+    size_t used = 0;
+    int rc = mse_feed(c->mse, c->rbuf.data, c->rbuf.len, &c->wbuf, &used);
+    if (rc < 0) {
+        if (c->opts.stats != NULL)
+            c->opts.stats->mse_failed++;
+        fail(c, rc, "%s", c->mse->err[0] ? c->mse->err : "MSE handshake failed");
+        return rc;
+    }
+    if (rc == 0)
+        return 0;
+    if (c->opts.stats != NULL)
+        c->opts.stats->mse_ok++;
+    /* What the codec queued was encrypted by it: out before RC4 applies to wbuf. */
+    conn_flush(c);
+    if (c->state == CONN_CLOSING)
+        return RV_ENET;
+    consume(c, used);
+    if (c->mse->selected == MSE_RC4) {
+        c->rc4 = true;
+        if (c->opts.stats != NULL)
+            c->opts.stats->mse_rc4++;
+        mse_decrypt(c->mse, c->rbuf.data, c->rbuf.len);
+    }
+    if (c->mse->ia.len > 0) {
+        /* The receiver's initial payload (the peer's BitTorrent handshake) goes first. */
+        struct buf *ia = &c->mse->ia;
+        if (buf_reserve(&c->rbuf, ia->len) != 0) {
+            fail(c, RV_ENOMEM, "out of memory");
+            return RV_ENOMEM;
+        }
+        memmove(c->rbuf.data + ia->len, c->rbuf.data, c->rbuf.len);
+        memcpy(c->rbuf.data, ia->data, ia->len);
+        c->rbuf.len += ia->len;
+        ia->len = 0;
+    }
+    if (!c->rc4)
+        mse_drop(c); /* plaintext from here: the hot path stays copy-free */
+    c->state = CONN_HANDSHAKE;
+    return 1;
+}
+
+/* Incoming: the first bytes tell a BitTorrent handshake from an MSE public key. Returns 1 to
+ * go on, 0 to wait for more, < 0 closed. */
+static int sniff(struct conn *c)
+{
+    /* Eight bytes decide: a public key starts with them once in 2^64, and a mangled protocol
+     * string further on still gets the plaintext parser's error, not an MSE one. */
+    size_t n = c->rbuf.len < 8 ? c->rbuf.len : 8;
+    if (n == 0)
+        return 0;
+    if (memcmp(c->rbuf.data, bt_proto, n) == 0) {
+        if (n < 8)
+            return 0;
+        c->sniffed = true;
+        if (c->opts.plain_refused) {
+            fail(c, RV_EPROTO, "plaintext handshake refused (encryption required)");
+            return RV_EPROTO;
+        }
+        return 1;
+    }
+    c->sniffed = true;
+    if (c->opts.mse_accept == 0) {
+        /* Encryption disabled: the plaintext parser names what is wrong. */
+        return 1;
+    }
+    int rc = mse_start(c, false);
+    if (rc != 0) {
+        conn_close(c, rc, c->close_reason);
+        return rc;
+    }
+    return 1;
+}
+
 static void process(struct conn *c)
 {
     rv_error_t err;
     size_t off = 0;
+    if (c->state == CONN_HANDSHAKE && c->incoming && !c->sniffed && sniff(c) <= 0)
+        return;
+    if (c->state == CONN_MSE && mse_step(c) <= 0)
+        return;
     if (c->state == CONN_HANDSHAKE) {
         int rc = handshake_parse(c->rbuf.data, c->rbuf.len, &c->theirs, &err);
         if (rc < 0) {
@@ -292,6 +420,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     }
     if (nread == 0)
         return;
+    if (c->rc4)
+        mse_decrypt(c->mse, c->rbuf.data + c->rbuf.len, (size_t)nread);
     c->rbuf.len += (size_t)nread;
     c->bytes_in += (uint64_t)nread;
     if (c->opts.stats != NULL) {
@@ -314,8 +444,9 @@ static void on_tick(uv_timer_t *t)
         fail(c, RV_ETIMEDOUT, "connect timed out after %u ms", c->opts.connect_timeout_ms);
         return;
     }
-    if (c->state == CONN_HANDSHAKE) {
-        fail(c, RV_ETIMEDOUT, "no handshake within %u ms", c->opts.handshake_timeout_ms);
+    if (c->state == CONN_HANDSHAKE || c->state == CONN_MSE) {
+        fail(c, RV_ETIMEDOUT, "no %shandshake within %u ms", c->state == CONN_MSE ? "MSE " : "",
+             c->opts.handshake_timeout_ms);
         return;
     }
     if (c->state != CONN_ACTIVE)
@@ -356,10 +487,18 @@ static void on_connect(uv_connect_t *req, int status)
     }
     c->state = CONN_HANDSHAKE;
     c->connected_ms = c->last_recv_ms = now_ms(c);
-    uint8_t hs[HANDSHAKE_LEN];
-    handshake_build(hs, &c->ours);
-    buf_append(&c->wbuf, hs, sizeof(hs));
-    c->handshake_sent = true;
+    if (c->opts.mse_offer != 0) {
+        int rc = mse_start(c, true);
+        if (rc != 0) {
+            conn_close(c, rc, c->close_reason);
+            return;
+        }
+    } else {
+        uint8_t hs[HANDSHAKE_LEN];
+        handshake_build(hs, &c->ours);
+        buf_append(&c->wbuf, hs, sizeof(hs));
+        c->handshake_sent = true;
+    }
     conn_flush(c);
     uv_tcp_nodelay(&c->tcp, 1);
     int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);

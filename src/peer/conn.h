@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "peer/mse.h"
 #include "peer/wire.h"
 #include "rivulet/session.h"
 #include "session/limits.h"
@@ -43,9 +44,21 @@ struct conn_opts {
                                       address we listen on, so peers see one address); NULL:
                                       the system's choice */
     rv_session_stats_t *stats;     /* counters to add to (bytes, reads, writes), or NULL */
+    /* Message Stream Encryption. Outgoing: mse_offer is the crypto_provide of an MSE
+     * handshake (MSE_PLAIN | MSE_RC4), 0 for the plaintext BitTorrent handshake. Incoming: a
+     * first byte that does not start "\x13BitTorrent protocol" is taken for MSE, accepted with
+     * the methods in mse_accept (0: refused) and mse_prefer chosen when both are offered;
+     * plain_refused refuses plaintext BitTorrent handshakes. mse_find_skey names the torrent
+     * an incoming MSE peer asks for (see mse.h). */
+    uint32_t mse_offer;
+    uint32_t mse_accept, mse_prefer;
+    bool plain_refused;
+    mse_find_skey_cb mse_find_skey;
+    void *mse_ud;
 };
 
-enum conn_state { CONN_CONNECTING, CONN_HANDSHAKE, CONN_ACTIVE, CONN_CLOSING };
+/* CONN_MSE: the encryption handshake, before the BitTorrent one (CONN_HANDSHAKE). */
+enum conn_state { CONN_CONNECTING, CONN_MSE, CONN_HANDSHAKE, CONN_ACTIVE, CONN_CLOSING };
 
 struct conn {
     uv_tcp_t tcp;
@@ -73,6 +86,9 @@ struct conn {
     bool handshake_sent;
     bool incoming;
     bool read_paused;   /* stopped reading until the rate limit grants more */
+    bool sniffed;       /* incoming: the first bytes told plaintext from MSE */
+    bool rc4;           /* MSE selected RC4: every byte in and out goes through mse */
+    struct mse *mse;    /* during the MSE handshake, and after it while rc4 */
     /* download rate limit: reads are paid for from rchain before they happen */
     struct limit_sched *rsched;
     struct limit_chain rchain;

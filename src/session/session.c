@@ -84,6 +84,54 @@ static void route_close(void *owner, struct conn *c, int rc, const char *why)
     s->ctx.opts.on_event(s->ctx.opts.event_ud, &ev);
 }
 
+/* An incoming MSE peer names its torrent only by HASH('req2', info-hash): try each one. */
+static bool find_skey(void *ud, const struct mse *m, uint8_t skey[20])
+{
+    rv_session_t *s = ud;
+    for (size_t i = 0; i < s->count; i++) {
+        rv_torrent_t *t = s->torrents[i];
+        if (!torrent_is_stopping(t) && mse_skey_matches(m, torrent_info_hash(t))) {
+            memcpy(skey, torrent_info_hash(t), 20);
+            return true;
+        }
+    }
+    return false;
+}
+
+bool rv_encryption_rc4_available(void)
+{
+    return mse_rc4_available();
+}
+
+/* What incoming connections accept (see rv_encryption_t); torrents choose what they dial. */
+static void set_encryption(rv_session_t *s)
+{
+    struct conn_opts *co = &s->ctx.conn_opts;
+    co->mse_find_skey = find_skey;
+    co->mse_ud = s;
+    switch (s->ctx.opts.encryption) {
+    case RV_ENC_DISABLE:
+        co->mse_accept = 0;
+        break;
+    case RV_ENC_REQUIRE:
+        co->mse_accept = MSE_RC4;
+        co->mse_prefer = MSE_RC4;
+        co->plain_refused = true;
+        break;
+    case RV_ENC_PREFER:
+        co->mse_accept = MSE_PLAIN | MSE_RC4;
+        co->mse_prefer = MSE_RC4;
+        break;
+    case RV_ENC_ALLOW:
+    default:
+        /* Plaintext when offered: what libtorrent's default connection offers, and the
+         * cheaper one. */
+        co->mse_accept = MSE_PLAIN | MSE_RC4;
+        co->mse_prefer = MSE_PLAIN;
+        break;
+    }
+}
+
 static const struct conn_handler router = {route_handshake, route_message, route_close, NULL};
 
 static void on_connection(uv_stream_t *server, int status)
@@ -338,6 +386,11 @@ int rv_session_new(void *loop, const rv_session_opts_t *opts, rv_session_t **out
         o->max_memory = 64u << 20;
     if (o->port == 0)
         o->port = 6881;
+    if (o->encryption == RV_ENC_REQUIRE && !mse_rc4_available()) {
+        free(s);
+        return RV_EINVAL;
+    }
+    set_encryption(s);
     s->ctx.conn_opts.bind_addr = o->listen_addr;
     s->ctx.conn_opts.stats = &s->ctx.stats;
     if (o->peer_timeout_ms != 0) {

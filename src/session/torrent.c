@@ -89,10 +89,12 @@ struct candidate {
     int trust;        /* libtorrent's trust points: +1 per good piece it contributed to (up to
                          TRUST_MAX), -2 per failed one; banned at TRUST_BAN */
     uint64_t retry_ms;
+    bool alt_next;    /* dial it once with the other handshake (see dial_crypto) */
 };
 
 struct peer {
     struct conn *conn;
+    bool alt;         /* dialled with the other handshake (dial_crypto) */
     rv_torrent_t *t;
     struct peer *next, *prev;
     struct bitfield have;
@@ -1677,6 +1679,38 @@ static void peer_unlink(rv_torrent_t *t, struct peer *p)
     p->next = p->prev = NULL;
 }
 
+/* allow: plaintext first, MSE when a peer hung up on our plaintext handshake (a peer that
+ * requires encryption). prefer: MSE first, plaintext when the MSE handshake failed.
+ * require: MSE with RC4 only. disable: plaintext only. */
+static uint32_t dial_crypto(const rv_torrent_t *t, bool alt)
+{
+    uint32_t both = MSE_PLAIN | (mse_rc4_available() ? MSE_RC4 : 0);
+    switch (t->ctx->opts.encryption) {
+    case RV_ENC_DISABLE:
+        return 0;
+    case RV_ENC_REQUIRE:
+        return MSE_RC4;
+    case RV_ENC_PREFER:
+        return alt ? 0 : both;
+    case RV_ENC_ALLOW:
+    default:
+        return alt ? both : 0;
+    }
+}
+
+static bool wants_alt(const rv_torrent_t *t, const struct conn *c, int rc)
+{
+    switch (t->ctx->opts.encryption) {
+    case RV_ENC_ALLOW:
+        /* closed by the peer before its handshake arrived */
+        return c->opts.mse_offer == 0 && rc == RV_ENET;
+    case RV_ENC_PREFER:
+        return c->opts.mse_offer != 0 && rc != RV_ECANCELED;
+    default:
+        return false;
+    }
+}
+
 static void on_close(void *owner, struct conn *c, int rc, const char *why)
 {
     rv_torrent_t *t = owner;
@@ -1700,7 +1734,16 @@ static void on_close(void *owner, struct conn *c, int rc, const char *why)
         emit(t, RV_EVENT_PEER_DROPPED, 0, rc, "%s: %s", a, why);
     }
     struct candidate *cand = cand_find(t, &c->addr);
-    if (cand != NULL && cand->state != CAND_BANNED) {
+    bool redial = false;
+    if (cand != NULL && cand->state != CAND_BANNED && !c->incoming && !p->handshaked &&
+        c->connected_ms != 0 && !p->alt && !t->stopping && wants_alt(t, c, rc)) {
+        /* The handshake we tried was refused: the other one at once, before counting a
+         * failure. */
+        cand->alt_next = true;
+        cand->state = CAND_WAIT;
+        cand->retry_ms = now_ms(t);
+        redial = true;
+    } else if (cand != NULL && cand->state != CAND_BANNED) {
         /* A peer we could not reach, or that broke the protocol, is retried less and less
          * often and given up on after a dozen tries. */
         if (!p->handshaked || rc == RV_EPROTO)
@@ -1728,6 +1771,8 @@ static void on_close(void *owner, struct conn *c, int rc, const char *why)
         stop_if_done(t);
         return;
     }
+    if (redial)
+        connect_peers(t); /* the other handshake now, not at the next tick */
     if (!data_ready(t)) {
         request_metadata_all(t);
         return;
@@ -1821,6 +1866,9 @@ static void connect_peers(rv_torrent_t *t)
         p->depth = START_PIPELINE;
         struct conn *conn;
         struct conn_opts co = t->ctx->conn_opts;
+        p->alt = c->alt_next;
+        c->alt_next = false;
+        co.mse_offer = dial_crypto(t, p->alt);
         int rc = conn_connect(t->ctx->loop, &c->addr, &t->hs, &t->limits, &co, &handler, t,
                               ++t->ctx->next_conn_id, &conn);
         if (rc != 0) {

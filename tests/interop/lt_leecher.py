@@ -13,6 +13,8 @@ second; --linger N stays N more seconds after finishing (so PEX can be seen); --
 gets the wall clock in nanoseconds (time.time_ns()) at the moment libtorrent says finished, for
 benchmarks that time every client to its own completion signal.
 """
+# --enc forced|enabled|disabled and --enc-level rc4|plaintext|both set libtorrent's MSE
+# policy (in and out) and the crypto it allows; the defaults are libtorrent's (enabled, both).
 import argparse
 import json
 import os
@@ -35,6 +37,8 @@ def main():
     ap.add_argument("--peers-file")
     ap.add_argument("--linger", type=float, default=0)
     ap.add_argument("--done-file")
+    ap.add_argument("--enc", choices=["forced", "enabled", "disabled"])
+    ap.add_argument("--enc-level", choices=["rc4", "plaintext", "both"])
     a = ap.parse_args()
 
     settings = lt.high_performance_seed() if a.high_performance else {}
@@ -54,6 +58,12 @@ def main():
         | lt.alert.category_t.error_notification,
     })
     t0 = time.time()
+    # Message Stream Encryption: in and out policy, and the crypto allowed
+    if a.enc:
+        pol = getattr(lt.enc_policy, "pe_" + a.enc)
+        settings.update({"out_enc_policy": int(pol), "in_enc_policy": int(pol)})
+    if a.enc_level:
+        settings["allowed_enc_level"] = int(getattr(lt.enc_level, "pe_" + a.enc_level))
     ses = lt.session(settings)
     if a.torrent.startswith("magnet:"):
         params = lt.parse_magnet_uri(a.torrent)

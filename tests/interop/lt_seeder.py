@@ -25,6 +25,8 @@ it still hashes each piece once before it first uploads it; a piece that fails m
 seed mode and recheck. So a seed_mode seeder never serves corrupt data: for a lying peer use
 liar_seeder.py.
 """
+# --enc forced|enabled|disabled and --enc-level rc4|plaintext|both set libtorrent's MSE
+# policy (in and out) and the crypto it allows; the defaults are libtorrent's (enabled, both).
 import argparse
 import json
 import os
@@ -50,6 +52,8 @@ def main():
     ap.add_argument("--peer", action="append", default=[])
     ap.add_argument("--dial-file")
     ap.add_argument("--seconds", type=float, default=600)
+    ap.add_argument("--enc", choices=["forced", "enabled", "disabled"])
+    ap.add_argument("--enc-level", choices=["rc4", "plaintext", "both"])
     a = ap.parse_args()
 
     settings = lt.high_performance_seed() if a.high_performance else {}
@@ -70,6 +74,12 @@ def main():
         | lt.alert.category_t.error_notification
         | lt.alert.category_t.tracker_notification,
     })
+    # Message Stream Encryption: in and out policy, and the crypto allowed
+    if a.enc:
+        pol = getattr(lt.enc_policy, "pe_" + a.enc)
+        settings.update({"out_enc_policy": int(pol), "in_enc_policy": int(pol)})
+    if a.enc_level:
+        settings["allowed_enc_level"] = int(getattr(lt.enc_level, "pe_" + a.enc_level))
     ses = lt.session(settings)
     params = {"ti": lt.torrent_info(a.torrent), "save_path": a.save_path}
     if not a.check:

@@ -929,6 +929,118 @@ static void test_send_stall_timeout(void **state)
     ctx_free(x);
 }
 
+/* ---- MSE: the fake is an MSE receiver (the codec), the conn dials with mse_offer ---- */
+
+static struct mse fake_mse;
+static size_t fake_mse_used; /* bytes of f->in the handshake took; 0 while running */
+static size_t fake_seen;     /* bytes of f->in after it already decrypted */
+
+static bool fake_find_skey(void *ud, const struct mse *m, uint8_t skey[20])
+{
+    struct ctx *x = ud;
+    if (!mse_skey_matches(m, x->ours.info_hash))
+        return false;
+    memcpy(skey, x->ours.info_hash, 20);
+    return true;
+}
+
+static void mse_answer(struct fake *f)
+{
+    struct buf out;
+    buf_init(&out, 0);
+    if (fake_mse_used == 0) {
+        size_t used = 0;
+        int rc = mse_feed(&fake_mse, f->in.data, f->in.len, &out, &used);
+        assert_true(rc >= 0);
+        if (rc == 1) {
+            fake_mse_used = fake_seen = used;
+            /* The conn's handshake came as the initial payload. */
+            uint8_t want[HANDSHAKE_LEN];
+            handshake_build(want, &f->x->ours);
+            assert_int_equal(fake_mse.ia.len, HANDSHAKE_LEN);
+            assert_memory_equal(fake_mse.ia.data, want, HANDSHAKE_LEN);
+            /* Our handshake and two messages, encrypted when RC4 was selected. */
+            size_t start = out.len;
+            put_handshake(&out, &f->x->theirs);
+            uint8_t bits[2] = {0xa5, 0x40};
+            wire_put_bitfield(&out, bits, sizeof(bits));
+            wire_put_have(&out, 3);
+            mse_encrypt(&fake_mse, out.data + start, out.len - start);
+        }
+        if (out.len > 0)
+            fake_send(f, out.data, out.len);
+    }
+    if (fake_mse_used > 0 && f->in.len > fake_seen) {
+        mse_decrypt(&fake_mse, f->in.data + fake_seen, f->in.len - fake_seen);
+        fake_seen = f->in.len;
+    }
+    buf_free(&out);
+}
+
+static void mse_dial(uint32_t offer, uint32_t accept, uint32_t prefer, uint32_t want)
+{
+    struct ctx *x = ctx_new();
+    struct buf out;
+    buf_init(&out, 0);
+    struct mse_opts o = {.crypto = accept, .prefer = prefer, .find_skey = fake_find_skey,
+                         .ud = x};
+    assert_int_equal(mse_init(&fake_mse, &o, &out), 0);
+    fake_mse_used = fake_seen = 0;
+    x->f.on_data = mse_answer;
+    uint16_t port = fake_listen(&x->f, &x->loop, "127.0.0.1");
+    x->opts.mse_offer = offer;
+    ctx_connect(x, "127.0.0.1", port);
+    /* The receiver's public key goes out as soon as the conn's arrives. */
+    uv_update_time(&x->loop);
+    uint64_t end = uv_now(&x->loop) + 2000;
+    bool sent = false;
+    while (x->nrecs < 2 && x->closes == 0 && uv_now(&x->loop) < end) {
+        if (!sent && x->f.accepted && x->f.in.len > 0) {
+            fake_send(&x->f, out.data, out.len);
+            sent = true;
+        }
+        run_once(x);
+    }
+    assert_int_equal(x->closes, 0);
+    assert_int_equal(fake_mse.selected, want);
+    assert_int_equal(x->handshakes, 1);
+    assert_int_equal(x->c->state, CONN_ACTIVE);
+    assert_int_equal(x->c->rc4, want == MSE_RC4);
+    assert_int_equal(x->nrecs, 2);
+    assert_int_equal(x->recs[0].type, WIRE_BITFIELD);
+    assert_int_equal(x->recs[0].data[0], 0xa5);
+    assert_int_equal(x->recs[1].type, WIRE_HAVE);
+    assert_int_equal(x->recs[1].index, 3);
+    /* And back: a have from the conn arrives whole (decrypted by the fake when RC4). */
+    wire_put_have(conn_out(x->c), 9);
+    conn_flush(x->c);
+    size_t before = fake_seen;
+    end = uv_now(&x->loop) + 1000;
+    while (fake_seen < before + 9 && uv_now(&x->loop) < end)
+        run_once(x);
+    assert_int_equal(fake_seen, before + 9);
+    static const uint8_t have9[9] = {0, 0, 0, 5, 4, 0, 0, 0, 9};
+    assert_memory_equal(x->f.in.data + before, have9, 9);
+    mse_free(&fake_mse);
+    buf_free(&out);
+    ctx_free(x);
+}
+
+static void test_mse_rc4(void **state)
+{
+    (void)state;
+    if (!mse_rc4_available())
+        skip();
+    mse_dial(MSE_RC4, MSE_RC4 | MSE_PLAIN, MSE_RC4, MSE_RC4);
+    mse_dial(MSE_RC4 | MSE_PLAIN, MSE_RC4 | MSE_PLAIN, MSE_RC4, MSE_RC4);
+}
+
+static void test_mse_plaintext(void **state)
+{
+    (void)state;
+    mse_dial(MSE_RC4 | MSE_PLAIN, MSE_RC4 | MSE_PLAIN, MSE_PLAIN, MSE_PLAIN);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -945,6 +1057,8 @@ int main(void)
         cmocka_unit_test_teardown(test_close_inside_on_message, teardown),
         cmocka_unit_test_teardown(test_close_with_backlog, teardown),
         cmocka_unit_test_teardown(test_send_stall_timeout, teardown),
+        cmocka_unit_test_teardown(test_mse_rc4, teardown),
+        cmocka_unit_test_teardown(test_mse_plaintext, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
