@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "rivulet/error.h"
+#include "util/be.h"
 #include "util/rand.h"
 #include "util/sha.h"
 
@@ -241,19 +242,6 @@ static void put16(uint8_t *p, size_t v)
     p[1] = (uint8_t)v;
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 static size_t get16(const uint8_t *p)
 {
     return (size_t)p[0] << 8 | p[1];
@@ -348,10 +336,10 @@ static int send_a_step2(struct mse *m, struct buf *out)
     memset(m->sync, 0, 8);
     mse_rc4_apply(probe, m->sync, 8);
     mse_rc4_free(probe);
-    memset(fixed, 0, 8);              /* VC */
-    put32(fixed + 8, m->opts.crypto); /* crypto_provide */
-    put16(fixed + 12, 0);             /* len(PadC): none */
-    put16(fixed + 14, m->ia.len);     /* len(IA) */
+    memset(fixed, 0, 8);                 /* VC */
+    be_put32(fixed + 8, m->opts.crypto); /* crypto_provide */
+    put16(fixed + 12, 0);                /* len(PadC): none */
+    put16(fixed + 14, m->ia.len);        /* len(IA) */
     size_t start = out->len;
     if (buf_append(out, h1, 20) != 0 || buf_append(out, h2, 20) != 0 ||
         buf_append(out, fixed, sizeof(fixed)) != 0 || buf_append(out, m->ia.data, m->ia.len) != 0)
@@ -367,7 +355,7 @@ static int send_b_step(struct mse *m, struct buf *out)
 {
     uint8_t msg[14];
     memset(msg, 0, 8);
-    put32(msg + 8, m->selected);
+    be_put32(msg + 8, m->selected);
     put16(msg + 12, 0); /* len(PadD): none */
     size_t start = out->len;
     if (buf_append(out, msg, sizeof(msg)) != 0)
@@ -444,7 +432,7 @@ int mse_feed(struct mse *m, const uint8_t *p, size_t len, struct buf *out, size_
             if (avail < sizeof(b))
                 return 0;
             take(m, p, sizeof(b), b);
-            uint32_t sel = get32(b);
+            uint32_t sel = be_get32(b);
             m->need = get16(b + 4);
             if ((sel != MSE_PLAIN && sel != MSE_RC4) || (sel & m->opts.crypto) == 0)
                 return failf(m, "MSE: the peer selected crypto 0x%x, we offered 0x%x",
@@ -485,7 +473,7 @@ int mse_feed(struct mse *m, const uint8_t *p, size_t len, struct buf *out, size_
             take(m, p, sizeof(b), b);
             if (memcmp(b, zero, 8) != 0)
                 return failf(m, "MSE: wrong verification constant");
-            uint32_t provide = get32(b + 8), both = provide & m->opts.crypto;
+            uint32_t provide = be_get32(b + 8), both = provide & m->opts.crypto;
             m->need = get16(b + 12);
             if (m->need > MSE_PAD_MAX)
                 return failf(m, "MSE: padding of %zu bytes (at most %d)", m->need, MSE_PAD_MAX);

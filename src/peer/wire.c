@@ -5,6 +5,7 @@
 
 #include <string.h>
 
+#include "util/be.h"
 #include "util/bitfield.h"
 #include "util/err.h"
 
@@ -18,19 +19,6 @@
 /* BEP 3: pstrlen (19, octal 023) then pstr */
 static const char protocol[] = "\023BitTorrent protocol";
 #define PROTOCOL_LEN 20u
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
 
 static const char *type_name(unsigned id)
 {
@@ -190,7 +178,7 @@ int wire_decode(const uint8_t *p, size_t len, const struct wire_limits *lim, str
         *used = PREFIX;
         return 0;
     }
-    uint32_t mlen = get32(p);
+    uint32_t mlen = be_get32(p);
     if (mlen == 0) {
         /* BEP 3: a zero length prefix is a keep-alive. */
         memset(msg, 0, sizeof(*msg));
@@ -215,7 +203,7 @@ int wire_decode(const uint8_t *p, size_t len, const struct wire_limits *lim, str
         return rc;
     if (id == WIRE_PIECE && len >= PREFIX + PIECE_HEAD) {
         /* Judge a piece by its header before waiting for up to WIRE_MAX_BLOCK more bytes. */
-        rc = check_block("piece message", get32(b), get32(b + 4), mlen - PIECE_HEAD, lim, err);
+        rc = check_block("piece message", be_get32(b), be_get32(b + 4), mlen - PIECE_HEAD, lim, err);
         if (rc < 0)
             return rc;
     }
@@ -237,21 +225,21 @@ int wire_decode(const uint8_t *p, size_t len, const struct wire_limits *lim, str
     case WIRE_HAVE:
     case WIRE_SUGGEST:
     case WIRE_ALLOWED_FAST:
-        msg->index = get32(b);
+        msg->index = be_get32(b);
         rc = check_index(id, msg->index, lim, err);
         break;
     case WIRE_REQUEST:
     case WIRE_CANCEL:
     case WIRE_REJECT:
-        msg->index = get32(b);
-        msg->begin = get32(b + 4);
-        msg->length = get32(b + 8);
+        msg->index = be_get32(b);
+        msg->begin = be_get32(b + 4);
+        msg->length = be_get32(b + 8);
         rc = check_block(type_name(id), msg->index, msg->begin, msg->length, lim, err);
         break;
     case WIRE_PIECE:
         /* The block was checked above, when the header arrived. */
-        msg->index = get32(b);
-        msg->begin = get32(b + 4);
+        msg->index = be_get32(b);
+        msg->begin = be_get32(b + 4);
         msg->length = mlen - PIECE_HEAD;
         msg->data = b + 8;
         msg->data_len = msg->length;
@@ -291,10 +279,10 @@ static int put_small(struct buf *out, enum wire_type id, const uint32_t *fields,
 {
     uint8_t m[PREFIX + REQUEST_LEN];
     uint32_t mlen = 1 + 4 * (uint32_t)n;
-    put32(m, mlen);
+    be_put32(m, mlen);
     m[PREFIX] = (uint8_t)id;
     for (size_t i = 0; i < n; i++)
-        put32(m + PREFIX + 1 + 4 * i, fields[i]);
+        be_put32(m + PREFIX + 1 + 4 * i, fields[i]);
     return buf_append(out, m, PREFIX + mlen);
 }
 
@@ -340,7 +328,7 @@ int wire_put_bitfield(struct buf *out, const uint8_t *bits, size_t nbytes)
     if (rc != 0)
         return rc;
     uint8_t head[PREFIX + 1];
-    put32(head, (uint32_t)nbytes + 1);
+    be_put32(head, (uint32_t)nbytes + 1);
     head[PREFIX] = WIRE_BITFIELD;
     buf_append(out, head, sizeof(head));
     buf_append(out, bits, nbytes);
@@ -362,17 +350,17 @@ int wire_put_piece_header(struct buf *out, uint32_t index, uint32_t begin, uint3
     if (length == 0 || length > WIRE_MAX_BLOCK)
         return RV_EINVAL;
     uint8_t m[PREFIX + PIECE_HEAD];
-    put32(m, PIECE_HEAD + length);
+    be_put32(m, PIECE_HEAD + length);
     m[PREFIX] = WIRE_PIECE;
-    put32(m + PREFIX + 1, index);
-    put32(m + PREFIX + 5, begin);
+    be_put32(m + PREFIX + 1, index);
+    be_put32(m + PREFIX + 5, begin);
     return buf_append(out, m, sizeof(m));
 }
 
 int wire_put_port(struct buf *out, uint16_t port)
 {
     uint8_t m[PREFIX + PORT_LEN];
-    put32(m, PORT_LEN);
+    be_put32(m, PORT_LEN);
     m[PREFIX] = WIRE_PORT;
     m[PREFIX + 1] = (uint8_t)(port >> 8);
     m[PREFIX + 2] = (uint8_t)port;
@@ -388,7 +376,7 @@ int wire_put_extended(struct buf *out, uint8_t ext_id, const uint8_t *payload, s
     if (rc != 0)
         return rc;
     uint8_t head[PREFIX + EXTENDED_MIN];
-    put32(head, EXTENDED_MIN + (uint32_t)len);
+    be_put32(head, EXTENDED_MIN + (uint32_t)len);
     head[PREFIX] = WIRE_EXTENDED;
     head[PREFIX + 1] = ext_id;
     buf_append(out, head, sizeof(head));

@@ -12,6 +12,7 @@
 
 #include <openssl/rand.h>
 
+#include "util/be.h"
 #include "util/err.h"
 
 #define UDP_DEFAULT_TIMEOUT_MS 15000 /* BEP 15: 15 * 2^n seconds */
@@ -89,11 +90,6 @@ struct udp_tr {
 };
 
 /* ---- helpers ---- */
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
 
 static bool addr_equal(const struct sockaddr_storage *a, const struct sockaddr *b)
 {
@@ -374,7 +370,7 @@ static int new_transaction(struct udp_tr *u, struct udp_tr_req *r, rv_error_t *e
 
         if (RAND_bytes(b, sizeof(b)) != 1)
             return err_set(err, RV_EIO, "no random bytes for a transaction id");
-        uint32_t t = get32(b);
+        uint32_t t = be_get32(b);
         for (struct udp_tr_req *o = u->reqs; o && !used; o = o->next)
             used = o != r && req_waits(o) && o->transaction == t;
         if (!used) {
@@ -557,7 +553,7 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *b, const struct 
     if (nread < 8 || from == NULL || u->closing || (flags & UV_UDP_PARTIAL))
         return;
     const uint8_t *p = (const uint8_t *)b->base;
-    uint32_t t = get32(p + 4);
+    uint32_t t = be_get32(p + 4);
     for (struct udp_tr_req *r = u->reqs; r; r = r->next) {
         /* BEP 15: check the transaction id; and the reply must come from the tracker asked,
          * or anyone could answer for it. */

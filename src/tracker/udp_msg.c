@@ -5,6 +5,7 @@
 
 #include "swarm/peers.h"
 #include "tracker/tracker.h"
+#include "util/be.h"
 #include "util/err.h"
 
 #define UDP_ANNOUNCE_LEN 98 /* BEP 15: the announce request without options */
@@ -18,53 +19,29 @@
 #define UDP_OPT_URLDATA 0x2
 #define UDP_OPT_CHUNK 255 /* an option's length is one byte */
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    put32(p, (uint32_t)(v >> 32));
-    put32(p + 4, (uint32_t)v);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) << 32 | get32(p + 4);
-}
-
 size_t udp_build_connect(uint32_t transaction, uint8_t *out)
 {
-    put64(out, UDP_PROTOCOL_ID);
-    put32(out + 8, UDP_CONNECT);
-    put32(out + 12, transaction);
+    be_put64(out, UDP_PROTOCOL_ID);
+    be_put32(out + 8, UDP_CONNECT);
+    be_put32(out + 12, transaction);
     return 16;
 }
 
 size_t udp_build_announce(uint64_t connection, uint32_t transaction, const struct announce_req *req,
                           const char *url_data, uint8_t *out)
 {
-    put64(out, connection);
-    put32(out + 8, UDP_ANNOUNCE);
-    put32(out + 12, transaction);
+    be_put64(out, connection);
+    be_put32(out + 8, UDP_ANNOUNCE);
+    be_put32(out + 12, transaction);
     memcpy(out + 16, req->info_hash, 20);
     memcpy(out + 36, req->peer_id, 20);
-    put64(out + 56, req->downloaded);
-    put64(out + 64, req->left);
-    put64(out + 72, req->uploaded);
-    put32(out + 80, (uint32_t)req->event);
-    put32(out + 84, 0); /* IP address: 0, the tracker uses the packet's source */
-    put32(out + 88, req->key);
-    put32(out + 92, (uint32_t)req->numwant); /* -1 is 0xffffffff: the tracker's default */
+    be_put64(out + 56, req->downloaded);
+    be_put64(out + 64, req->left);
+    be_put64(out + 72, req->uploaded);
+    be_put32(out + 80, (uint32_t)req->event);
+    be_put32(out + 84, 0); /* IP address: 0, the tracker uses the packet's source */
+    be_put32(out + 88, req->key);
+    be_put32(out + 92, (uint32_t)req->numwant); /* -1 is 0xffffffff: the tracker's default */
     out[96] = (uint8_t)(req->port >> 8);
     out[97] = (uint8_t)req->port;
 
@@ -93,9 +70,9 @@ size_t udp_build_announce(uint64_t connection, uint32_t transaction, const struc
 size_t udp_build_scrape(uint64_t connection, uint32_t transaction, const uint8_t info_hash[20],
                         uint8_t *out)
 {
-    put64(out, connection);
-    put32(out + 8, UDP_SCRAPE);
-    put32(out + 12, transaction);
+    be_put64(out, connection);
+    be_put32(out + 8, UDP_SCRAPE);
+    be_put32(out + 12, transaction);
     memcpy(out + 16, info_hash, 20);
     return 36;
 }
@@ -135,14 +112,14 @@ static int parse_announce(const uint8_t *p, size_t len, int ipv6, struct announc
                        "announce reply of %zu bytes is too short (BEP 15: at least %d)", len,
                        UDP_ANNOUNCE_REPLY);
     /* BEP 15 gives interval, leechers and seeders as 32-bit integers. */
-    int32_t interval = (int32_t)get32(p + 8);
+    int32_t interval = (int32_t)be_get32(p + 8);
     if (interval <= 0)
         return err_set_at(err, RV_ETRACKER, 8, "announce interval %ld is not positive",
                           (long)interval);
     a->interval = interval;
     a->min_interval = -1;
-    a->incomplete = get32(p + 12);
-    a->complete = get32(p + 16);
+    a->incomplete = be_get32(p + 12);
+    a->complete = be_get32(p + 16);
     a->downloaded = -1;
 
     /* BEP 15: the address family of the reply decides the size of a peer entry. */
@@ -190,8 +167,8 @@ int udp_parse_reply(const uint8_t *p, size_t len, int ipv6, struct udp_reply *ou
         return err_set(err, RV_ETRACKER, "reply of %zu bytes is too short", len);
     /* Filled before any further check so that the caller can route even a malformed reply
      * to the request it answers. */
-    out->action = get32(p);
-    out->transaction = get32(p + 4);
+    out->action = be_get32(p);
+    out->transaction = be_get32(p + 4);
 
     switch (out->action) {
     case UDP_CONNECT:
@@ -199,7 +176,7 @@ int udp_parse_reply(const uint8_t *p, size_t len, int ipv6, struct udp_reply *ou
             return err_set(err, RV_ETRACKER,
                            "connect reply of %zu bytes is too short (BEP 15: at least %d)", len,
                            UDP_CONNECT_REPLY);
-        out->connection = get64(p + 8);
+        out->connection = be_get64(p + 8);
         return 0;
     case UDP_ANNOUNCE: {
         int rc = parse_announce(p, len, ipv6, &out->announce, err);
@@ -216,9 +193,9 @@ int udp_parse_reply(const uint8_t *p, size_t len, int ipv6, struct udp_reply *ou
                            "scrape reply of %zu bytes is too short (BEP 15: at least %d)", len,
                            UDP_REPLY_HEAD + UDP_SCRAPE_ENTRY);
         /* One info-hash was asked for: the first entry answers it. */
-        out->scrape.complete = get32(p + 8);
-        out->scrape.downloaded = get32(p + 12);
-        out->scrape.incomplete = get32(p + 16);
+        out->scrape.complete = be_get32(p + 8);
+        out->scrape.downloaded = be_get32(p + 12);
+        out->scrape.incomplete = be_get32(p + 16);
         return 0;
     case UDP_ERROR:
         return parse_error(p + UDP_REPLY_HEAD, len - UDP_REPLY_HEAD, err);
