@@ -136,7 +136,8 @@ ok "opentracker on 127.0.0.1:$HP, TLS fronts on :$GOOD (127.0.0.1, localhost) an
 # A seeder the tracker knows: one plain-HTTP announce from 127.0.0.2, so the address the
 # tracker records (the connection's source) is distinguishable from rivulet's 127.0.0.1.
 # opentracker reads its whitelist on a thread of its own after it starts listening, so the
-# announce is retried while the torrent is still "not authorized".
+# announce is retried (up to 30 s: under CI load 10 s was once not enough) while the torrent
+# is still "not authorized".
 SEED_PORT=$(free_port)
 if $PY - "$HP" "$HASH" "$SEED_PORT" <<'PY'
 import http.client, sys, time, urllib.parse
@@ -144,7 +145,7 @@ port, ih, seed = int(sys.argv[1]), bytes.fromhex(sys.argv[2]), sys.argv[3]
 q = urllib.parse.urlencode({"info_hash": ih, "peer_id": b"-XX0000-seederseeder", "port": seed,
                             "uploaded": 0, "downloaded": 0, "left": 0, "compact": 1,
                             "event": "started"})
-for _ in range(100):
+for _ in range(300):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=("127.0.0.2", 0))
     c.request("GET", "/announce?" + q)
     body = c.getresponse().read()
