@@ -97,6 +97,12 @@ typedef struct rv_session_opts {
     size_t dht_bootstrap_count;
     const char *dht_state_file;
     rv_encryption_t encryption; /* Message Stream Encryption with peers; 0: RV_ENC_ALLOW */
+    /* false (default): the whole 4 KiB blocks of each verified piece are written with O_DIRECT
+     * where the file system allows it (ext4, XFS, btrfs; not tmpfs), skipping the copy into
+     * the page cache and the writeback and fsync that follow it; the partial blocks at file
+     * and piece edges, and pieces under 64 KiB, go through the cache. true: every write goes
+     * through the page cache. Reads always use the cache. */
+    bool cached_writes;
     unsigned peer_timeout_ms; /* a peer is dropped when it sends nothing this long, or reads
                                  nothing we send this long, or (when under 10 s) has not
                                  handshaken this long; 0: 180 s silent, 120 s not reading */
@@ -194,6 +200,8 @@ typedef struct rv_session_stats {
     uint64_t hash_bytes, hash_ns;          /* SHA-1 on the workers: bytes and time */
     uint64_t disk_reads, disk_writes;      /* pread and pwrite calls */
     uint64_t disk_read_bytes, disk_write_bytes;
+    uint64_t disk_direct_bytes;            /* of disk_write_bytes, those written with O_DIRECT
+                                              (see rv_session_opts.cached_writes) */
     uint64_t disk_syncs;                   /* fsync calls */
     uint64_t disk_ns;                      /* time in pread, pwrite and fsync */
     uint64_t disk_jobs;                    /* storage jobs done (write, check, read, sync) */

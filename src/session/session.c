@@ -252,6 +252,7 @@ void rv_session_stats(const rv_session_t *s, rv_session_stats_t *out)
     out->disk_writes = stats_load(&st->disk_writes);
     out->disk_read_bytes = stats_load(&st->disk_read_bytes);
     out->disk_write_bytes = stats_load(&st->disk_write_bytes);
+    out->disk_direct_bytes = stats_load(&st->disk_direct_bytes);
     out->disk_syncs = stats_load(&st->disk_syncs);
     out->disk_ns = stats_load(&st->disk_ns);
     out->requests_queued = out->uploads_queued = 0;

@@ -178,7 +178,8 @@ struct piece_buf {
     bool writing;
     uint32_t piece;
     uint32_t size;
-    uint8_t *data;
+    uint8_t *mem;  /* piece_length + PIECE_ALIGN bytes, page-aligned */
+    uint8_t *data; /* the piece: mem + its shift (see piece_shift) */
     struct peer_addr contrib[MAX_CONTRIB];
     size_t ncontrib;
 };
@@ -361,6 +362,29 @@ static void on_new_peer(void *ud, const struct peer_addr *addr, unsigned source)
 
 /* ---- piece buffers ---- */
 
+#define PIECE_ALIGN 4096u
+
+/* Where in its page the piece starts in memory: as far in as the longest file span of the
+ * piece starts in its file's page, so that span's whole pages line up in memory and on disk
+ * and storage writes them with O_DIRECT straight from the buffer, without a bounce copy. */
+static size_t piece_shift(const rv_torrent_t *t, uint32_t piece)
+{
+    const struct layout *l = &t->layout;
+    uint64_t start = (uint64_t)piece * l->piece_length, best = 0;
+    size_t shift = 0;
+    struct span_iter it;
+    struct span sp;
+    layout_piece_begin(l, piece, &it);
+    while (layout_span_next(&it, &sp)) {
+        if (sp.length <= best || (l->files[sp.file].attr & RV_FILE_PAD))
+            continue;
+        uint64_t pos = l->files[sp.file].offset + sp.file_offset - start;
+        best = sp.length;
+        shift = (size_t)((sp.file_offset - pos) & (PIECE_ALIGN - 1));
+    }
+    return shift;
+}
+
 /* Piece -> buffer through slot_of (one index per piece), free buffers on a stack: a block's
  * buffer is found in O(1) however many pieces are in progress. */
 static struct piece_buf *buf_for(rv_torrent_t *t, uint32_t piece, bool create)
@@ -376,8 +400,12 @@ static struct piece_buf *buf_for(rv_torrent_t *t, uint32_t piece, bool create)
     if (t->nwriting >= t->max_writing)
         return NULL;
     struct piece_buf *b = &t->bufs[t->free_slots[t->nfree - 1]];
-    if (b->data == NULL && (b->data = malloc(t->ti->piece_length)) == NULL)
+    if (b->mem == NULL &&
+        posix_memalign((void **)&b->mem, PIECE_ALIGN, (size_t)t->ti->piece_length + PIECE_ALIGN) != 0) {
+        b->mem = NULL;
         return NULL;
+    }
+    b->data = b->mem + piece_shift(t, piece);
     t->nfree--;
     stats_peak(&t->ctx->stats.pieces_in_memory_max, t->nbufs - t->nfree);
     t->slot_of[piece] = (uint32_t)(b - t->bufs);
@@ -2453,7 +2481,7 @@ void torrent_free(rv_torrent_t *t)
     peers_free(&t->known);
     free(t->cands);
     for (size_t i = 0; i < t->nbufs; i++)
-        free(t->bufs[i].data);
+        free(t->bufs[i].mem);
     free(t->bufs);
     free(t->slot_of);
     free(t->free_slots);
@@ -2558,7 +2586,10 @@ static int data_init(rv_torrent_t *t, rv_torrent_info_t *ti, rv_error_t *err)
         if (!bitfield_has(&t->wanted, i))
             picker_set_wanted(picker, i, false);
     /* Storage last: it closes asynchronously, so nothing after it may fail. */
-    struct storage_opts so = {.dir = t->save_dir, .file_sel = t->file_sel, .stats = &t->ctx->stats};
+    struct storage_opts so = {.dir = t->save_dir,
+                              .file_sel = t->file_sel,
+                              .stats = &t->ctx->stats,
+                              .direct = !t->ctx->opts.cached_writes};
     t->existing = data_on_disk(t, t->save_dir);
     int rc = storage_new(ctx->loop, ti, &t->layout, &so, &t->storage, err);
     if (rc != 0) {

@@ -36,6 +36,13 @@
 #define CHECK_CHUNK (256u << 10) /* storage_check hashes a piece in reads of this size */
 #define IO_MAX (1u << 30)        /* Linux moves at most ~2 GiB per call; keep each call below */
 #define NONE SIZE_MAX
+/* Direct writes (storage_opts.direct): whole blocks of this alignment, in memory and in the
+ * file, go to disk with O_DIRECT; 4096 is a multiple of every logical block size Linux file
+ * systems ask for. A span whose aligned middle is under DIRECT_MIN goes through the cache. */
+#define DIRECT_ALIGN 4096u
+#define DIRECT_MIN (64u << 10)
+#define BOUNCE_BYTES (256u << 10) /* aligned copy of data that is not aligned in memory */
+#define BOUNCE_MAX 16             /* bounce buffers kept for reuse (one per busy worker) */
 
 enum op { OP_WRITE, OP_CHECK, OP_READ, OP_SYNC };
 
@@ -56,6 +63,8 @@ struct req {
 /* One file's place in the handle cache; guarded by storage.lock. */
 struct fent {
     int fd;                    /* -1: not open */
+    int dfd;                   /* fd reopened with O_DIRECT for writes; -1: not (yet) open */
+    bool no_direct;            /* the file system refused O_DIRECT: every write is cached */
     unsigned refs;             /* workers using fd now: it is closed only at 0 */
     bool writable;             /* O_RDWR; O_RDONLY when a check or read found it read-only */
     bool sized;                /* already at least its final length */
@@ -76,8 +85,11 @@ struct storage {
     unsigned max_open;
     rv_session_stats_t *stats; /* the session's, or own_stats */
     rv_session_stats_t own_stats;
+    bool direct; /* storage_opts.direct */
 
-    uv_mutex_t lock; /* guards fents, lru_head, lru_tail, open_count */
+    uv_mutex_t lock; /* guards fents, lru_head, lru_tail, open_count, bounce */
+    uint8_t *bounce[BOUNCE_MAX];
+    unsigned nbounce;
     struct fent *fents;
     size_t lru_head, lru_tail; /* most and least recently used open files */
     unsigned open_count;
@@ -264,6 +276,9 @@ static void cache_drop(struct storage *s, size_t i)
     lru_unlink(s, i);
     close(e->fd);
     e->fd = -1;
+    if (e->dfd >= 0)
+        close(e->dfd);
+    e->dfd = -1;
     e->sized = false;
     s->open_count--;
 }
@@ -344,6 +359,9 @@ static int fh_acquire(struct storage *s, size_t file, bool write, struct fh *h, 
     } else {
         if (e->fd >= 0) {
             close(e->fd); /* read-only and unused: replaced by the writable one */
+            if (e->dfd >= 0)
+                close(e->dfd); /* (never open for a read-only handle) */
+            e->dfd = -1;
         } else {
             lru_push(s, file);
             s->open_count++;
@@ -451,6 +469,139 @@ static int pread_all(rv_session_stats_t *st, int fd, uint8_t *p, uint64_t len, u
     return 0;
 }
 
+/* ---- direct writes ---- */
+
+/* h's file reopened with O_DIRECT (through /proc/self/fd, so the very same file), kept with
+ * the cached handle; -1 when this file system or this system refuses it: such a file is then
+ * written through the cache only. The caller's reference on h keeps both handles open. */
+static int fh_direct(struct storage *s, const struct fh *h)
+{
+    struct fent *e = &s->fents[h->file];
+    if (h->own)
+        return -1; /* a writer's private handle, closed on release: not worth a second one */
+    uv_mutex_lock(&s->lock);
+    int d = e->no_direct ? -1 : e->dfd;
+    bool open_one = !e->no_direct && e->dfd < 0;
+    uv_mutex_unlock(&s->lock);
+    if (!open_one)
+        return d;
+
+    char path[48];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", h->fd);
+    int nd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+    int extra = -1;
+    uv_mutex_lock(&s->lock);
+    if (nd < 0)
+        e->no_direct = true; /* EINVAL: tmpfs and other file systems without O_DIRECT */
+    else if (e->dfd >= 0)
+        extra = nd; /* another worker opened one meanwhile */
+    else
+        e->dfd = nd;
+    d = e->no_direct ? -1 : e->dfd;
+    uv_mutex_unlock(&s->lock);
+    if (extra >= 0)
+        close(extra);
+    return d;
+}
+
+static uint8_t *bounce_get(struct storage *s)
+{
+    void *p = NULL;
+    uv_mutex_lock(&s->lock);
+    if (s->nbounce > 0)
+        p = s->bounce[--s->nbounce];
+    uv_mutex_unlock(&s->lock);
+    if (p == NULL && posix_memalign(&p, DIRECT_ALIGN, BOUNCE_BYTES) != 0)
+        p = NULL;
+    return p;
+}
+
+static void bounce_put(struct storage *s, uint8_t *p)
+{
+    uv_mutex_lock(&s->lock);
+    if (s->nbounce < BOUNCE_MAX) {
+        s->bounce[s->nbounce++] = p;
+        p = NULL;
+    }
+    uv_mutex_unlock(&s->lock);
+    free(p);
+}
+
+/* O_DIRECT write of [off, off+len), both multiples of DIRECT_ALIGN, from p (aligned or not:
+ * an unaligned p goes through a bounce buffer, a copy far cheaper than the page cache's).
+ * Returns 0, an errno, or -1 when the kernel refused the direct write (EINVAL) before
+ * *done bytes were written: the caller writes the rest through the cache. */
+static int write_direct(struct storage *s, int dfd, const uint8_t *p, uint64_t len, uint64_t off,
+                        uint64_t *done)
+{
+    uint8_t *bounce = NULL;
+    int e = 0;
+    *done = 0;
+    if (((uintptr_t)p & (DIRECT_ALIGN - 1)) != 0 && (bounce = bounce_get(s)) == NULL)
+        return -1; /* no memory for a bounce buffer: the cache takes it */
+    while (e == 0 && *done < len) {
+        uint64_t n = len - *done;
+        const uint8_t *src = p + *done;
+        if (bounce != NULL) {
+            n = n < BOUNCE_BYTES ? n : BOUNCE_BYTES;
+            memcpy(bounce, src, (size_t)n);
+            src = bounce;
+        }
+        n = n < IO_MAX ? n : IO_MAX;
+        uint64_t t0 = stats_now_ns();
+        ssize_t w = pwrite(dfd, src, (size_t)n, (off_t)(off + *done));
+        stats_add(&s->stats->disk_ns, stats_now_ns() - t0);
+        stats_add(&s->stats->disk_writes, 1);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            e = errno == EINVAL ? -1 : errno;
+        else if (w == 0 || ((uint64_t)w & (DIRECT_ALIGN - 1)) != 0)
+            e = -1; /* a short write off the alignment: the cache writes the rest */
+        if (w > 0) {
+            stats_add(&s->stats->disk_write_bytes, (uint64_t)w);
+            stats_add(&s->stats->disk_direct_bytes, (uint64_t)w);
+            *done += (uint64_t)w;
+        }
+    }
+    if (bounce != NULL)
+        bounce_put(s, bounce);
+    return e;
+}
+
+/* Writes one file span. With direct writes, the whole aligned blocks in its middle bypass the
+ * page cache: no copy into it, no page allocation, nothing left dirty for writeback or for
+ * the fsync at the end; the partial blocks at either end (shared with the neighbouring piece
+ * or past the file's last full block) go through the cache. */
+static int write_span(struct storage *s, const struct fh *h, const uint8_t *p, uint64_t len,
+                      uint64_t off)
+{
+    uint64_t a = (off + DIRECT_ALIGN - 1) & ~(uint64_t)(DIRECT_ALIGN - 1);
+    uint64_t b = (off + len) & ~(uint64_t)(DIRECT_ALIGN - 1);
+    int dfd;
+    if (!s->direct || b <= a || b - a < DIRECT_MIN || (dfd = fh_direct(s, h)) < 0)
+        return pwrite_all(s->stats, h->fd, p, len, off);
+
+    int e = pwrite_all(s->stats, h->fd, p, a - off, off);
+    if (e != 0)
+        return e;
+    uint64_t done;
+    e = write_direct(s, dfd, p + (a - off), b - a, a, &done);
+    if (e == -1) {
+        if (done == 0) {
+            /* refused outright (a file system that opens with O_DIRECT and then wants a
+             * larger alignment): this file is written through the cache from now on */
+            uv_mutex_lock(&s->lock);
+            s->fents[h->file].no_direct = true;
+            uv_mutex_unlock(&s->lock);
+        }
+        e = pwrite_all(s->stats, h->fd, p + (a - off) + done, b - a - done, a + done);
+    }
+    if (e != 0)
+        return e;
+    return pwrite_all(s->stats, h->fd, p + (b - off), off + len - b, b);
+}
+
 /* Where a span starts, relative to start in piece space. */
 static uint64_t span_pos(const struct storage *s, const struct span *sp, uint64_t start)
 {
@@ -488,7 +639,7 @@ static int do_write(struct storage *s, struct req *r)
         int rc = fh_acquire(s, sp.file, true, &h, &r->err);
         if (rc != 0)
             return rc;
-        int e = pwrite_all(s->stats, h.fd, r->data + span_pos(s, &sp, start), sp.length, sp.file_offset);
+        int e = write_span(s, &h, r->data + span_pos(s, &sp, start), sp.length, sp.file_offset);
         fh_release(s, &h, true);
         if (e != 0)
             return sys_err(&r->err, e, "cannot write %s/%s", s->dir, f->path);
@@ -732,6 +883,8 @@ static void free_storage(struct storage *s)
         s->free_reqs = r->next;
         free(r);
     }
+    while (s->nbounce > 0)
+        free(s->bounce[--s->nbounce]);
     uv_mutex_destroy(&s->lock);
     free(s->fents);
     free(s->dir);
@@ -884,6 +1037,10 @@ static void final_run(uv_work_t *w)
             close(e->fd);
             e->fd = -1;
         }
+        if (e->dfd >= 0) {
+            close(e->dfd);
+            e->dfd = -1;
+        }
     }
     s->open_count = 0;
     uv_mutex_unlock(&s->lock);
@@ -964,6 +1121,7 @@ int storage_new(uv_loop_t *loop, const rv_torrent_info_t *ti, const struct layou
     s->max_open = opts->max_open != 0 ? opts->max_open : DEFAULT_MAX_OPEN;
     s->file_sel = opts->file_sel;
     s->stats = opts->stats != NULL ? opts->stats : &s->own_stats;
+    s->direct = opts->direct;
     s->lru_head = s->lru_tail = NONE;
     s->dir = strdup(opts->dir);
     /* one extra entry so a torrent of no files still gets a non-NULL array */
@@ -973,7 +1131,7 @@ int storage_new(uv_loop_t *loop, const rv_torrent_info_t *ti, const struct layou
         goto fail;
     }
     for (size_t i = 0; i < l->file_count; i++) {
-        s->fents[i].fd = -1;
+        s->fents[i].fd = s->fents[i].dfd = -1;
         s->fents[i].lru_prev = s->fents[i].lru_next = NONE;
     }
     if (uv_mutex_init(&s->lock) != 0) {

@@ -21,6 +21,10 @@ struct storage_opts {
     const uint8_t *file_sel; /* per file: 0 = not selected, never created or written (the
                                 caller's, outlives the storage); NULL: every file */
     rv_session_stats_t *stats; /* counters to add to (disk, hash, queue), or NULL; borrowed */
+    bool direct; /* write the whole 4 KiB blocks of each piece with O_DIRECT, bypassing the
+                    page cache, where the file system allows it (else, and for the partial
+                    blocks at span ends, through the cache). Data 4 KiB-aligned in memory is
+                    written as it is; other data is copied through a bounce buffer. */
 };
 
 struct storage;
