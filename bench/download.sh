@@ -22,11 +22,13 @@
 #                                off; done = its event.download.finished hook ran; it may stall
 #                                near the end, so it gets RT_TIMEOUT s, default 300, then FAILED)
 # Per leecher: wall time (start to done), MiB/s, CPU seconds (user + sys of the leecher's
-# process, from time(1)) and per GiB, peak RSS, and the seeders' CPU seconds over the same run.
+# process, from time(1)) and per GiB, peak RSS, the seeders' CPU seconds over the same run, and
+# how busy the busiest seeder thread was (a seeder-bound rate shows as a thread near 100 %).
 # Environment: RUNS (default 1) repeats the whole round, medians are printed; SEEDERS=N seeders
 # (default 1; e.g. 4); PIECE_KIB piece size (default 1024; e.g. 256); LEECHERS="rivulet aria2 ..."
 # runs only these (names as in the table: rivulet aria2 transmission libtorrent libtorrent-hp
-# ctorrent rtorrent); INSTALL=1 first runs `apt-get install -y ctorrent rtorrent`; SLOW_RUNS=N
+# ctorrent rtorrent; also rivulet-cached, not run unless named: rivulet with --cached-writes,
+# i.e. through the page cache like the others); INSTALL=1 first runs `apt-get install -y ctorrent rtorrent`; SLOW_RUNS=N
 # runs Transmission and rtorrent (20 to 50 times slower than the others) in the first N rounds
 # only (default: every round); RESULTS=FILE appends one "download key=value ..." line per
 # leecher to FILE (what bench/goals.sh reads).
@@ -130,6 +132,18 @@ while True:
 PY
 }
 now_ns() { date +%s%N; }
+thread_ticks() { # pid...: "pid/tid ticks" for every thread (utime + stime in clock ticks)
+    local p t
+    for p in "$@"; do
+        for t in /proc/"$p"/task/*; do
+            awk -v id="$p/${t##*/}" '{ print id, $14 + $15 }' "$t/stat" 2>/dev/null || true
+        done
+    done
+}
+busiest_thread() { # before_file after_file wall_s: the share of a core the busiest thread used
+    awk -v w="$3" -v tick="$TICK" 'NR == FNR { b[$1] = $2; next }
+        { d = $2 - b[$1]; if (d > m) m = d } END { printf "%.2f\n", (w > 0 ? m / tick / w : 0) }' "$1" "$2"
+}
 cpu_ticks() { # pid...: utime + stime in clock ticks, summed
     local p s=0 t
     for p in "$@"; do
@@ -206,7 +220,7 @@ echo "machine: $(nproc) cores, $(awk '/^MemTotal:/ { printf "%d MiB", $2 / 1024 
 # ---------------------------------------------------------------- measuring one leecher
 # Each run: an empty output folder, dirty pages of the previous run flushed, the payload read
 # once so the seeder serves from the page cache. Results go to NAME.runs as
-# "wall cpu rss_kib seeder_cpu ok" lines.
+# "wall cpu rss_kib seeder_cpu ok seeders_used seeder_busiest_thread" lines.
 seed_up() { # bytes each seeder has uploaded so far (its --stats file, rewritten every second)
     local k
     for ((k = 1; k <= SEEDERS; k++)); do
@@ -220,6 +234,7 @@ prepare() {
     sync
     cat "$PAYLOAD"/* >/dev/null
     [ "$SEEDERS" -eq 1 ] || SU0=$(seed_up)
+    thread_ticks "${SEEDER_PIDS[@]}" >threads.before
 }
 verify() { # 1 when the leecher's copy equals the payload
     local f
@@ -230,8 +245,10 @@ verify() { # 1 when the leecher's copy equals the payload
 }
 record() { # name t0_ns t1_ns timefile seeder_ticks_before rc
     local name=$1 t0=$2 t1=$3 tf=$4 sb=$5 rc=$6 good
-    local sa used=1
+    local sa used=1 busy
     sa=$(cpu_ticks "${SEEDER_PIDS[@]}")
+    thread_ticks "${SEEDER_PIDS[@]}" >threads.after
+    busy=$(busiest_thread threads.before threads.after "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print (b - a) / 1e9 }')")
     if [ "$SEEDERS" -gt 1 ]; then
         # how many seeders sent this leecher at least 1 MiB (their stats lag up to a second)
         sleep 1.2
@@ -243,31 +260,33 @@ record() { # name t0_ns t1_ns timefile seeder_ticks_before rc
     # time(1) -f "%U %S %M": user s, sys s, max RSS KiB (its last line: earlier lines may be
     # "Command exited with non-zero status")
     tail -n 1 "$tf" | awk -v t0="$t0" -v t1="$t1" -v sb="$sb" -v sa="$sa" -v tick="$TICK" \
-        -v ok="$good" -v used="$used" '{ printf "%.3f %.3f %d %.2f %d %d\n", (t1 - t0) / 1e9, $1 + $2, $3,
-                        (sa - sb) / tick, ok, used }' >>"$WORK/$name.runs"
+        -v ok="$good" -v used="$used" -v busy="$busy" '{ printf "%.3f %.3f %d %.2f %d %d %.2f\n", (t1 - t0) / 1e9, $1 + $2, $3,
+                        (sa - sb) / tick, ok, used, busy }' >>"$WORK/$name.runs"
     [ "$good" -eq 1 ] || echo "warning: $name: exit $rc, or its files differ from the payload" \
         "(log: $(tail -n 3 "$WORK/$name.log" | tr '\n' ' '))" >&2
 }
 
-run_rivulet() {
+run_rivulet() { # [NAME EXTRA_ARG...]: rivulet-cached passes --cached-writes
+    local name=${1:-rivulet}
+    [ $# -eq 0 ] || shift
     prepare
     local sb t0 t1 rc=0
     sb=$(cpu_ticks "${SEEDER_PIDS[@]}")
     t0=$(now_ns)
-    rm -f rivulet.done
-    /usr/bin/time -f "%U %S %M" -o rivulet.time timeout 900 \
+    rm -f "$name.done"
+    /usr/bin/time -f "%U %S %M" -o "$name.time" timeout 900 \
         "$RV" download --seed-time 0 t.torrent -o "$WORK/out" --port "$(free_port 127.0.0.1)" -q \
-        --stats --on-complete "date +%s%N >$WORK/rivulet.done" >rivulet.log 2>&1 || rc=$?
+        --stats --on-complete "date +%s%N >$WORK/$name.done" "$@" >"$name.log" 2>&1 || rc=$?
     t1=$(now_ns)
     # done = its --on-complete hook (every piece verified and written, as the others' hooks);
     # the rest, until it exits, is the sync of the data to disk and the resume data
-    if [ -s rivulet.done ]; then
-        awk -v a="$(cat rivulet.done)" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) / 1e9 }' >>rivulet.tail
-        t1=$(cat rivulet.done)
+    if [ -s "$name.done" ]; then
+        awk -v a="$(cat "$name.done")" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) / 1e9 }' >>"$name.tail"
+        t1=$(cat "$name.done")
     elif [ "$rc" -eq 0 ]; then
         rc=1
     fi
-    record rivulet "$t0" "$t1" rivulet.time "$sb" "$rc"
+    record "$name" "$t0" "$t1" "$name.time" "$sb" "$rc"
 }
 
 run_aria2() {
@@ -435,6 +454,8 @@ if [ -n "${LEECHERS:-}" ]; then
     sel=""
     for t in $TOOLS; do
         case " $LEECHERS " in *" $t "*) sel="$sel $t" ;; esac
+        # opt-in: rivulet with --cached-writes, after rivulet
+        [ "$t" != rivulet ] || case " $LEECHERS " in *" rivulet-cached "*) sel="$sel rivulet-cached" ;; esac
     done
     TOOLS=${sel# }
     case " $TOOLS " in *" rivulet "*) ;; *) echo "LEECHERS must include rivulet (the reference)" >&2; exit 2 ;; esac
@@ -445,6 +466,7 @@ for r in $(seq "$RUNS"); do
         echo "run $r/$RUNS: $t" >&2
         case $t in
         rivulet) run_rivulet ;;
+        rivulet-cached) run_rivulet rivulet-cached --cached-writes ;;
         aria2) run_aria2 ;;
         transmission) run_transmission ;;
         libtorrent) run_libtorrent libtorrent 127.0.0.6 ;;
@@ -463,6 +485,7 @@ median_col() { # file column
 label() {
     case $1 in
     rivulet) echo "rivulet $("$RV" --version 2>/dev/null | awk '{ print $NF }' | head -n 1)" ;;
+    rivulet-cached) echo "rivulet --cached-writes" ;;
     aria2) echo "aria2c $(aria2c --version | awk 'NR == 1 { print $3 }')" ;;
     transmission) echo "transmission $(transmission-daemon -V 2>&1 | awk '{ print $2 }' | head -n 1)" ;;
     libtorrent) echo "libtorrent $lt_ver" ;;
@@ -474,8 +497,8 @@ label() {
 rv_wall=$(median_col rivulet.runs 1)
 rv_cpu=$(median_col rivulet.runs 2)
 echo
-printf "%-26s %7s %11s %7s %7s %9s %8s %8s %8s %8s\n" leecher "wall s" "(min-max)" "MiB/s" \
-    "CPU s" "CPU s/GiB" "RSS MiB" "seed CPU" "wall/rv" "CPU/rv"
+printf "%-26s %7s %11s %7s %7s %9s %8s %8s %8s %8s %8s\n" leecher "wall s" "(min-max)" "MiB/s" \
+    "CPU s" "CPU s/GiB" "RSS MiB" "seed CPU" "seed thr" "wall/rv" "CPU/rv"
 for t in $TOOLS; do
     f=$t.runs
     wall=$(median_col "$f" 1)
@@ -487,28 +510,30 @@ for t in $TOOLS; do
     range=$(awk 'NR == 1 || $1 < lo { lo = $1 } NR == 1 || $1 > hi { hi = $1 }
                  END { printf "%.1f-%.1f", lo, hi }' "$f")
     used=$(median_col "$f" 6)
-    awk -v t="$(label "$t")" -v w="$wall" -v c="$cpu" -v r="$rss" -v sc="$scpu" -v s="$SIZE" -v rg="$range" \
+    sthr=$(median_col "$f" 7)
+    awk -v t="$(label "$t")" -v w="$wall" -v c="$cpu" -v r="$rss" -v sc="$scpu" -v s="$SIZE" -v rg="$range" -v st="$sthr" \
         -v rw="$rv_wall" -v rc="$rv_cpu" -v ok="$okruns" -v n="$nruns" -v u="$used" -v ns="$SEEDERS" -v rr="$RUNS" 'BEGIN {
         ws = w > 0 ? w : 0.001; rws = rw > 0 ? rw : 0.001; rcs = rc > 0 ? rc : 0.001
-        printf "%-26s %7.2f %11s %7.0f %7.2f %9.2f %8.0f %8.2f %7.2fx %7.2fx%s%s\n", t, w, "(" rg ")", s / ws, c,
-               c * 1024 / s, r / 1024, sc, ws / rws, c / rcs,
+        printf "%-26s %7.2f %11s %7.0f %7.2f %9.2f %8.0f %8.2f %7.0f%% %7.2fx %7.2fx%s%s\n", t, w, "(" rg ")", s / ws, c,
+               c * 1024 / s, r / 1024, sc, st * 100, ws / rws, c / rcs,
                ok == n ? "" : sprintf("  (%d of %d runs FAILED)", n - ok, n),
                (ns > 1 ? sprintf("  [%d of %d seeders sent >= 1 MiB]", u, ns) : ""),
                (n < rr ? sprintf("  (%d run%s)", n, n == 1 ? "" : "s") : "") }'
     if [ -n "${RESULTS:-}" ]; then
         awk -v t="$t" -v w="$wall" -v c="$cpu" -v r="$rss" -v sc="$scpu" -v s="$SIZE" -v ok="$okruns" \
-            -v n="$nruns" -v ns="$SEEDERS" -v pk="$PIECE_KIB" -v u="$used" 'BEGIN {
+            -v n="$nruns" -v ns="$SEEDERS" -v pk="$PIECE_KIB" -v u="$used" -v st="$sthr" 'BEGIN {
             ws = w > 0 ? w : 0.001
-            printf "download seeders=%d piece_kib=%d tool=%s runs=%d ok=%d wall=%.3f mibs=%.1f cpu_gib=%.3f rss_mib=%.1f seed_cpu_gib=%.3f seeders_used=%d\n",
-                   ns, pk, t, n, ok, w, s / ws, c * 1024 / s, r / 1024, sc * 1024 / s, u }' >>"$RESULTS"
+            printf "download seeders=%d piece_kib=%d tool=%s runs=%d ok=%d wall=%.3f mibs=%.1f cpu_gib=%.3f rss_mib=%.1f seed_cpu_gib=%.3f seeders_used=%d seed_thread=%.2f\n",
+                   ns, pk, t, n, ok, w, s / ws, c * 1024 / s, r / 1024, sc * 1024 / s, u, st }' >>"$RESULTS"
     fi
 done
 echo
 echo "wall: start of the leecher to every piece verified (rivulet, aria2, ctorrent, rtorrent: their"
 echo "completion hooks; libtorrent: its torrent_finished alert; transmission: remote reports 100 %,"
 echo "polled every 0.1 s). CPU: user + sys of"
-echo "the leecher's process tree; seed CPU: the $SEEDERS seeder(s)' over the same run, summed. All on"
-echo "$(nproc) cores shared with the seeders."
+echo "the leecher's process tree; seed CPU: the $SEEDERS seeder(s)' over the same run, summed; seed thr:"
+echo "the busiest thread of any seeder, in % of one core over the run (near 100 %: that thread, not"
+echo "the leecher, sets the rate). All on $(nproc) cores shared with the seeders."
 if [ -s transmission.first ]; then
     tf=$(sort -g transmission.first | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
     awk -v f="$tf" -v w="$(median_col transmission.runs 1)" -v s="$SIZE" 'BEGIN {
@@ -516,12 +541,14 @@ if [ -s transmission.first ]; then
         r = w - f > 0 ? s / (w - f) : 0
         printf "delay counts in its wall time); from then on it took %.2f s, %.0f MiB/s\n", w - f, r }'
 fi
-if [ -s rivulet.tail ]; then
-    echo "rivulet exited $(sort -g rivulet.tail | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }') s after its hook (median): the fsync of every file and the resume data"
-fi
+for t in rivulet rivulet-cached; do
+    [ -s $t.tail ] || continue
+    echo "$t exited $(sort -g $t.tail | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }') s after its hook (median): the fsync of every file and the resume data"
+done
 rvstats=$(grep -o 'max_rss_kib=[0-9]*\|pieces_in_memory_max=[0-9]*\|disk_queue_max=[0-9]*\|peer_requests_max=[0-9]*' \
     rivulet.log 2>/dev/null | tr '\n' ' ' || true)
 [ -z "$rvstats" ] || echo "rivulet --stats, last run: ${rvstats}(piece buffers held: pieces_in_memory_max x $PIECE_KIB KiB)"
 echo "libtorrent 2.0 and rtorrent write through mmap: their peak RSS counts the mapped file pages."
 echo "the payload stays in the page cache (read before each run) and each leecher's writes go to"
-echo "the page cache too (sync between runs): the figures measure the clients, not the disk."
+echo "the page cache too (sync between runs), except rivulet's: by default it writes whole 4 KiB"
+echo "blocks with O_DIRECT (rivulet-cached, in LEECHERS, is the same binary with --cached-writes)."
