@@ -164,8 +164,9 @@ def download_goal(goal, seeders, pk, rate_factor, aim):
             row(goal, desc + ": peak RSS MiB", "%.1f" % rv["rss_mib"],
                 ", ".join("%s %.0f" % (NAMES[r["tool"]], r["rss_mib"]) for r in sorted(an, key=lambda r: r["rss_mib"])),
                 "<= %.1f (ctorrent)" % ct[0]["rss_mib"], rv["rss_mib"] <= ct[0]["rss_mib"])
-        row(goal, desc + ": seeders' CPU s/GiB", "%.2f while rivulet downloads" % rv["seed_cpu_gib"],
-            ", ".join("%s %.2f" % (NAMES[r["tool"]], r["seed_cpu_gib"]) for r in an),
+        thr = lambda r: ("; busiest thread %.0f%%" % (100 * r["seed_thread"])) if "seed_thread" in r else ""
+        row(goal, desc + ": seeders' CPU s/GiB", "%.2f%s while rivulet downloads" % (rv["seed_cpu_gib"], thr(rv)),
+            ", ".join("%s %.2f%s" % (NAMES[r["tool"]], r["seed_cpu_gib"], thr(r)) for r in an),
             "(context: where the seeders' CPU caps the rate)", None)
 
 download_goal("1", 1, 1024, 1.0, 1.5)
