@@ -49,6 +49,7 @@ if [ "${INSTALL:-0}" = 1 ]; then
 fi
 OUT=${OUT:-$HERE/out/goals-$(date -u +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd) # absolute: the benchmarks it runs work in folders of their own
 RESULTS=$OUT/results.txt
 : >"$RESULTS"
 export RESULTS

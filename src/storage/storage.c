@@ -43,6 +43,8 @@
 #define DIRECT_MIN (64u << 10)
 #define BOUNCE_BYTES (256u << 10) /* aligned copy of data that is not aligned in memory */
 #define BOUNCE_MAX 16             /* bounce buffers kept for reuse (one per busy worker) */
+#define DIRECT_REFUSED (-1)       /* write_direct: fall back to the cache, for good */
+#define DIRECT_SKIPPED (-2)       /* write_direct: fall back to the cache, this time */
 
 enum op { OP_WRITE, OP_CHECK, OP_READ, OP_SYNC };
 
@@ -529,8 +531,10 @@ static void bounce_put(struct storage *s, uint8_t *p)
 
 /* O_DIRECT write of [off, off+len), both multiples of DIRECT_ALIGN, from p (aligned or not:
  * an unaligned p goes through a bounce buffer, a copy far cheaper than the page cache's).
- * Returns 0, an errno, or -1 when the kernel refused the direct write (EINVAL) before
- * *done bytes were written: the caller writes the rest through the cache. */
+ * Returns 0 or an errno; or, with the first *done bytes written and the caller to write the
+ * rest through the cache, DIRECT_REFUSED (the kernel said EINVAL: this file system wants
+ * something else) or DIRECT_SKIPPED (no memory for a bounce buffer, or a short write that left
+ * the alignment). */
 static int write_direct(struct storage *s, int dfd, const uint8_t *p, uint64_t len, uint64_t off,
                         uint64_t *done)
 {
@@ -538,7 +542,7 @@ static int write_direct(struct storage *s, int dfd, const uint8_t *p, uint64_t l
     int e = 0;
     *done = 0;
     if (((uintptr_t)p & (DIRECT_ALIGN - 1)) != 0 && (bounce = bounce_get(s)) == NULL)
-        return -1; /* no memory for a bounce buffer: the cache takes it */
+        return DIRECT_SKIPPED;
     while (e == 0 && *done < len) {
         uint64_t n = len - *done;
         const uint8_t *src = p + *done;
@@ -555,9 +559,9 @@ static int write_direct(struct storage *s, int dfd, const uint8_t *p, uint64_t l
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0)
-            e = errno == EINVAL ? -1 : errno;
+            e = errno == EINVAL ? DIRECT_REFUSED : errno;
         else if (w == 0 || ((uint64_t)w & (DIRECT_ALIGN - 1)) != 0)
-            e = -1; /* a short write off the alignment: the cache writes the rest */
+            e = DIRECT_SKIPPED;
         if (w > 0) {
             stats_add(&s->stats->disk_write_bytes, (uint64_t)w);
             stats_add(&s->stats->disk_direct_bytes, (uint64_t)w);
@@ -587,8 +591,8 @@ static int write_span(struct storage *s, const struct fh *h, const uint8_t *p, u
         return e;
     uint64_t done;
     e = write_direct(s, dfd, p + (a - off), b - a, a, &done);
-    if (e == -1) {
-        if (done == 0) {
+    if (e == DIRECT_REFUSED || e == DIRECT_SKIPPED) {
+        if (e == DIRECT_REFUSED && done == 0) {
             /* refused outright (a file system that opens with O_DIRECT and then wants a
              * larger alignment): this file is written through the cache from now on */
             uv_mutex_lock(&s->lock);
