@@ -98,10 +98,11 @@ typedef struct rv_session_opts {
     const char *dht_state_file;
     rv_encryption_t encryption; /* Message Stream Encryption with peers; 0: RV_ENC_ALLOW */
     /* false (default): the whole 4 KiB blocks of each verified piece are written with O_DIRECT
-     * where the file system allows it (ext4, XFS, btrfs; not tmpfs), skipping the copy into
-     * the page cache and the writeback and fsync that follow it; the partial blocks at file
-     * and piece edges, and pieces under 64 KiB, go through the cache. true: every write goes
-     * through the page cache. Reads always use the cache. */
+     * where the file system allows it (ext4, XFS, btrfs; a file it is refused for is written
+     * through the cache), skipping the copy into the page cache and the writeback and fsync
+     * that follow it; the partial blocks at file and piece edges, and pieces under 64 KiB, go
+     * through the cache. true: every write goes through the page cache. Reads always use the
+     * cache. */
     bool cached_writes;
     unsigned peer_timeout_ms; /* a peer is dropped when it sends nothing this long, or reads
                                  nothing we send this long, or (when under 10 s) has not
