@@ -8,6 +8,7 @@
 #include "bencode/bencode.h"
 #include "peer/wire.h"
 #include "rivulet/version.h"
+#include "util/be.h"
 #include "util/err.h"
 #include "util/sha.h"
 
@@ -302,8 +303,8 @@ int upload_only_put(struct buf *out, uint8_t id, bool upload_only)
 
 int donthave_put(struct buf *out, uint8_t id, uint32_t piece)
 {
-    uint8_t b[4] = {(uint8_t)(piece >> 24), (uint8_t)(piece >> 16), (uint8_t)(piece >> 8),
-                    (uint8_t)piece};
+    uint8_t b[4];
+    be_put32(b, piece);
     return wire_put_extended(out, id, b, 4);
 }
 
@@ -311,7 +312,7 @@ int ext_get_index(const uint8_t *p, size_t len, uint32_t *index, rv_error_t *err
 {
     if (len != 4)
         return err_set(err, RV_EPROTO, "lt_donthave message of %zu bytes, expected 4", len);
-    *index = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    *index = be_get32(p);
     return 0;
 }
 
@@ -334,7 +335,7 @@ size_t fast_allowed_set(const uint8_t ip[4], const uint8_t info_hash[20], uint32
     for (;;) {
         for (int i = 0; i < 5 && n < k; i++) {
             const uint8_t *w = h + 4 * i;
-            uint32_t y = (uint32_t)w[0] << 24 | (uint32_t)w[1] << 16 | (uint32_t)w[2] << 8 | w[3];
+            uint32_t y = be_get32(w);
             uint32_t index = y % piece_count;
             bool seen = false;
             for (size_t j = 0; j < n && !seen; j++)

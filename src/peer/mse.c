@@ -236,17 +236,6 @@ static int append_pad(struct buf *out, size_t max)
     return buf_append(out, pad, n);
 }
 
-static void put16(uint8_t *p, size_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static size_t get16(const uint8_t *p)
-{
-    return (size_t)p[0] << 8 | p[1];
-}
-
 /* Finds needle (n bytes) in p[from..to). */
 static bool find(const uint8_t *p, size_t from, size_t to, const uint8_t *needle, size_t n,
                  size_t *at)
@@ -336,10 +325,10 @@ static int send_a_step2(struct mse *m, struct buf *out)
     memset(m->sync, 0, 8);
     mse_rc4_apply(probe, m->sync, 8);
     mse_rc4_free(probe);
-    memset(fixed, 0, 8);                 /* VC */
-    be_put32(fixed + 8, m->opts.crypto); /* crypto_provide */
-    put16(fixed + 12, 0);                /* len(PadC): none */
-    put16(fixed + 14, m->ia.len);        /* len(IA) */
+    memset(fixed, 0, 8);                       /* VC */
+    be_put32(fixed + 8, m->opts.crypto);       /* crypto_provide */
+    be_put16(fixed + 12, 0);                   /* len(PadC): none */
+    be_put16(fixed + 14, (uint16_t)m->ia.len); /* len(IA) */
     size_t start = out->len;
     if (buf_append(out, h1, 20) != 0 || buf_append(out, h2, 20) != 0 ||
         buf_append(out, fixed, sizeof(fixed)) != 0 || buf_append(out, m->ia.data, m->ia.len) != 0)
@@ -356,7 +345,7 @@ static int send_b_step(struct mse *m, struct buf *out)
     uint8_t msg[14];
     memset(msg, 0, 8);
     be_put32(msg + 8, m->selected);
-    put16(msg + 12, 0); /* len(PadD): none */
+    be_put16(msg + 12, 0); /* len(PadD): none */
     size_t start = out->len;
     if (buf_append(out, msg, sizeof(msg)) != 0)
         return RV_ENOMEM;
@@ -433,7 +422,7 @@ int mse_feed(struct mse *m, const uint8_t *p, size_t len, struct buf *out, size_
                 return 0;
             take(m, p, sizeof(b), b);
             uint32_t sel = be_get32(b);
-            m->need = get16(b + 4);
+            m->need = be_get16(b + 4);
             if ((sel != MSE_PLAIN && sel != MSE_RC4) || (sel & m->opts.crypto) == 0)
                 return failf(m, "MSE: the peer selected crypto 0x%x, we offered 0x%x",
                              (unsigned)sel, (unsigned)m->opts.crypto);
@@ -474,7 +463,7 @@ int mse_feed(struct mse *m, const uint8_t *p, size_t len, struct buf *out, size_
             if (memcmp(b, zero, 8) != 0)
                 return failf(m, "MSE: wrong verification constant");
             uint32_t provide = be_get32(b + 8), both = provide & m->opts.crypto;
-            m->need = get16(b + 12);
+            m->need = be_get16(b + 12);
             if (m->need > MSE_PAD_MAX)
                 return failf(m, "MSE: padding of %zu bytes (at most %d)", m->need, MSE_PAD_MAX);
             if (both == 0)
@@ -495,7 +484,7 @@ int mse_feed(struct mse *m, const uint8_t *p, size_t len, struct buf *out, size_
             if (avail < 2)
                 return 0;
             take(m, p, 2, b);
-            m->need = get16(b);
+            m->need = be_get16(b);
             m->state = MSE_B_IA;
             break;
         }
