@@ -36,11 +36,6 @@
 #define CHECK_CHUNK (256u << 10) /* storage_check hashes a piece in reads of this size */
 #define IO_MAX (1u << 30)        /* Linux moves at most ~2 GiB per call; keep each call below */
 #define NONE SIZE_MAX
-/* Direct writes (storage_opts.direct): whole blocks of this alignment, in memory and in the
- * file, go to disk with O_DIRECT; 4096 is a multiple of every logical block size Linux file
- * systems ask for. A span whose aligned middle is under DIRECT_MIN goes through the cache. */
-#define DIRECT_ALIGN 4096u
-#define DIRECT_MIN (64u << 10)
 #define BOUNCE_BYTES (256u << 10) /* aligned copy of data that is not aligned in memory */
 #define BOUNCE_MAX 16             /* bounce buffers kept for reuse (one per busy worker) */
 #define DIRECT_REFUSED (-1)       /* write_direct: fall back to the cache, for good */
@@ -513,7 +508,7 @@ static uint8_t *bounce_get(struct storage *s)
     if (s->nbounce > 0)
         p = s->bounce[--s->nbounce];
     uv_mutex_unlock(&s->lock);
-    if (p == NULL && posix_memalign(&p, DIRECT_ALIGN, BOUNCE_BYTES) != 0)
+    if (p == NULL && posix_memalign(&p, STORAGE_DIRECT_ALIGN, BOUNCE_BYTES) != 0)
         p = NULL;
     return p;
 }
@@ -529,8 +524,9 @@ static void bounce_put(struct storage *s, uint8_t *p)
     free(p);
 }
 
-/* O_DIRECT write of [off, off+len), both multiples of DIRECT_ALIGN, from p (aligned or not:
- * an unaligned p goes through a bounce buffer, a copy far cheaper than the page cache's).
+/* O_DIRECT write of [off, off+len), both multiples of STORAGE_DIRECT_ALIGN, from p (aligned
+ * or not: an unaligned p goes through a bounce buffer, a copy far cheaper than the page
+ * cache's).
  * Returns 0 or an errno; or, with the first *done bytes written and the caller to write the
  * rest through the cache, DIRECT_REFUSED (the kernel said EINVAL: this file system wants
  * something else) or DIRECT_SKIPPED (no memory for a bounce buffer, or a short write that left
@@ -541,7 +537,7 @@ static int write_direct(struct storage *s, int dfd, const uint8_t *p, uint64_t l
     uint8_t *bounce = NULL;
     int e = 0;
     *done = 0;
-    if (((uintptr_t)p & (DIRECT_ALIGN - 1)) != 0 && (bounce = bounce_get(s)) == NULL)
+    if (((uintptr_t)p & (STORAGE_DIRECT_ALIGN - 1)) != 0 && (bounce = bounce_get(s)) == NULL)
         return DIRECT_SKIPPED;
     while (e == 0 && *done < len) {
         uint64_t n = len - *done;
@@ -560,7 +556,7 @@ static int write_direct(struct storage *s, int dfd, const uint8_t *p, uint64_t l
             continue;
         if (w < 0)
             e = errno == EINVAL ? DIRECT_REFUSED : errno;
-        else if (w == 0 || ((uint64_t)w & (DIRECT_ALIGN - 1)) != 0)
+        else if (w == 0 || ((uint64_t)w & (STORAGE_DIRECT_ALIGN - 1)) != 0)
             e = DIRECT_SKIPPED;
         if (w > 0) {
             stats_add(&s->stats->disk_write_bytes, (uint64_t)w);
@@ -580,10 +576,10 @@ static int write_direct(struct storage *s, int dfd, const uint8_t *p, uint64_t l
 static int write_span(struct storage *s, const struct fh *h, const uint8_t *p, uint64_t len,
                       uint64_t off)
 {
-    uint64_t a = (off + DIRECT_ALIGN - 1) & ~(uint64_t)(DIRECT_ALIGN - 1);
-    uint64_t b = (off + len) & ~(uint64_t)(DIRECT_ALIGN - 1);
+    uint64_t a = (off + STORAGE_DIRECT_ALIGN - 1) & ~(uint64_t)(STORAGE_DIRECT_ALIGN - 1);
+    uint64_t b = (off + len) & ~(uint64_t)(STORAGE_DIRECT_ALIGN - 1);
     int dfd;
-    if (!s->direct || b <= a || b - a < DIRECT_MIN || (dfd = fh_direct(s, h)) < 0)
+    if (!s->direct || b <= a || b - a < STORAGE_DIRECT_MIN || (dfd = fh_direct(s, h)) < 0)
         return pwrite_all(s->stats, h->fd, p, len, off);
 
     int e = pwrite_all(s->stats, h->fd, p, a - off, off);

@@ -15,6 +15,13 @@
 #include "rivulet/metainfo.h"
 #include "rivulet/session.h"
 
+/* Direct writes (storage_opts.direct): whole blocks of STORAGE_DIRECT_ALIGN, in memory and in
+ * the file, go to disk with O_DIRECT; 4096 is a multiple of every logical block size Linux
+ * file systems ask for. A span whose aligned middle is under STORAGE_DIRECT_MIN goes through
+ * the cache, so a piece shorter than that never needs to be aligned in memory. */
+#define STORAGE_DIRECT_ALIGN 4096u
+#define STORAGE_DIRECT_MIN (64u << 10)
+
 struct storage_opts {
     const char *dir;        /* the download folder (created if missing) */
     unsigned max_open;      /* open file handles kept; 0: 64 */
