@@ -37,10 +37,14 @@
 /* A peer whose round trip is under NEAR_RTT_US (same host or LAN) refills the pipe within a
  * fraction of a millisecond: NEAR_PIPELINE blocks keep it busy, and each block in flight holds
  * part of a piece buffer, so a deeper queue there only costs memory. */
+#ifndef NEAR_PIPELINE
 #define NEAR_PIPELINE 32
+#endif
 #define NEAR_RTT_US 5000
 #define MIN_PIPELINE 4
+#ifndef REQUEST_BATCH
 #define REQUEST_BATCH 8 /* free request slots filled together (at most half the queue) */
+#endif
 #define START_PIPELINE 32
 #ifndef WRITE_QUEUE_BYTES
 #define WRITE_QUEUE_BYTES (2u << 20) /* pieces with the disk before no new one is started... */
@@ -854,8 +858,10 @@ static void reject(struct peer *p, const struct block_ref *r)
     p->t->rejects_sent++;
 }
 
-/* Sends what the peer asked for while its connection has room; BEP 3 pieces in request order. */
-static void serve(struct peer *p)
+/* Queues what the peer asked for while its connection has room; BEP 3 pieces in request
+ * order. The caller flushes (serve does): a REQUEST handler leaves that to the end of the
+ * read, so the blocks asked for in one read go out in one write, not one write per block. */
+static void serve_queue(struct peer *p)
 {
     rv_torrent_t *t = p->t;
     if (t->stopping || t->storage == NULL)
@@ -914,6 +920,11 @@ static void serve(struct peer *p)
             break;
         }
     }
+}
+
+static void serve(struct peer *p)
+{
+    serve_queue(p);
     conn_flush(p->conn);
 }
 
@@ -1688,7 +1699,7 @@ static int on_message(void *owner, struct conn *c, const struct wire_msg *m)
             return RV_ENOMEM;
         p->upq[(p->uphead + p->nupq++) % MAX_UPLOAD_QUEUE] = r;
         stats_peak(&t->ctx->stats.peer_uploads_max, p->nupq);
-        serve(p);
+        serve_queue(p); /* the connection flushes once the whole read is handled */
         break;
     }
     case WIRE_CANCEL:
