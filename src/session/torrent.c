@@ -619,6 +619,19 @@ static void fail_torrent(rv_torrent_t *t, int rc, const char *msg)
     torrent_stop(t);
 }
 
+/* After a piece: new requests go out now, and the HAVE with them. A HAVE alone waits for
+ * the flush after the next read when the peer is sending to us (each write to a peer on the
+ * same host wakes it: one per piece and peer is a wakeup per 256 KiB); the tick flushes it at
+ * the latest. */
+static void refill_soon(struct peer *p)
+{
+    size_t before = p->nreqs;
+    bool sending = before > 0 && !p->snubbed && !p->peer_choking;
+    fill_requests(p);
+    if (!sending || p->nreqs != before)
+        conn_flush(p->conn);
+}
+
 static void on_piece_stored(void *ud, uint32_t piece, int rc, const rv_error_t *err)
 {
     rv_torrent_t *t = ud;
@@ -638,8 +651,7 @@ static void on_piece_stored(void *ud, uint32_t piece, int rc, const rv_error_t *
             return;
         }
         for (struct peer *p = t->peers; p != NULL; p = p->next) {
-            fill_requests(p);
-            conn_flush(p->conn);
+            refill_soon(p);
         }
         return;
     }
@@ -656,7 +668,6 @@ static void on_piece_stored(void *ud, uint32_t piece, int rc, const rv_error_t *
         for (struct peer *p = t->peers; p != NULL; p = p->next) {
             wire_put_have(conn_out(p->conn), piece);
             update_interest(p);
-            conn_flush(p->conn);
         }
         if (b != NULL)
             buf_release(t, b);
@@ -695,8 +706,7 @@ static void on_piece_stored(void *ud, uint32_t piece, int rc, const rv_error_t *
         return;
     }
     for (struct peer *p = t->peers; p != NULL; p = p->next) {
-        fill_requests(p);
-        conn_flush(p->conn);
+        refill_soon(p);
     }
 }
 
