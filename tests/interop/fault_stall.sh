@@ -21,10 +21,11 @@ $PY -c 'import libtorrent' 2>/dev/null || { echo "SKIP: $PY cannot import libtor
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/rv-stall.XXXXXX")
 seeder=
+kids=
 rv=
 cleanup() {
     # a stopped process must be continued to act on SIGTERM; SIGKILL works either way
-    for p in $rv $seeder; do kill -9 "$p" 2>/dev/null || true; done
+    for p in $rv $seeder $kids; do kill -9 "$p" 2>/dev/null || true; done
     for p in $rv $seeder; do wait "$p" 2>/dev/null || true; done
     rm -rf "$WORK"
 }
@@ -71,7 +72,9 @@ for ((i = 0; i < 300; i++)); do
     kill -0 "$rv" 2> /dev/null || break
     sleep 0.1
 done
-kill -STOP "$seeder"
+# Under CTest lt_seeder.py runs libtorrent in a child (lt_guard.py): freeze that too.
+kids=$(cat "/proc/$seeder/task/$seeder/children" 2> /dev/null || true)
+kill -STOP "$seeder" $kids
 t_stop=$(now_ms)
 before=$(nverified)
 [ "$before" -ge $((NP / 3)) ] && [ "$before" -lt $((NP * 2 / 3)) ] \
@@ -96,8 +99,12 @@ sleep 3
 kill -0 "$rv" 2> /dev/null && ok "rivulet still running $(( ($(now_ms) - t_stop) / 1000 )) s after the freeze" \
     || bad "rivulet exited while the seeder was frozen: $(tail -n 2 run.err | tr '\n' ' ')"
 during=$(nverified)
-{ kill -9 "$seeder"; wait "$seeder"; } 2> /dev/null || true
+{ kill -9 "$seeder" $kids; wait "$seeder"; } 2> /dev/null || true
+for k in $kids; do  # gone, and its listening socket with it, before the new seeder binds
+    for ((i = 0; i < 50; i++)); do kill -0 "$k" 2> /dev/null || break; sleep 0.1; done
+done
 seeder=
+kids=
 start_seeder || bad "seeder did not restart: $(tail -n 3 seed.err)"
 t_back=$(now_ms)
 nlines_back=$(wc -l < run.ndjson)

@@ -19,6 +19,7 @@ import signal
 import time
 
 import libtorrent as lt
+from lt_guard import guard
 
 
 def main():
@@ -34,6 +35,7 @@ def main():
     ap.add_argument("--stats")
     ap.add_argument("--seconds", type=float, default=300)
     a = ap.parse_args()
+    guard("lt_fast_seeder", a.ready)
 
     ses = lt.session({
         "enable_dht": False, "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,

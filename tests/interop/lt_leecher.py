@@ -23,6 +23,7 @@ import sys
 import time
 
 import libtorrent as lt
+from lt_guard import guard
 
 
 def main():
@@ -40,6 +41,7 @@ def main():
     ap.add_argument("--enc", choices=["forced", "enabled", "disabled"])
     ap.add_argument("--enc-level", choices=["rc4", "plaintext", "both"])
     a = ap.parse_args()
+    guard("lt_leecher")
 
     settings = lt.high_performance_seed() if a.high_performance else {}
     settings.update({

@@ -30,6 +30,7 @@ import sys
 import time
 
 import libtorrent as lt
+from lt_guard import guard
 
 
 def parse_node(spec):
@@ -62,6 +63,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=300)
     ap.add_argument("--interval", type=float, default=0.5)
     a = ap.parse_args()
+    guard("lt_peers", a.ready)
 
     ti = lt.torrent_info(a.torrent)
     nodes = []
