@@ -350,6 +350,7 @@ static void print_stats(const struct ui *u, double secs)
         {"peer_requests_max", (double)st.peer_requests_max},
         {"peer_uploads_max", (double)st.peer_uploads_max},
         {"pieces_in_memory_max", (double)st.pieces_in_memory_max},
+        {"read_cache_pieces_max", (double)st.read_cache_pieces_max},
         {"mse_ok", (double)st.mse_ok},
         {"mse_failed", (double)st.mse_failed},
         {"mse_rc4", (double)st.mse_rc4},

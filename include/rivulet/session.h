@@ -215,6 +215,8 @@ typedef struct rv_session_stats {
     uint64_t mse_ok, mse_failed;           /* encryption handshakes (MSE) done, and failed */
     uint64_t mse_rc4;                      /* of mse_ok, those that selected RC4 (the others
                                               go on in plaintext) */
+    uint32_t read_cache_pieces_max;        /* most pieces held in one torrent's upload read
+                                              cache (rv_session_opts.read_cache is the bound) */
 } rv_session_stats_t;
 
 /* loop: a uv_loop_t * to run on, or NULL for a loop of the session's own. */

@@ -813,26 +813,51 @@ static void on_cache_read(void *ud, uint32_t piece, int rc, const rv_error_t *er
             serve(p);
 }
 
+/* How many cache entries to fill before reusing the least recently used one: a peer being
+ * served needs the piece it is on and the one read ahead (serve_queue), so two per peer
+ * asking, and two more. The cache (--read-cache) is the most; one leecher takes 4 MiB of it
+ * in 1 MiB pieces, not all 16: each new entry is pages the kernel must hand over and zero,
+ * and the read cache had been half of a seeder's peak RSS. */
+static size_t cache_want(const rv_torrent_t *t)
+{
+    size_t want = 2;
+    for (const struct peer *p = t->peers; p != NULL && want < t->ncache; p = p->next)
+        if (p->nupq > 0)
+            want += 2;
+    return want < t->ncache ? want : t->ncache;
+}
+
 /* The cached piece, or NULL after starting to load it (serve runs again when it is in). One
  * read of a whole piece serves every peer asking for its blocks. */
 static struct cache_entry *cache_get(rv_torrent_t *t, uint32_t piece)
 {
     struct cache_entry *victim = NULL;
+    size_t filled = 0;
     for (size_t i = 0; i < t->ncache; i++) {
         struct cache_entry *e = &t->cache[i];
         if ((e->valid || e->loading) && e->piece == piece)
             return e->valid ? e : NULL;
-        if (e->loading)
+        filled += e->data != NULL;
+    }
+    bool grow = filled < cache_want(t);
+    for (size_t i = 0; i < t->ncache; i++) {
+        struct cache_entry *e = &t->cache[i];
+        if (e->loading || (e->data == NULL && !grow))
             continue;
-        if (victim == NULL || !e->valid || (victim->valid && e->last_use < victim->last_use))
+        if (victim == NULL || (!e->valid && victim->valid) ||
+            (e->valid == victim->valid && e->last_use < victim->last_use))
             victim = e;
     }
     if (victim == NULL)
         return NULL; /* every entry is loading: wait for one */
-    if (victim->data == NULL && (victim->data = malloc(t->ti->piece_length)) == NULL)
-        return NULL;
+    if (victim->data == NULL) {
+        if ((victim->data = malloc(t->ti->piece_length)) == NULL)
+            return NULL;
+        stats_peak(&t->ctx->stats.read_cache_pieces_max, (uint32_t)filled + 1);
+    }
     victim->valid = false;
     victim->loading = true;
+    victim->last_use = now_ms(t); /* read ahead, not yet used: not the next to go */
     victim->piece = piece;
     victim->size = layout_piece_size(&t->layout, piece);
     if (storage_read(t->storage, piece, 0, victim->size, victim->data, on_cache_read, t) != 0) {

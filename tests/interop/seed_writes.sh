@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# How `rivulet seed` spends writes and memory serving one fast leecher: 64 MiB in 1 MiB pieces,
+# to a libtorrent leecher (high_performance_seed settings) and then to a rivulet one, each
+# from a fresh seeder started with --json --stats. For each: the leecher has every byte; the
+# seeder sent every block at least once (blocks_out); the blocks asked for in one read go out
+# together, one write for several blocks (net_writes at most a quarter of blocks_out; one
+# write per block was what rivulet did before: 40,363 writes per GiB, 65,536 blocks); and the
+# read cache filled no more pieces than one leecher needs, the one being sent and the one read
+# ahead with a little slack (read_cache_pieces_max <= 4, of the 16 the default cache allows).
+#
+# usage: tests/interop/seed_writes.sh path/to/rivulet
+set -euo pipefail
+
+RV=${1:?usage: $0 path/to/rivulet}
+RV=$(cd "$(dirname "$RV")" && pwd)/$(basename "$RV")
+HERE=$(cd "$(dirname "$0")" && pwd)
+PY=/usr/bin/python3
+EV="$HERE/rv_events.py"
+$PY -c 'import libtorrent' 2>/dev/null || { echo "SKIP: $PY cannot import libtorrent"; exit 77; }
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/rv-seed-writes.XXXXXX")
+pids=()
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+cd "$WORK"
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "ok   $*"; }
+bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+free_port() { $PY -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$1"; }
+tcp_up() { $PY -c 'import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 0.5)' "$1" "$2" 2>/dev/null; }
+wait_tcp() { # ip port seconds
+    local i
+    for ((i = 0; i < $3 * 10; i++)); do tcp_up "$1" "$2" && return 0; sleep 0.1; done
+    return 1
+}
+# stat FILE KEY: a counter of the last stats event (--json --stats), or -1
+stat() { $PY "$EV" "$1" "[e for e in kind('stats')][-1].get('$2', -1) if kind('stats') else -1" | cut -d. -f1; }
+
+SIZE=$((64 * 1048576))
+BLOCKS=$((SIZE / 16384))
+mkdir -p payload
+head -c "$SIZE" /dev/urandom > payload/w.bin
+"$RV" create -q payload/w.bin -o w.torrent --piece-size 1M
+
+# run LABEL LEECHER_IP: one seeder, one leecher (libtorrent or rivulet), then the checks
+run() {
+    local label=$1 lip=$2 rport lport seeder rc=0 src=0
+    rport=$(free_port 127.0.0.2)
+    "$RV" seed w.torrent -d payload --listen 127.0.0.2 --port "$rport" --no-trackers --no-dht \
+        --state-dir "st-$label" --json --stats > "$label.ndjson" 2> "$label.err" &
+    seeder=$!
+    pids+=("$seeder")
+    if ! wait_tcp 127.0.0.2 "$rport" 20; then
+        bad "$label: rivulet seed not listening: $(tail -n 3 "$label.err" | tr '\n' ' ')"
+        return
+    fi
+    if [ "$label" = libtorrent ]; then
+        lport=$(free_port "$lip")
+        timeout 120 "$PY" "$HERE/lt_leecher.py" w.torrent "out-$label" "$lip" "$lport" \
+            --peer "127.0.0.2:$rport" --high-performance --seconds 100 \
+            > "$label.leech.out" 2> "$label.leech.err" || rc=$?
+    else
+        timeout 120 "$RV" download w.torrent -o "out-$label" --listen "$lip" --no-trackers \
+            --no-dht --seed-time 0 --state-dir "st-$label-leech" --peer "127.0.0.2:$rport" -q \
+            > "$label.leech.out" 2> "$label.leech.err" || rc=$?
+    fi
+    kill -INT "$seeder" 2> /dev/null || true
+    wait "$seeder" || src=$?
+    if [ "$rc" -eq 0 ] && cmp -s payload/w.bin "out-$label/w.bin"; then
+        ok "$label: the leecher has every byte"
+    else
+        bad "$label: leecher exit $rc: $(tail -n 3 "$label.leech.err" | tr '\n' ' ')"
+    fi
+    [ "$src" -eq 0 ] || bad "$label: rivulet seed exit $src on SIGINT: $(tail -n 3 "$label.err" | tr '\n' ' ')"
+    local out writes cached
+    out=$(stat "$label.ndjson" blocks_out)
+    writes=$(stat "$label.ndjson" net_writes)
+    cached=$(stat "$label.ndjson" read_cache_pieces_max)
+    [ "$out" -ge "$BLOCKS" ] && ok "$label: $out blocks sent (the payload is $BLOCKS)" \
+        || bad "$label: $out blocks sent, the payload is $BLOCKS"
+    [ "$writes" -ge 1 ] && [ $((writes * 4)) -le "$out" ] \
+        && ok "$label: $writes writes for $out blocks ($((out / writes)) blocks a write)" \
+        || bad "$label: $writes writes for $out blocks (want at most one for every 4 blocks)"
+    [ "$cached" -ge 1 ] && [ "$cached" -le 4 ] \
+        && ok "$label: the read cache held at most $cached pieces" \
+        || bad "$label: the read cache held $cached pieces (want 1 to 4 for one leecher)"
+}
+
+run libtorrent 127.0.0.3
+run rivulet 127.0.0.4
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
