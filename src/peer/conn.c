@@ -18,9 +18,29 @@
 struct write_req {
     uv_write_t req;
     struct conn *c;
-    uint8_t *data;
-    size_t len;
+    uint8_t *data;        /* wbuf's bytes, taken by the flush */
+    size_t len;           /* all bytes of the write: data's and the referenced blocks' */
+    struct rcbuf **refs;  /* the blocks' buffers, released when the write is done */
+    size_t nrefs;
 };
+
+static void write_req_free(struct write_req *w)
+{
+    for (size_t i = 0; i < w->nrefs; i++)
+        rcbuf_unref(w->refs[i]);
+    free(w->refs);
+    free(w->data);
+    free(w);
+}
+
+static void drop_refs(struct conn *c)
+{
+    for (size_t i = 0; i < c->nrefs; i++)
+        rcbuf_unref(c->refs[i].rb);
+    free(c->refs);
+    c->refs = NULL;
+    c->nrefs = c->refs_cap = c->ref_bytes = 0;
+}
 
 static void close_handles(struct conn *c);
 
@@ -81,6 +101,7 @@ static void on_handle_closed(uv_handle_t *h)
     mse_drop(c);
     buf_free(&c->rbuf);
     buf_free(&c->wbuf);
+    drop_refs(c);
     free(c);
 }
 
@@ -108,9 +129,29 @@ struct buf *conn_out(struct conn *c)
     return &c->wbuf;
 }
 
+/* Blocks shorter than this are copied: a reference costs an iovec and a count. */
+#define REF_MIN 4096
+
+int conn_put_ref(struct conn *c, struct rcbuf *rb, size_t off, size_t len)
+{
+    if (len < REF_MIN || c->rc4) /* RC4 encrypts wbuf in place at the flush */
+        return buf_append(&c->wbuf, rb->data + off, len);
+    if (c->nrefs == c->refs_cap) {
+        size_t cap = c->refs_cap ? c->refs_cap * 2 : 16;
+        struct conn_ref *r = realloc(c->refs, cap * sizeof(*r));
+        if (r == NULL)
+            return RV_ENOMEM;
+        c->refs = r;
+        c->refs_cap = cap;
+    }
+    c->refs[c->nrefs++] = (struct conn_ref){c->wbuf.len, rb->data + off, len, rcbuf_ref(rb)};
+    c->ref_bytes += len;
+    return 0;
+}
+
 size_t conn_send_backlog(const struct conn *c)
 {
-    return c->wbuf.len + c->writing;
+    return c->wbuf.len + c->ref_bytes + c->writing;
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -120,8 +161,7 @@ static void on_write(uv_write_t *req, int status)
     c->writing -= w->len;
     if (status == 0)
         c->send_progress_ms = now_ms(c);
-    free(w->data);
-    free(w);
+    write_req_free(w);
     if (status < 0 && status != UV_ECANCELED && c->state != CONN_CLOSING)
         fail(c, RV_ENET, "send failed: %s", uv_strerror(status));
     else if (status == 0 && c->state == CONN_ACTIVE && c->handler->on_sent != NULL)
@@ -130,29 +170,63 @@ static void on_write(uv_write_t *req, int status)
 
 void conn_flush(struct conn *c)
 {
-    if (c->wbuf.len == 0 || c->state == CONN_CLOSING || c->state == CONN_CONNECTING)
+    if ((c->wbuf.len == 0 && c->nrefs == 0) || c->state == CONN_CLOSING ||
+        c->state == CONN_CONNECTING)
         return;
-    if (c->wbuf.len + c->writing > CONN_SEND_MAX) {
+    if (conn_send_backlog(c) > CONN_SEND_MAX) {
         fail(c, RV_EPROTO, "does not read what we send (%zu bytes waiting)",
-             c->wbuf.len + c->writing);
+             conn_send_backlog(c));
         return;
     }
-    struct write_req *w = malloc(sizeof(*w));
-    if (w == NULL) {
+    struct write_req *w = calloc(1, sizeof(*w));
+    uv_buf_t one, *bufs = &one;
+    size_t nbufs = 1;
+    if (w != NULL && c->nrefs > 0) {
+        w->refs = malloc(c->nrefs * sizeof(*w->refs));
+        bufs = malloc((2 * c->nrefs + 1) * sizeof(*bufs));
+    }
+    if (w == NULL || (c->nrefs > 0 && (w->refs == NULL || bufs == NULL))) {
+        if (w != NULL)
+            free(w->refs);
+        if (bufs != &one)
+            free(bufs);
+        free(w);
         fail(c, RV_ENOMEM, "out of memory");
         return;
     }
     w->c = c;
-    w->data = buf_steal(&c->wbuf, &w->len);
+    size_t wlen;
+    w->len = c->wbuf.len + c->ref_bytes;
+    w->data = buf_steal(&c->wbuf, &wlen);
     /* Once RC4 is on, every byte is encrypted exactly once, here, in the order it leaves
-     * (what uv_write already holds was encrypted by an earlier flush). */
+     * (what uv_write already holds was encrypted by an earlier flush). No block is queued
+     * by reference then (conn_put_ref copies). */
     if (c->rc4)
-        mse_encrypt(c->mse, w->data, w->len);
-    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
-    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+        mse_encrypt(c->mse, w->data, wlen);
+    if (c->nrefs == 0) {
+        one = uv_buf_init((char *)w->data, (unsigned)wlen);
+    } else {
+        /* wbuf's bytes cut at each block's place, the blocks in between: one writev. */
+        size_t prev = 0;
+        nbufs = 0;
+        for (size_t i = 0; i < c->nrefs; i++) {
+            const struct conn_ref *r = &c->refs[i];
+            if (r->at > prev)
+                bufs[nbufs++] = uv_buf_init((char *)w->data + prev, (unsigned)(r->at - prev));
+            prev = r->at;
+            bufs[nbufs++] = uv_buf_init((char *)r->p, (unsigned)r->len);
+            w->refs[w->nrefs++] = r->rb; /* the reference moves to the write */
+        }
+        if (wlen > prev)
+            bufs[nbufs++] = uv_buf_init((char *)w->data + prev, (unsigned)(wlen - prev));
+        c->nrefs = 0;
+        c->ref_bytes = 0;
+    }
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, (unsigned)nbufs, on_write);
+    if (bufs != &one)
+        free(bufs); /* uv_write keeps its own copy of the list */
     if (rc != 0) {
-        free(w->data);
-        free(w);
+        write_req_free(w);
         fail(c, RV_ENET, "send failed: %s", uv_strerror(rc));
         return;
     }
@@ -467,10 +541,10 @@ static void on_tick(uv_timer_t *t)
     c->send_queued = queued;
     if (c->writing > 0 && now - c->send_progress_ms >= c->opts.send_timeout_ms) {
         fail(c, RV_ETIMEDOUT, "read nothing we sent for %llu ms (%zu bytes waiting)",
-             (unsigned long long)(now - c->send_progress_ms), c->writing + c->wbuf.len);
+             (unsigned long long)(now - c->send_progress_ms), conn_send_backlog(c));
         return;
     }
-    if (now - c->last_send_ms >= c->opts.keepalive_ms && c->wbuf.len == 0) {
+    if (now - c->last_send_ms >= c->opts.keepalive_ms && c->wbuf.len == 0 && c->nrefs == 0) {
         wire_put_keepalive(&c->wbuf);
         conn_flush(c);
     }

@@ -17,6 +17,7 @@
 #include "swarm/peers.h"
 #include "util/bitfield.h"
 #include "util/buf.h"
+#include "util/rcbuf.h"
 
 struct conn;
 
@@ -60,6 +61,15 @@ struct conn_opts {
 /* CONN_MSE: the encryption handshake, before the BitTorrent one (CONN_HANDSHAKE). */
 enum conn_state { CONN_CONNECTING, CONN_MSE, CONN_HANDSHAKE, CONN_ACTIVE, CONN_CLOSING };
 
+/* A block to send from memory shared with its owner (a cached piece): it goes out after the
+ * first `at` bytes queued in wbuf, without being copied into it. */
+struct conn_ref {
+    size_t at;
+    const uint8_t *p;
+    size_t len;
+    struct rcbuf *rb;
+};
+
 struct conn {
     uv_tcp_t tcp;
     uv_connect_t connect_req;
@@ -75,6 +85,8 @@ struct conn {
     struct handshake theirs;
     struct buf rbuf;             /* bytes received, not yet decoded */
     struct buf wbuf;             /* messages queued, not yet handed to the kernel */
+    struct conn_ref *refs;       /* blocks queued by reference (conn_put_ref), in order */
+    size_t nrefs, refs_cap, ref_bytes;
     size_t writing;              /* bytes handed to uv_write and not yet done */
     uint64_t send_progress_ms;   /* last time the kernel took bytes (or writing began) */
     size_t send_queued;          /* libuv's write queue at the last tick */
@@ -120,6 +132,10 @@ void conn_set_read_limit(struct conn *c, struct limit_sched *sched,
 /* Queues bytes (whole messages) for sending; conn_flush hands them to the kernel. Queued
  * writes are flushed automatically after each batch of received data. */
 struct buf *conn_out(struct conn *c);
+/* Queues len bytes of rb from off, after what conn_out holds: sent from rb itself (the
+ * connection holds a reference until the kernel has them), or copied when the stream is
+ * encrypted. RV_ENOMEM when out of memory. */
+int conn_put_ref(struct conn *c, struct rcbuf *rb, size_t off, size_t len);
 void conn_flush(struct conn *c);
 /* The most bytes queued or in flight toward one peer: a peer that lets more pile up (one that
  * never reads) is dropped at the next flush, so it cannot make our memory grow. */

@@ -156,7 +156,7 @@ struct peer {
 struct cache_entry {
     uint32_t piece;
     uint32_t size;
-    uint8_t *data;
+    struct rcbuf *rb; /* shared with the writes sending its blocks (conn_put_ref) */
     bool valid;   /* data holds the piece */
     bool loading; /* a read is in flight into data */
     uint64_t last_use;
@@ -837,21 +837,31 @@ static struct cache_entry *cache_get(rv_torrent_t *t, uint32_t piece)
         struct cache_entry *e = &t->cache[i];
         if ((e->valid || e->loading) && e->piece == piece)
             return e->valid ? e : NULL;
-        filled += e->data != NULL;
+        filled += e->rb != NULL;
     }
     bool grow = filled < cache_want(t);
     for (size_t i = 0; i < t->ncache; i++) {
         struct cache_entry *e = &t->cache[i];
-        if (e->loading || (e->data == NULL && !grow))
+        if (e->loading || (e->rb == NULL && !grow))
             continue;
-        if (victim == NULL || (!e->valid && victim->valid) ||
-            (e->valid == victim->valid && e->last_use < victim->last_use))
+        /* Best: one no write still sends from, then one holding nothing, then the oldest. */
+        bool shared = e->rb != NULL && rcbuf_shared(e->rb);
+        bool vshared = victim != NULL && victim->rb != NULL && rcbuf_shared(victim->rb);
+        if (victim == NULL || (!shared && vshared) ||
+            (shared == vshared && ((!e->valid && victim->valid) ||
+                                   (e->valid == victim->valid && e->last_use < victim->last_use))))
             victim = e;
     }
     if (victim == NULL)
         return NULL; /* every entry is loading: wait for one */
-    if (victim->data == NULL) {
-        if ((victim->data = malloc(t->ti->piece_length)) == NULL)
+    if (victim->rb != NULL && rcbuf_shared(victim->rb)) {
+        /* Writes still send from it: they keep the old buffer, the piece gets a new one. */
+        rcbuf_unref(victim->rb);
+        victim->rb = NULL;
+        filled--;
+    }
+    if (victim->rb == NULL) {
+        if ((victim->rb = rcbuf_new(t->ti->piece_length)) == NULL)
             return NULL;
         stats_peak(&t->ctx->stats.read_cache_pieces_max, (uint32_t)filled + 1);
     }
@@ -860,7 +870,7 @@ static struct cache_entry *cache_get(rv_torrent_t *t, uint32_t piece)
     victim->last_use = now_ms(t); /* read ahead, not yet used: not the next to go */
     victim->piece = piece;
     victim->size = layout_piece_size(&t->layout, piece);
-    if (storage_read(t->storage, piece, 0, victim->size, victim->data, on_cache_read, t) != 0) {
+    if (storage_read(t->storage, piece, 0, victim->size, victim->rb->data, on_cache_read, t) != 0) {
         victim->loading = false;
         return NULL;
     }
@@ -932,7 +942,7 @@ static void serve_queue(struct peer *p)
         e->last_use = now_ms(t);
         struct buf *out = conn_out(p->conn);
         if (wire_put_piece_header(out, r.piece, r.begin, r.length) != 0 ||
-            buf_append(out, e->data + r.begin, r.length) != 0) {
+            conn_put_ref(p->conn, e->rb, r.begin, r.length) != 0) {
             conn_close(p->conn, RV_ENOMEM, "out of memory queueing a block");
             return;
         }
@@ -2549,7 +2559,7 @@ void torrent_free(rv_torrent_t *t)
     free(t->slot_of);
     free(t->free_slots);
     for (size_t i = 0; i < t->ncache; i++)
-        free(t->cache[i].data);
+        rcbuf_unref(t->cache[i].rb);
     free(t->cache);
     bitfield_free(&t->have);
     bitfield_free(&t->mask);

@@ -29,6 +29,7 @@
 #include "peer/wire.h"
 #include "rivulet/error.h"
 #include "util/buf.h"
+#include "util/rcbuf.h"
 
 #define MAX_RECS 64
 #define PIECES 10u
@@ -906,6 +907,70 @@ static void test_close_with_backlog(void **state)
     ctx_free(x);
 }
 
+/* Blocks queued by reference (conn_put_ref) go out in their place among the bytes queued in
+ * conn_out, in one write, and the connection holds a reference to their buffer only until the
+ * kernel has them; short ones are copied. Closing with blocks still queued releases them. */
+static void test_send_by_reference(void **state)
+{
+    (void)state;
+    struct ctx *x = ctx_new();
+    x->f.on_accept = send_handshake;
+    ctx_connect(x, "127.0.0.1", fake_listen(&x->f, &x->loop, "127.0.0.1"));
+    uv_update_time(&x->loop);
+    uint64_t end = uv_now(&x->loop) + 2000;
+    while ((x->handshakes == 0 || x->f.in.len < HANDSHAKE_LEN) && x->closes == 0 &&
+           uv_now(&x->loop) < end)
+        run_once(x);
+    assert_int_equal(x->handshakes, 1);
+    assert_int_equal(x->f.in.len, HANDSHAKE_LEN);
+
+    struct rcbuf *rb = rcbuf_new(65536);
+    assert_non_null(rb);
+    for (size_t i = 0; i < rb->size; i++)
+        rb->data[i] = (uint8_t)(i * 7 + i / 251);
+    struct buf want;
+    buf_init(&want, 0);
+    struct buf *out = conn_out(x->c);
+    static const struct {
+        const char *bytes; /* queued as bytes, or NULL: a block of rb */
+        size_t off, len;
+    } parts[] = {{"ab", 0, 0},      {NULL, 100, 5000}, {"cd", 0, 0}, {NULL, 20000, 16384},
+                 {NULL, 7, 10} /* short: copied */,  {"ef", 0, 0},  {NULL, 40000, 8000}};
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        if (parts[i].bytes != NULL) {
+            assert_int_equal(buf_append(out, parts[i].bytes, 2), 0);
+            assert_int_equal(buf_append(&want, parts[i].bytes, 2), 0);
+        } else {
+            assert_int_equal(conn_put_ref(x->c, rb, parts[i].off, parts[i].len), 0);
+            assert_int_equal(buf_append(&want, rb->data + parts[i].off, parts[i].len), 0);
+        }
+    }
+    assert_int_equal(rb->refs, 4); /* ours and the three long blocks */
+    assert_int_equal(conn_send_backlog(x->c), want.len);
+    conn_flush(x->c);
+    assert_int_equal(conn_send_backlog(x->c), want.len); /* now in flight */
+    end = uv_now(&x->loop) + 2000;
+    while ((x->f.in.len < HANDSHAKE_LEN + want.len || rb->refs > 1) && x->closes == 0 &&
+           uv_now(&x->loop) < end)
+        run_once(x);
+    assert_int_equal(x->f.in.len, HANDSHAKE_LEN + want.len);
+    assert_memory_equal(x->f.in.data + HANDSHAKE_LEN, want.data, want.len);
+    assert_int_equal(rb->refs, 1);
+    assert_int_equal(conn_send_backlog(x->c), 0);
+    assert_int_equal(x->c->bytes_out, HANDSHAKE_LEN + want.len);
+
+    /* Queued, never flushed, then closed: the references go with the connection. */
+    assert_int_equal(conn_put_ref(x->c, rb, 0, 16384), 0);
+    assert_int_equal(conn_put_ref(x->c, rb, 16384, 16384), 0);
+    assert_int_equal(rb->refs, 3);
+    conn_close(x->c, 0, "done");
+    assert_true(run_until_closed(x, 1000));
+    assert_int_equal(rb->refs, 1);
+    rcbuf_unref(rb);
+    buf_free(&want);
+    ctx_free(x);
+}
+
 /* Under the cap but never read: dropped once the kernel has taken nothing for
  * send_timeout_ms. */
 static void test_send_stall_timeout(void **state)
@@ -1056,6 +1121,7 @@ int main(void)
         cmocka_unit_test_teardown(test_connection_refused, teardown),
         cmocka_unit_test_teardown(test_close_inside_on_message, teardown),
         cmocka_unit_test_teardown(test_close_with_backlog, teardown),
+        cmocka_unit_test_teardown(test_send_by_reference, teardown),
         cmocka_unit_test_teardown(test_send_stall_timeout, teardown),
         cmocka_unit_test_teardown(test_mse_rc4, teardown),
         cmocka_unit_test_teardown(test_mse_plaintext, teardown),

@@ -15,6 +15,7 @@
 #include "util/err.h"
 #include "util/fs.h"
 #include "util/hex.h"
+#include "util/rcbuf.h"
 #include "util/sha.h"
 #include "util/text.h"
 
@@ -172,11 +173,32 @@ static void text_printable_cleans(void **state)
     assert_string_equal(out, "");
 }
 
+/* A shared buffer lives until its last reference goes (ASan reports a leak or a double free). */
+static void rcbuf_counts_references(void **state)
+{
+    (void)state;
+    struct rcbuf *b = rcbuf_new(100);
+    assert_non_null(b);
+    assert_int_equal(b->refs, 1);
+    assert_int_equal(b->size, 100);
+    assert_false(rcbuf_shared(b));
+    memset(b->data, 0xab, b->size);
+    assert_ptr_equal(rcbuf_ref(b), b);
+    assert_true(rcbuf_shared(b));
+    rcbuf_unref(b);
+    assert_int_equal(b->refs, 1);
+    assert_int_equal(b->data[99], 0xab);
+    rcbuf_unref(b);
+    rcbuf_unref(NULL);
+    assert_null(rcbuf_new(SIZE_MAX)); /* the header would not fit */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(buf_grows_and_steals),   cmocka_unit_test(buf_respects_max),
         cmocka_unit_test(buf_printf_long),        cmocka_unit_test(hex_round_trip),
+        cmocka_unit_test(rcbuf_counts_references),
         cmocka_unit_test(sha_known_vectors),      cmocka_unit_test(fs_atomic_write_and_read),
         cmocka_unit_test(err_format_names_offset), cmocka_unit_test(text_printable_cleans),
     };
