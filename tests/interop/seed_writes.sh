@@ -11,37 +11,10 @@
 # usage: tests/interop/seed_writes.sh path/to/rivulet
 set -euo pipefail
 
-RV=${1:?usage: $0 path/to/rivulet}
-RV=$(cd "$(dirname "$RV")" && pwd)/$(basename "$RV")
 HERE=$(cd "$(dirname "$0")" && pwd)
-PY=/usr/bin/python3
-EV="$HERE/rv_events.py"
-$PY -c 'import libtorrent' 2>/dev/null || { echo "SKIP: $PY cannot import libtorrent"; exit 77; }
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/rv-seed-writes.XXXXXX")
-pids=()
-cleanup() {
-    local p
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-cd "$WORK"
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-free_port() { $PY -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$1"; }
-tcp_up() { $PY -c 'import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 0.5)' "$1" "$2" 2>/dev/null; }
-wait_tcp() { # ip port seconds
-    local i
-    for ((i = 0; i < $3 * 10; i++)); do tcp_up "$1" "$2" && return 0; sleep 0.1; done
-    return 1
-}
-# stat FILE KEY: a counter of the last stats event (--json --stats), or -1
-stat() { $PY "$EV" "$1" "[e for e in kind('stats')][-1].get('$2', -1) if kind('stats') else -1" | cut -d. -f1; }
+. "$HERE/lib.sh"
+rv_test_init seed-writes "$@"
+rv_need_libtorrent
 
 SIZE=$((64 * 1048576))
 BLOCKS=$((SIZE / 16384))
@@ -96,5 +69,4 @@ run() {
 run libtorrent 127.0.0.3
 run rivulet 127.0.0.4
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+rv_test_done
