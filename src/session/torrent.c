@@ -157,8 +157,8 @@ struct cache_entry {
     uint32_t piece;
     uint32_t size;
     struct rcbuf *rb; /* shared with the writes sending its blocks (conn_put_ref) */
-    bool valid;   /* data holds the piece */
-    bool loading; /* a read is in flight into data */
+    bool valid;   /* rb holds the piece */
+    bool loading; /* a read is in flight into rb */
     uint64_t last_use;
 };
 
@@ -827,6 +827,19 @@ static size_t cache_want(const rv_torrent_t *t)
     return want < t->ncache ? want : t->ncache;
 }
 
+/* Whether e is a better entry to load a new piece into than v: first one no write still sends
+ * from (rcbuf_shared), then one holding no piece, then the least recently used. */
+static bool cache_better_victim(const struct cache_entry *e, const struct cache_entry *v)
+{
+    bool shared = e->rb != NULL && rcbuf_shared(e->rb);
+    bool vshared = v->rb != NULL && rcbuf_shared(v->rb);
+    if (shared != vshared)
+        return !shared;
+    if (e->valid != v->valid)
+        return !e->valid;
+    return e->last_use < v->last_use;
+}
+
 /* The cached piece, or NULL after starting to load it (serve runs again when it is in). One
  * read of a whole piece serves every peer asking for its blocks. */
 static struct cache_entry *cache_get(rv_torrent_t *t, uint32_t piece)
@@ -844,12 +857,7 @@ static struct cache_entry *cache_get(rv_torrent_t *t, uint32_t piece)
         struct cache_entry *e = &t->cache[i];
         if (e->loading || (e->rb == NULL && !grow))
             continue;
-        /* Best: one no write still sends from, then one holding nothing, then the oldest. */
-        bool shared = e->rb != NULL && rcbuf_shared(e->rb);
-        bool vshared = victim != NULL && victim->rb != NULL && rcbuf_shared(victim->rb);
-        if (victim == NULL || (!shared && vshared) ||
-            (shared == vshared && ((!e->valid && victim->valid) ||
-                                   (e->valid == victim->valid && e->last_use < victim->last_use))))
+        if (victim == NULL || cache_better_victim(e, victim))
             victim = e;
     }
     if (victim == NULL)
