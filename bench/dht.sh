@@ -31,7 +31,7 @@ cleanup() {
 }
 trap cleanup EXIT
 cd "$WORK"
-free_port() { $PY -c 'import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((sys.argv[1],0)); print(s.getsockname()[1])' "$1"; }
+free_port() { $PY "$INTEROP/free_port.py" "$@"; } # IP; see free_port.py
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 now() { date +%s%N; }
 

@@ -116,21 +116,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 cd "$WORK"
 
-free_port() { # IP: a TCP and UDP port free on IP
-    $PY - "$1" <<'PY'
-import socket, sys
-ip = sys.argv[1]
-while True:
-    t = socket.socket(); t.bind((ip, 0)); p = t.getsockname()[1]
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        u.bind((ip, p)); print(p); break
-    except OSError:
-        pass
-    finally:
-        t.close(); u.close()
-PY
-}
+free_port() { $PY "$INTEROP/free_port.py" "$@"; } # IP; see free_port.py
 now_ns() { date +%s%N; }
 thread_ticks() { # pid...: "pid/tid ticks" for every thread (utime + stime in clock ticks)
     local p t

@@ -80,9 +80,7 @@ cd "$WORK"
 
 TICK=$(getconf CLK_TCK)
 now_ns() { date +%s%N; }
-free_port() {
-    $PY -c 'import socket, sys; s = socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$1"
-}
+free_port() { $PY "$HERE/../tests/interop/free_port.py" "$@"; } # IP; see free_port.py
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 wakeups() { # voluntary context switches over all threads of PID
     cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches:/ { s += $2 } END { print s + 0 }'

@@ -38,7 +38,7 @@ cleanup() {
 }
 trap cleanup EXIT
 cd "$WORK"
-free_port() { $PY -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1],0)); print(s.getsockname()[1])' "$1"; }
+free_port() { $PY "$INTEROP/free_port.py" "$@"; } # IP; see free_port.py
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 now() { date +%s%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", (b - a) / 1e9 }'; }

@@ -82,9 +82,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 cd "$WORK"
 
-free_port() {
-    $PY -c 'import socket, sys; s = socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$1"
-}
+free_port() { $PY "$INTEROP/free_port.py" "$@"; } # IP; see free_port.py
 now_ns() { date +%s%N; }
 
 HP=$(free_port 127.0.0.1)

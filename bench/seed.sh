@@ -105,9 +105,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 cd "$WORK"
 
-free_port() { # IP: a TCP port free on IP
-    $PY -c 'import socket, sys; s = socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$1"
-}
+free_port() { $PY "$INTEROP/free_port.py" "$@"; } # IP; see free_port.py
 now_ns() { date +%s%N; }
 tcp_up() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 TICK=$(getconf CLK_TCK)

@@ -39,22 +39,7 @@ pass=0
 fail=0
 ok() { pass=$((pass + 1)); echo "ok   $*"; }
 bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-free_port() { # IP: a port free for both TCP and UDP (the DHT shares the peer port)
-    $PY - "$1" <<'PY'
-import socket, sys
-ip = sys.argv[1]
-fam = socket.AF_INET6 if ":" in ip else socket.AF_INET
-while True:
-    t = socket.socket(fam); t.bind((ip, 0)); p = t.getsockname()[1]
-    u = socket.socket(fam, socket.SOCK_DGRAM)
-    try:
-        u.bind((ip, p)); print(p); break
-    except OSError:
-        pass
-    finally:
-        t.close(); u.close()
-PY
-}
+free_port() { $PY "$HERE/free_port.py" "$@"; } # IP; see free_port.py
 wait_file() { local i; for ((i = 0; i < 300; i++)); do [ -s "$1" ] && return 0; sleep 0.1; done; return 1; }
 ev() { $PY "$EV" "$@"; }
 hash_of() { "$RV" info --json "$1" | $PY -c 'import json,sys; print(json.load(sys.stdin)["info_hash"])'; }

@@ -33,7 +33,7 @@ pass=0
 fail=0
 ok() { pass=$((pass + 1)); echo "ok   $*"; }
 bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-free_port() { $PY -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$1"; }
+free_port() { $PY "$HERE/free_port.py" "$@"; } # IP; see free_port.py
 checked_of() {
     $PY "$EV" "$1" '" ".join(__import__("re").match(r"checked (\d+) pieces, (\d+) trusted from resume data, (\d+) of", kind("checked")[-1]["message"]).groups()) if kind("checked") else "- - -"'
 }

@@ -44,10 +44,10 @@ pass=0
 fail=0
 ok() { pass=$((pass + 1)); echo "ok   $*"; }
 bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-free_port() { $PY -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1],0)); print(s.getsockname()[1])' "$1"; }
+free_port() { $PY "$HERE/free_port.py" "$@"; } # IP; see free_port.py
 wait_file() { local i; for ((i = 0; i < 300; i++)); do [ -s "$1" ] && return 0; sleep 0.1; done; return 1; }
 # every path below WORK with its type, size and mtime, one a line, NUL-free (names escaped)
-snapshot() { (cd "$WORK" && find . -mindepth 1 "$@" -printf '%P %y %s %T@ %l\n' | LC_ALL=C sort); }
+snapshot() { (cd "$WORK" && find . -mindepth 1 -not -name .rv-ports "$@" -printf '%P %y %s %T@ %l\n' | LC_ALL=C sort); }
 
 # Seeds TORRENT from SRC (the files at their literal names) through libtorrent on 127.0.0.2:
 # SRC is copied into SEEDDIR at the paths libtorrent gives the torrent's files.
@@ -90,12 +90,13 @@ nfiles=$("$RV" info --json names.torrent | $PY -c 'import json,sys; print(len(js
 SP=$(start_seeder names.torrent src seed1 seed1.ready seed1.log)
 
 mkdir -p logs box/cwd box/out st1
+LP=$(free_port 127.0.0.3) # before the stamp: free_port.py writes its ledger, ./.rv-ports
 touch stamp
 sleep 0.05
 before=$(snapshot -not -path './logs*' -not -path './box/out*' -not -path './st1*' -not -path './seed1*')
 rc=0
 (cd box/cwd && timeout 60 "$RV" download ../../names.torrent -o ../out --peer "127.0.0.2:$SP" \
-    --no-trackers --no-dht --listen 127.0.0.3 --port "$(free_port 127.0.0.3)" --seed-time 0 \
+    --no-trackers --no-dht --listen 127.0.0.3 --port "$LP" --seed-time 0 \
     --state-dir ../../st1 -q) >logs/names.out 2>logs/names.err || rc=$?
 [ $rc -eq 0 ] && ok "names: download exit 0" || bad "names: download exit $rc: $(tail -n 3 logs/names.err | tr '\n' ' ')"
 same=0

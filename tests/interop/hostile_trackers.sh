@@ -44,20 +44,7 @@ pass=0
 fail=0
 ok() { pass=$((pass + 1)); echo "ok   $*"; }
 bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-free_port() { # a port free for both TCP and UDP on $1
-    $PY - "$1" <<'PY'
-import socket, sys
-while True:
-    t = socket.socket(); t.bind((sys.argv[1], 0)); p = t.getsockname()[1]
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        u.bind((sys.argv[1], p)); print(p); break
-    except OSError:
-        pass
-    finally:
-        t.close(); u.close()
-PY
-}
+free_port() { $PY "$HERE/free_port.py" "$@"; } # IP; see free_port.py
 wait_file() { local i; for ((i = 0; i < 300; i++)); do [ -s "$1" ] && return 0; sleep 0.1; done; return 1; }
 wait_port() { local i; for ((i = 0; i < 50; i++)); do (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 MAXMIB=100

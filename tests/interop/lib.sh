@@ -40,9 +40,7 @@ rv_test_done() {
     [ "$fail" -eq 0 ]
 }
 
-free_port() { # IP: a TCP port free on IP
-    $PY -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$1"
-}
+free_port() { $PY "$HERE/free_port.py" "$@"; } # IP: a TCP+UDP port not given before in WORK
 tcp_up() { $PY -c 'import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 0.5)' "$1" "$2" 2> /dev/null; }
 wait_tcp() { # IP PORT SECONDS: until something listens there
     local i

@@ -27,7 +27,7 @@ pass=0
 fail=0
 ok() { pass=$((pass + 1)); echo "ok   $*"; }
 bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-free_port() { $PY -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$1"; }
+free_port() { $PY "$HERE/free_port.py" "$@"; } # IP; see free_port.py
 
 mkdir -p data/payload
 head -c 100663296 /dev/urandom > data/payload/a.bin # 96 MiB: about 12 s at 8 MiB/s

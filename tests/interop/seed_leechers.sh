@@ -54,21 +54,7 @@ ok() { pass=$((pass + 1)); echo "ok   $*"; }
 bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 note() { echo "     $*"; }
 
-free_port() { # IP: a TCP port free on IP (and UDP too, for opentracker)
-    $PY - "$1" <<'PY'
-import socket, sys
-ip = sys.argv[1]
-while True:
-    t = socket.socket(); t.bind((ip, 0)); p = t.getsockname()[1]
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        u.bind((ip, p)); print(p); break
-    except OSError:
-        pass
-    finally:
-        t.close(); u.close()
-PY
-}
+free_port() { $PY "$HERE/free_port.py" "$@"; } # IP; see free_port.py
 stop_pid() { # pid [signal]
     kill "-${2:-TERM}" "$1" 2>/dev/null || true
     wait "$1" 2>/dev/null || true

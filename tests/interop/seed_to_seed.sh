@@ -28,7 +28,7 @@ pass=0
 fail=0
 ok() { pass=$((pass + 1)); echo "ok   $*"; }
 bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-free_port() { $PY -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1],0)); print(s.getsockname()[1])' "$1"; }
+free_port() { $PY "$HERE/free_port.py" "$@"; } # IP; see free_port.py
 ev() { $PY "$EV" "$@"; }
 
 mkdir -p payload

@@ -32,20 +32,7 @@ fail=0
 ok() { pass=$((pass + 1)); echo "ok   $*"; }
 bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 
-free_port() { # a port free for both TCP and UDP on 127.0.0.1
-    $PY - <<'PY'
-import socket
-while True:
-    t = socket.socket(); t.bind(("127.0.0.1", 0)); p = t.getsockname()[1]
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        u.bind(("127.0.0.1", p)); print(p); break
-    except OSError:
-        pass
-    finally:
-        t.close(); u.close()
-PY
-}
+free_port() { $PY "$HERE/free_port.py" "$@"; } # IP; see free_port.py
 wait_file() { # file, seconds
     local i
     for ((i = 0; i < $2 * 10; i++)); do [ -s "$1" ] && return 0; sleep 0.1; done
