@@ -1051,21 +1051,29 @@ static void choke_round(rv_torrent_t *t, bool rotate)
     for (size_t i = 0; i < regular; i++)
         keep[i] = true;
     if (optimistic == NULL && n > regular) {
-        /* A rotation moves the slot to another peer when there is one (as mainline does). */
+        /* A rotation moves the slot to another peer when there is one (as mainline does), and
+         * to a peer we choke now when there is one (as libtorrent does): one that just lost
+         * its regular slot was served already, a choked one waits to show what it gives. So
+         * the peers choked now are drawn from first (pass 0), the others only without one. */
         bool skip_previous = n - regular > 1;
-        uint64_t now = now_ms(t), total = 0;
-        for (size_t i = regular; i < n; i++)
-            if (!(skip_previous && list[i] == previous))
-                total += now - list[i]->connected_ms < NEW_PEER_MS ? 3 : 1;
-        uint64_t pick = rand_u32() % total;
-        for (size_t i = regular; i < n && optimistic == NULL; i++) {
-            if (skip_previous && list[i] == previous)
+        uint64_t now = now_ms(t);
+        for (int pass = 0; pass < 2 && optimistic == NULL; pass++) {
+            uint64_t total = 0;
+            for (size_t i = regular; i < n; i++)
+                if (!(skip_previous && list[i] == previous) && (pass == 1 || list[i]->am_choking))
+                    total += now - list[i]->connected_ms < NEW_PEER_MS ? 3 : 1;
+            if (total == 0)
                 continue;
-            uint64_t w = now - list[i]->connected_ms < NEW_PEER_MS ? 3 : 1;
-            if (pick < w)
-                optimistic = list[i];
-            else
-                pick -= w;
+            uint64_t pick = rand_u32() % total;
+            for (size_t i = regular; i < n && optimistic == NULL; i++) {
+                if ((skip_previous && list[i] == previous) || (pass == 0 && !list[i]->am_choking))
+                    continue;
+                uint64_t w = now - list[i]->connected_ms < NEW_PEER_MS ? 3 : 1;
+                if (pick < w)
+                    optimistic = list[i];
+                else
+                    pick -= w;
+            }
         }
     }
     if (optimistic != NULL)
