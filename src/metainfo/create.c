@@ -27,6 +27,7 @@
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/fs.h"
+#include "util/team.h"
 
 #define MAX_DEPTH 256          /* folder nesting we accept */
 #define MAX_THREADS 256u       /* hashing threads, whatever opts->threads says */
@@ -258,9 +259,11 @@ struct hasher {
     atomic_bool stop;
 
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    unsigned running;   /* workers not yet finished, under mu */
     struct fault fault; /* the first one, under mu */
+
+    /* the calling thread's */
+    const rv_create_opts_t *o;
+    uint64_t total;
 };
 
 struct fdslot {
@@ -270,7 +273,6 @@ struct fdslot {
 
 struct worker {
     struct hasher *h;
-    pthread_t tid;
     uint8_t *buf;
     EVP_MD_CTX *ctx;
     struct fdslot fds[FD_CACHE];
@@ -378,7 +380,7 @@ sha_fail:
     return -1;
 }
 
-static void *hash_worker(void *arg)
+static void hash_worker(void *arg)
 {
     struct worker *w = arg;
     struct hasher *h = w->h;
@@ -399,11 +401,6 @@ static void *hash_worker(void *arg)
             close(w->fds[i].fd);
         w->fds[i].fd = -1;
     }
-    pthread_mutex_lock(&h->mu);
-    h->running--;
-    pthread_cond_signal(&h->cv);
-    pthread_mutex_unlock(&h->mu);
-    return NULL;
 }
 
 static int fault_format(const struct fault *f, const struct entry *files, rv_error_t *err)
@@ -427,32 +424,12 @@ static int fault_format(const struct fault *f, const struct entry *files, rv_err
     }
 }
 
-static void add_ns(struct timespec *t, long ns)
+/* Every PROGRESS_NS on the calling thread while the workers run. */
+static void tick(void *ud)
 {
-    t->tv_nsec += ns;
-    while (t->tv_nsec >= 1000000000L) {
-        t->tv_nsec -= 1000000000L;
-        t->tv_sec++;
-    }
-}
-
-static bool time_before(const struct timespec *a, const struct timespec *b)
-{
-    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
-}
-
-static unsigned thread_count(const rv_create_opts_t *o, uint32_t pieces)
-{
-    unsigned t = o->threads;
-    if (t == 0) {
-        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-        t = ncpu > 0 ? (unsigned)ncpu : 1u;
-    }
-    if (t > MAX_THREADS)
-        t = MAX_THREADS;
-    if (t > pieces)
-        t = pieces;
-    return t ? t : 1u;
+    struct hasher *h = ud;
+    if (h->o->progress != NULL && !atomic_load(&h->stop))
+        h->o->progress(h->o->progress_ud, atomic_load(&h->hashed), h->total);
 }
 
 /* Hashes every piece into hashes (l->piece_count * 20 bytes). */
@@ -468,16 +445,19 @@ static int hash_all(const rv_create_opts_t *o, const struct layout *l, const str
     atomic_init(&h.hashed, 0);
     atomic_init(&h.stop, false);
 
-    unsigned nthreads = thread_count(o, l->piece_count);
+    h.o = o;
+    h.total = p->total;
+    unsigned nthreads = team_size(o->threads, MAX_THREADS, l->piece_count);
     struct worker *w = calloc(nthreads, sizeof(*w));
     EVP_MD *fetched = NULL;
-    pthread_condattr_t ca;
-    bool sync_ready = false;
-    unsigned started = 0;
     int rc = 0;
 
     if (w == NULL)
         return err_set(err, RV_ENOMEM, "out of memory starting the hashing threads");
+    if (pthread_mutex_init(&h.mu, NULL) != 0) {
+        free(w);
+        return err_set(err, RV_ENOMEM, "cannot set up the hashing threads");
+    }
 #if OPENSSL_VERSION_NUMBER >= 0x30000000L
     /* Fetch once rather than on every EVP_DigestInit_ex (OpenSSL 3 looks the algorithm up
      * again for each init with EVP_sha1()). */
@@ -486,24 +466,6 @@ static int hash_all(const rv_create_opts_t *o, const struct layout *l, const str
 #endif
     if (h.md == NULL)
         h.md = EVP_sha1();
-
-    if (pthread_condattr_init(&ca) != 0) {
-        rc = err_set(err, RV_ENOMEM, "cannot set up the hashing threads");
-        goto out;
-    }
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    if (pthread_cond_init(&h.cv, &ca) != 0) {
-        pthread_condattr_destroy(&ca);
-        rc = err_set(err, RV_ENOMEM, "cannot set up the hashing threads");
-        goto out;
-    }
-    pthread_condattr_destroy(&ca);
-    if (pthread_mutex_init(&h.mu, NULL) != 0) {
-        pthread_cond_destroy(&h.cv);
-        rc = err_set(err, RV_ENOMEM, "cannot set up the hashing threads");
-        goto out;
-    }
-    sync_ready = true;
 
     for (unsigned i = 0; i < nthreads; i++) {
         w[i].h = &h;
@@ -516,42 +478,10 @@ static int hash_all(const rv_create_opts_t *o, const struct layout *l, const str
             goto out;
         }
     }
-
-    pthread_mutex_lock(&h.mu);
-    for (; started < nthreads; started++) {
-        h.running++;
-        int e = pthread_create(&w[started].tid, NULL, hash_worker, &w[started]);
-        if (e != 0) {
-            h.running--;
-            atomic_store(&h.stop, true);
-            rc = err_set(err, RV_EIO, "cannot start a hashing thread: %s", strerror(e));
-            break;
-        }
-    }
-
-    /* Wait, reporting progress every PROGRESS_NS. */
-    struct timespec next;
-    clock_gettime(CLOCK_MONOTONIC, &next);
-    add_ns(&next, PROGRESS_NS);
-    while (h.running > 0) {
-        pthread_cond_timedwait(&h.cv, &h.mu, &next);
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (h.running > 0 && !time_before(&now, &next)) {
-            next = now;
-            add_ns(&next, PROGRESS_NS);
-            if (o->progress != NULL && !atomic_load(&h.stop)) {
-                pthread_mutex_unlock(&h.mu);
-                o->progress(o->progress_ud, atomic_load(&h.hashed), p->total);
-                pthread_mutex_lock(&h.mu);
-            }
-        }
-    }
-    pthread_mutex_unlock(&h.mu);
-
-    for (unsigned i = 0; i < started; i++)
-        pthread_join(w[i].tid, NULL);
-
+    struct team_opts to = {.threads = nthreads, .work = hash_worker, .args = w,
+                           .stride = sizeof(*w), .stop = &h.stop, .tick_ns = PROGRESS_NS,
+                           .tick = tick, .ud = &h};
+    rc = team_run(&to, err);
     if (rc == 0 && h.fault.kind != F_NONE)
         rc = fault_format(&h.fault, p->v, err);
     if (rc == 0 && o->progress != NULL)
@@ -566,10 +496,7 @@ out:
 #if OPENSSL_VERSION_NUMBER >= 0x30000000L
     EVP_MD_free(fetched);
 #endif
-    if (sync_ready) {
-        pthread_mutex_destroy(&h.mu);
-        pthread_cond_destroy(&h.cv);
-    }
+    pthread_mutex_destroy(&h.mu);
     return rc;
 }
 

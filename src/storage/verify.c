@@ -23,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -31,6 +30,7 @@
 #include "metainfo/layout.h"
 #include "storage/pathat.h"
 #include "util/err.h"
+#include "util/team.h"
 
 #define MAX_THREADS 256u
 /* Bytes per pread and per SHA-1 update, as in create.c. Measured on 1 GiB in the page cache:
@@ -64,9 +64,12 @@ struct job {
     atomic_bool stop;
 
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    unsigned running;   /* under mu */
     struct fault fault; /* the first, under mu */
+
+    /* the calling thread's */
+    rv_verify_progress_cb progress;
+    void *progress_ud;
+    bool canceled; /* progress asked to stop */
 };
 
 struct fdslot {
@@ -76,7 +79,6 @@ struct fdslot {
 
 struct worker {
     struct job *j;
-    pthread_t tid;
     uint8_t *buf;
     EVP_MD_CTX *ctx;
     struct fdslot fds[FD_CACHE];
@@ -230,7 +232,7 @@ sha_fail:
     return P_FAULT;
 }
 
-static void *verify_worker(void *arg)
+static void verify_worker(void *arg)
 {
     struct worker *w = arg;
     struct job *j = w->j;
@@ -264,11 +266,6 @@ out:
             close(w->fds[i].fd);
         w->fds[i].fd = -1;
     }
-    pthread_mutex_lock(&j->mu);
-    j->running--;
-    pthread_cond_signal(&j->cv);
-    pthread_mutex_unlock(&j->mu);
-    return NULL;
 }
 
 /* ---- the calling thread ---- */
@@ -322,62 +319,30 @@ static int look(const rv_torrent_info_t *ti, int dirfd, const char *dir, rv_veri
     return 0;
 }
 
-static void add_ns(struct timespec *t, long ns)
+/* Every PROGRESS_NS on the calling thread while the workers run. */
+static void tick(void *ud)
 {
-    t->tv_nsec += ns;
-    while (t->tv_nsec >= 1000000000L) {
-        t->tv_nsec -= 1000000000L;
-        t->tv_sec++;
+    struct job *j = ud;
+    if (j->progress == NULL || atomic_load(&j->stop))
+        return;
+    if (j->progress(j->progress_ud, atomic_load(&j->done), j->l.piece_space) != 0) {
+        j->canceled = true;
+        atomic_store(&j->stop, true);
     }
-}
-
-static bool time_before(const struct timespec *a, const struct timespec *b)
-{
-    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
-}
-
-static unsigned thread_count(unsigned t, uint32_t pieces)
-{
-    if (t == 0) {
-        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-        t = ncpu > 0 ? (unsigned)ncpu : 1u;
-    }
-    if (t > MAX_THREADS)
-        t = MAX_THREADS;
-    if (t > pieces)
-        t = pieces;
-    return t ? t : 1u;
 }
 
 /* Runs the workers and waits, calling progress. Returns 0, RV_ECANCELED, or a fault. */
-static int run_workers(struct job *j, unsigned nthreads, rv_verify_progress_cb progress, void *ud,
-                       const char *dir, rv_error_t *err)
+static int run_workers(struct job *j, unsigned nthreads, const char *dir, rv_error_t *err)
 {
     struct worker *w = calloc(nthreads, sizeof(*w));
-    pthread_condattr_t ca;
-    bool sync_ready = false, canceled = false;
-    unsigned started = 0;
     int rc = 0;
 
     if (w == NULL)
         return err_set(err, RV_ENOMEM, "out of memory starting the hashing threads");
-    if (pthread_condattr_init(&ca) != 0) {
-        rc = err_set(err, RV_ENOMEM, "cannot set up the hashing threads");
-        goto out;
-    }
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    if (pthread_cond_init(&j->cv, &ca) != 0) {
-        pthread_condattr_destroy(&ca);
-        rc = err_set(err, RV_ENOMEM, "cannot set up the hashing threads");
-        goto out;
-    }
-    pthread_condattr_destroy(&ca);
     if (pthread_mutex_init(&j->mu, NULL) != 0) {
-        pthread_cond_destroy(&j->cv);
-        rc = err_set(err, RV_ENOMEM, "cannot set up the hashing threads");
-        goto out;
+        free(w);
+        return err_set(err, RV_ENOMEM, "cannot set up the hashing threads");
     }
-    sync_ready = true;
     for (unsigned i = 0; i < nthreads; i++) {
         w[i].j = j;
         for (unsigned k = 0; k < FD_CACHE; k++)
@@ -389,63 +354,26 @@ static int run_workers(struct job *j, unsigned nthreads, rv_verify_progress_cb p
             goto out;
         }
     }
-
-    pthread_mutex_lock(&j->mu);
-    for (; started < nthreads; started++) {
-        j->running++;
-        int e = pthread_create(&w[started].tid, NULL, verify_worker, &w[started]);
-        if (e != 0) {
-            char ebuf[128];
-            j->running--;
-            atomic_store(&j->stop, true);
-            rc = err_set(err, RV_EIO, "cannot start a hashing thread: %s",
-                         strerror_r(e, ebuf, sizeof(ebuf)));
-            break;
-        }
-    }
-    struct timespec next;
-    clock_gettime(CLOCK_MONOTONIC, &next);
-    add_ns(&next, PROGRESS_NS);
-    while (j->running > 0) {
-        pthread_cond_timedwait(&j->cv, &j->mu, &next);
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (j->running > 0 && !time_before(&now, &next)) {
-            next = now;
-            add_ns(&next, PROGRESS_NS);
-            if (progress != NULL && !atomic_load(&j->stop)) {
-                pthread_mutex_unlock(&j->mu);
-                if (progress(ud, atomic_load(&j->done), j->l.piece_space) != 0) {
-                    canceled = true;
-                    atomic_store(&j->stop, true);
-                }
-                pthread_mutex_lock(&j->mu);
-            }
-        }
-    }
-    pthread_mutex_unlock(&j->mu);
-    for (unsigned i = 0; i < started; i++)
-        pthread_join(w[i].tid, NULL);
-
+    struct team_opts o = {.threads = nthreads, .work = verify_worker, .args = w,
+                          .stride = sizeof(*w), .stop = &j->stop, .tick_ns = PROGRESS_NS,
+                          .tick = tick, .ud = j};
+    rc = team_run(&o, err);
     if (rc == 0 && j->fault.sha)
         rc = err_set(err, RV_EIO, "SHA-1 failed inside libcrypto");
     else if (rc == 0 && j->fault.errnum != 0)
         rc = sys_err(err, j->fault.errnum, j->fault.open ? "cannot open" : "cannot read", dir,
                      j->ti->files[j->fault.file].path);
-    else if (rc == 0 && canceled)
+    else if (rc == 0 && j->canceled)
         rc = err_set(err, RV_ECANCELED, "the check was stopped");
-    if (rc == 0 && progress != NULL)
-        (void)progress(ud, atomic_load(&j->done), j->l.piece_space);
+    if (rc == 0 && j->progress != NULL)
+        (void)j->progress(j->progress_ud, atomic_load(&j->done), j->l.piece_space);
 out:
     for (unsigned i = 0; i < nthreads; i++) {
         free(w[i].buf);
         EVP_MD_CTX_free(w[i].ctx);
     }
     free(w);
-    if (sync_ready) {
-        pthread_mutex_destroy(&j->mu);
-        pthread_cond_destroy(&j->cv);
-    }
+    pthread_mutex_destroy(&j->mu);
     return rc;
 }
 
@@ -541,8 +469,10 @@ int rv_verify(const rv_torrent_info_t *ti, const char *dir, unsigned threads,
 #endif
     if (j.md == NULL)
         j.md = EVP_sha1();
-    out->threads = thread_count(threads, ti->piece_count);
-    if ((rc = run_workers(&j, out->threads, progress, ud, dir, err)) != 0)
+    j.progress = progress;
+    j.progress_ud = ud;
+    out->threads = team_size(threads, MAX_THREADS, ti->piece_count);
+    if ((rc = run_workers(&j, out->threads, dir, err)) != 0)
         goto fail;
     out->bytes_read = atomic_load(&j.bytes_read);
     if ((rc = summarise(&j, out, err)) != 0)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include "util/fs.h"
 #include "util/hex.h"
 #include "util/rcbuf.h"
+#include "util/team.h"
 #include "util/sha.h"
 #include "util/text.h"
 
@@ -193,12 +195,66 @@ static void rcbuf_counts_references(void **state)
     assert_null(rcbuf_new(SIZE_MAX)); /* the header would not fit */
 }
 
+/* ---- team: workers started together, waited for with ticks ---- */
+
+struct team_arg {
+    atomic_uint *sum;
+    unsigned id;
+    unsigned seen; /* written by its worker only */
+    unsigned sleep_ms;
+};
+
+static void team_work(void *p)
+{
+    struct team_arg *a = p;
+    struct timespec ts = {0, (long)a->sleep_ms * 1000000L};
+    nanosleep(&ts, NULL);
+    a->seen = a->id + 100;
+    atomic_fetch_add(a->sum, a->id);
+}
+
+static void team_tick(void *ud)
+{
+    (*(unsigned *)ud)++;
+}
+
+/* Each worker runs once with its own argument; the calling thread ticks while they run (a
+ * worker that sleeps 200 ms with ticks every 5 ms: several, even on a loaded machine). */
+static void team_runs_each_worker_once(void **state)
+{
+    (void)state;
+    atomic_uint sum;
+    atomic_init(&sum, 0);
+    atomic_bool stop;
+    atomic_init(&stop, false);
+    struct team_arg a[5];
+    for (unsigned i = 0; i < 5; i++)
+        a[i] = (struct team_arg){&sum, i + 1, 0, i == 4 ? 200 : 0};
+    unsigned ticks = 0;
+    struct team_opts o = {.threads = 5, .work = team_work, .args = a, .stride = sizeof(a[0]),
+                          .stop = &stop, .tick_ns = 5000000L, .tick = team_tick, .ud = &ticks};
+    rv_error_t err;
+    assert_int_equal(team_run(&o, &err), 0);
+    assert_int_equal(atomic_load(&sum), 1 + 2 + 3 + 4 + 5);
+    for (unsigned i = 0; i < 5; i++)
+        assert_int_equal(a[i].seen, i + 101);
+    assert_true(ticks >= 3);
+    assert_false(atomic_load(&stop));
+
+    assert_int_equal(team_size(3, 256, 1000), 3);
+    assert_int_equal(team_size(300, 256, 1000), 256);
+    assert_int_equal(team_size(8, 256, 5), 5);
+    assert_int_equal(team_size(8, 256, 0), 1);
+    assert_true(team_size(0, 256, 1000) >= 1); /* one per online CPU */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(buf_grows_and_steals),   cmocka_unit_test(buf_respects_max),
         cmocka_unit_test(buf_printf_long),        cmocka_unit_test(hex_round_trip),
         cmocka_unit_test(rcbuf_counts_references),
+        cmocka_unit_test(team_runs_each_worker_once),
         cmocka_unit_test(sha_known_vectors),      cmocka_unit_test(fs_atomic_write_and_read),
         cmocka_unit_test(err_format_names_offset), cmocka_unit_test(text_printable_cleans),
     };
