@@ -30,7 +30,6 @@
 #include "util/team.h"
 
 #define MAX_DEPTH 256          /* folder nesting we accept */
-#define MAX_THREADS 256u       /* hashing threads, whatever opts->threads says */
 #define READ_CHUNK (1u << 20)  /* bytes per pread and per SHA-1 update */
 #define FD_CACHE 8             /* open files kept per worker */
 #define PROGRESS_NS 200000000L /* between progress calls */
@@ -447,7 +446,7 @@ static int hash_all(const rv_create_opts_t *o, const struct layout *l, const str
 
     h.o = o;
     h.total = p->total;
-    unsigned nthreads = team_size(o->threads, MAX_THREADS, l->piece_count);
+    unsigned nthreads = team_size(o->threads, l->piece_count);
     struct worker *w = calloc(nthreads, sizeof(*w));
     EVP_MD *fetched = NULL;
     int rc = 0;

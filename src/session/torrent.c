@@ -1022,6 +1022,16 @@ static int by_rate_desc(const void *a, const void *b)
     return rx < ry ? 1 : rx > ry ? -1 : 0;
 }
 
+/* A peer's chance of the optimistic slot: none for skip (the peer that just had it) or, when
+ * choked_only, for a peer we do not choke now; three times the others' for a new peer. */
+static uint64_t optimistic_weight(const struct peer *p, const struct peer *skip, bool choked_only,
+                                  uint64_t now)
+{
+    if (p == skip || (choked_only && !p->am_choking))
+        return 0;
+    return now - p->connected_ms < NEW_PEER_MS ? 3 : 1;
+}
+
 /* Tit-for-tat (BEP 3, mainline): the upload_slots - 1 interested peers that upload to us fastest
  * (or, seeding, that we upload to fastest) are unchoked, plus one optimistic unchoke rotated
  * every 30 s, three times as likely to go to a new peer so it gets something to trade. */
@@ -1055,20 +1065,19 @@ static void choke_round(rv_torrent_t *t, bool rotate)
          * to a peer we choke now when there is one (as libtorrent does): one that just lost
          * its regular slot was served already, a choked one waits to show what it gives. So
          * the peers choked now are drawn from first (pass 0), the others only without one. */
-        bool skip_previous = n - regular > 1;
+        const struct peer *skip = n - regular > 1 ? previous : NULL;
         uint64_t now = now_ms(t);
         for (int pass = 0; pass < 2 && optimistic == NULL; pass++) {
             uint64_t total = 0;
             for (size_t i = regular; i < n; i++)
-                if (!(skip_previous && list[i] == previous) && (pass == 1 || list[i]->am_choking))
-                    total += now - list[i]->connected_ms < NEW_PEER_MS ? 3 : 1;
+                total += optimistic_weight(list[i], skip, pass == 0, now);
             if (total == 0)
                 continue;
             uint64_t pick = rand_u32() % total;
             for (size_t i = regular; i < n && optimistic == NULL; i++) {
-                if ((skip_previous && list[i] == previous) || (pass == 0 && !list[i]->am_choking))
+                uint64_t w = optimistic_weight(list[i], skip, pass == 0, now);
+                if (w == 0)
                     continue;
-                uint64_t w = now - list[i]->connected_ms < NEW_PEER_MS ? 3 : 1;
                 if (pick < w)
                     optimistic = list[i];
                 else

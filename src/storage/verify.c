@@ -32,7 +32,6 @@
 #include "util/err.h"
 #include "util/team.h"
 
-#define MAX_THREADS 256u
 /* Bytes per pread and per SHA-1 update, as in create.c. Measured on 1 GiB in the page cache:
  * 256 KiB chunks (which stay in L2) were 3-4 % slower than 1 MiB; fewer calls win. */
 #define READ_CHUNK (1u << 20)
@@ -471,7 +470,7 @@ int rv_verify(const rv_torrent_info_t *ti, const char *dir, unsigned threads,
         j.md = EVP_sha1();
     j.progress = progress;
     j.progress_ud = ud;
-    out->threads = team_size(threads, MAX_THREADS, ti->piece_count);
+    out->threads = team_size(threads, ti->piece_count);
     if ((rc = run_workers(&j, out->threads, dir, err)) != 0)
         goto fail;
     out->bytes_read = atomic_load(&j.bytes_read);

@@ -118,15 +118,15 @@ int team_run(const struct team_opts *o, rv_error_t *err)
     return rc;
 }
 
-unsigned team_size(unsigned wanted, unsigned max, uint32_t pieces)
+unsigned team_size(unsigned wanted, uint32_t pieces)
 {
     unsigned n = wanted;
     if (n == 0) {
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         n = ncpu > 0 ? (unsigned)ncpu : 1u;
     }
-    if (n > max)
-        n = max;
+    if (n > TEAM_MAX_THREADS)
+        n = TEAM_MAX_THREADS;
     if (n > pieces)
         n = pieces;
     return n ? n : 1u;

@@ -27,8 +27,10 @@ struct team_opts {
  * workers started before the failure were stopped through *stop and joined). */
 int team_run(const struct team_opts *o, rv_error_t *err);
 
-/* How many threads for `pieces` pieces: wanted (0: one per online CPU), at most `max` and at
- * most one per piece, at least 1. */
-unsigned team_size(unsigned wanted, unsigned max, uint32_t pieces);
+#define TEAM_MAX_THREADS 256u /* whatever the caller asks for */
+
+/* How many threads for `pieces` pieces: wanted (0: one per online CPU), at most
+ * TEAM_MAX_THREADS and at most one per piece, at least 1. */
+unsigned team_size(unsigned wanted, uint32_t pieces);
 
 #endif

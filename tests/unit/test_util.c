@@ -241,11 +241,11 @@ static void team_runs_each_worker_once(void **state)
     assert_true(ticks >= 3);
     assert_false(atomic_load(&stop));
 
-    assert_int_equal(team_size(3, 256, 1000), 3);
-    assert_int_equal(team_size(300, 256, 1000), 256);
-    assert_int_equal(team_size(8, 256, 5), 5);
-    assert_int_equal(team_size(8, 256, 0), 1);
-    assert_true(team_size(0, 256, 1000) >= 1); /* one per online CPU */
+    assert_int_equal(team_size(3, 1000), 3);
+    assert_int_equal(team_size(300, 1000), 256);
+    assert_int_equal(team_size(8, 5), 5);
+    assert_int_equal(team_size(8, 0), 1);
+    assert_true(team_size(0, 1000) >= 1); /* one per online CPU */
 }
 
 int main(void)
