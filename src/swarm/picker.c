@@ -81,6 +81,7 @@ struct picker {
     uint32_t blocks_per_piece;
     uint32_t random_first;
     uint32_t max_active;
+    uint32_t start_limit; /* picker_set_start_limit; 0: none */
     uint64_t rng;
 
     uint32_t *avail; /* per piece, not counting seeds */
@@ -733,6 +734,11 @@ void picker_set_wanted(struct picker *p, uint32_t piece, bool wanted)
         order_remove(p, piece);
 }
 
+void picker_set_start_limit(struct picker *p, uint32_t n)
+{
+    p->start_limit = n;
+}
+
 bool picker_is_complete(const struct picker *p)
 {
     return p->need_count == 0;
@@ -819,7 +825,8 @@ size_t picker_pick(struct picker *p, const struct bitfield *peer_has, void *peer
     bool blocked = false;
     struct walk w = {p->seeds > 0 ? 0 : bucket_end(p, 0), false};
     while (count < max && left > 0) {
-        if (p->max_active != 0 && p->active_count >= p->max_active) {
+        if ((p->max_active != 0 && p->active_count >= p->max_active) ||
+            (p->start_limit != 0 && p->active_count >= p->start_limit)) {
             blocked = true;
             break;
         }

@@ -67,6 +67,12 @@ enum picker_block_result {
     PICKER_BLOCK_UNWANTED   /* not in progress at all (never requested, or piece had) */
 };
 
+/* Until called again, picker_pick starts no piece while n or more are in progress (0: no such
+ * limit; max_active still holds). For an owner whose memory for pieces shrinks and grows: a
+ * piece the picker started and the owner could not hold would be given back at once, and the
+ * next pick would start it again. Like max_active, it also holds back end-game. */
+void picker_set_start_limit(struct picker *p, uint32_t n);
+
 /* A block arrived from peer. *piece_done is set when it completed its piece (every block
  * received): the caller then verifies the piece and calls picker_piece_passed or _failed.
  * others[0..*nothers) are the other peers that still hold a request for this block (send them

@@ -342,6 +342,39 @@ static void max_active_is_respected(void **state)
     picker_free(p);
 }
 
+static void start_limit_holds_back_new_pieces(void **state)
+{
+    (void)state;
+    struct picker *p = mk_rarest(11, 2 * KIB16, 1, 4);
+    struct bitfield bf;
+    bf_all_but_last(&bf, 11);
+    picker_inc_bitfield(p, &bf);
+    struct block_ref r[16];
+    bool eg = true;
+    /* One piece started, its second block left unrequested. */
+    assert_int_equal(picker_pick(p, &bf, A, r, 1, &eg), 1);
+    uint32_t piece = r[0].piece;
+    picker_set_start_limit(p, 1);
+    /* Under the limit: only the piece in progress gives blocks, and that is not end-game. */
+    assert_int_equal(picker_pick(p, &bf, B, r, 16, &eg), 1);
+    assert_int_equal(r[0].piece, piece);
+    assert_int_equal(r[0].begin, KIB16);
+    assert_false(eg);
+    assert_int_equal(picker_pick(p, &bf, B, r, 16, &eg), 0);
+    assert_false(eg);
+    assert_int_equal(picker_active_count(p), 1);
+    /* Raised: new pieces again, up to the limit. */
+    picker_set_start_limit(p, 2);
+    assert_int_equal(picker_pick(p, &bf, B, r, 16, &eg), 2);
+    assert_int_equal(picker_active_count(p), 2);
+    /* 0: only max_active (4) bounds them. */
+    picker_set_start_limit(p, 0);
+    assert_int_equal(picker_pick(p, &bf, B, r, 16, &eg), 4);
+    assert_int_equal(picker_active_count(p), 4);
+    bitfield_free(&bf);
+    picker_free(p);
+}
+
 static void last_piece_has_a_short_last_block(void **state)
 {
     (void)state;
@@ -1202,6 +1235,7 @@ int main(void)
         cmocka_unit_test(random_first_pieces),
         cmocka_unit_test(partial_pieces_before_new_ones),
         cmocka_unit_test(max_active_is_respected),
+        cmocka_unit_test(start_limit_holds_back_new_pieces),
         cmocka_unit_test(last_piece_has_a_short_last_block),
         cmocka_unit_test(blocks_never_handed_out_twice_before_endgame),
         cmocka_unit_test(endgame_duplicates_and_cancels),
