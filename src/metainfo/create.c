@@ -470,7 +470,7 @@ static int hash_all(const rv_create_opts_t *o, const struct layout *l, const str
         w[i].h = &h;
         for (unsigned k = 0; k < FD_CACHE; k++)
             w[i].fds[k].fd = -1;
-        w[i].buf = malloc(h.bufsize);
+        w[i].buf = fs_read_buffer(h.bufsize);
         w[i].ctx = EVP_MD_CTX_new();
         if (w[i].buf == NULL || w[i].ctx == NULL) {
             rc = err_set(err, RV_ENOMEM, "out of memory for the hashing buffers");

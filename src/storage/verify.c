@@ -30,6 +30,7 @@
 #include "metainfo/layout.h"
 #include "storage/pathat.h"
 #include "util/err.h"
+#include "util/fs.h"
 #include "util/team.h"
 
 /* Bytes per pread and per SHA-1 update, as in create.c. Measured on 1 GiB in the page cache:
@@ -346,7 +347,7 @@ static int run_workers(struct job *j, unsigned nthreads, const char *dir, rv_err
         w[i].j = j;
         for (unsigned k = 0; k < FD_CACHE; k++)
             w[i].fds[k].fd = -1;
-        w[i].buf = malloc(j->bufsize);
+        w[i].buf = fs_read_buffer(j->bufsize);
         w[i].ctx = EVP_MD_CTX_new();
         if (w[i].buf == NULL || w[i].ctx == NULL) {
             rc = err_set(err, RV_ENOMEM, "out of memory for the hashing buffers");

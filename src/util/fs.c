@@ -128,3 +128,11 @@ fail:
     free(tmp);
     return RV_EIO;
 }
+
+void *fs_read_buffer(size_t n)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 4096, n ? n : 1) != 0)
+        return NULL;
+    return p;
+}
