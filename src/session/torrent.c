@@ -26,6 +26,7 @@
 #include "swarm/picker.h"
 #include "tracker/announcer.h"
 #include "util/bitfield.h"
+#include "util/copy.h"
 #include "util/err.h"
 #include "util/fs.h"
 #include "util/hex.h"
@@ -770,7 +771,7 @@ static int handle_block(struct peer *p, const struct wire_msg *m)
         picker_block_dropped(t->picker, m->index, m->begin, p);
         return 0;
     }
-    memcpy(b->data + m->begin, m->data, m->data_len);
+    copy_block(b->data + m->begin, m->data, m->data_len);
     buf_add_contrib(b, &p->conn->addr);
     /* End-game: the others asked for the same block; tell them we have it. */
     for (size_t i = 0; i < nothers; i++) {

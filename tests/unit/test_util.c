@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "util/buf.h"
+#include "util/copy.h"
 #include "util/err.h"
 #include "util/fs.h"
 #include "util/hex.h"
@@ -147,6 +148,27 @@ static void fs_read_buffer_is_page_aligned(void **state)
     }
 }
 
+static void copy_block_copies_any_length_and_offset(void **state)
+{
+    (void)state;
+    static uint8_t src[20000], dst[20100], want[20100];
+    for (size_t i = 0; i < sizeof(src); i++)
+        src[i] = (uint8_t)(i * 7 + 3);
+    size_t lens[] = {0, 1, 63, 64, 65, 127, 16384, 16384 + 13, 19999};
+    size_t offs[] = {0, 1, 13, 57, 64};
+    for (size_t a = 0; a < sizeof(lens) / sizeof(lens[0]); a++) {
+        for (size_t b = 0; b < sizeof(offs) / sizeof(offs[0]); b++) {
+            size_t n = lens[a], o = offs[b];
+            memset(dst, 0xee, sizeof(dst));
+            memset(want, 0xee, sizeof(want));
+            memcpy(want + o, src, n);
+            copy_block(dst + o, src, n);
+            /* the bytes, and nothing either side of them */
+            assert_memory_equal(dst, want, sizeof(dst));
+        }
+    }
+}
+
 static void err_format_names_offset(void **state)
 {
     (void)state;
@@ -272,6 +294,7 @@ int main(void)
         cmocka_unit_test(team_runs_each_worker_once),
         cmocka_unit_test(sha_known_vectors),      cmocka_unit_test(fs_atomic_write_and_read),
         cmocka_unit_test(fs_read_buffer_is_page_aligned),
+        cmocka_unit_test(copy_block_copies_any_length_and_offset),
         cmocka_unit_test(err_format_names_offset), cmocka_unit_test(text_printable_cleans),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
