@@ -404,6 +404,18 @@ static size_t piece_shift(const rv_torrent_t *t, uint32_t piece)
     return shift;
 }
 
+/* How many pieces may be in progress now: every buffer, or soft_bufs while the disk is behind
+ * (max_writing pieces with it). buf_for starts no piece beyond it, and the picker is given it
+ * before each pick: without that the picker started pieces buf_for refused; their blocks went
+ * back and the next pick started them again (335,000 blocks given back per GiB with four
+ * seeders). */
+static uint32_t pieces_allowed(const rv_torrent_t *t)
+{
+    if (t->nwriting >= t->max_writing && t->soft_bufs < t->nbufs)
+        return (uint32_t)t->soft_bufs;
+    return (uint32_t)t->nbufs;
+}
+
 /* Piece -> buffer through slot_of (one index per piece), free buffers on a stack: a block's
  * buffer is found in O(1) however many pieces are in progress. */
 static struct piece_buf *buf_for(rv_torrent_t *t, uint32_t piece, bool create)
@@ -419,7 +431,7 @@ static struct piece_buf *buf_for(rv_torrent_t *t, uint32_t piece, bool create)
      * soft_bufs buffers are in use the queue may grow anyway: a few pieces being hashed and
      * written at once must not stop the peers (with four seeders, a 2-piece queue alone held
      * 1 GiB at 600-740 MiB/s; this bound, at the same peak RSS, 730-880). */
-    if (t->nwriting >= t->max_writing && t->nbufs - t->nfree >= t->soft_bufs)
+    if (t->nbufs - t->nfree >= pieces_allowed(t))
         return NULL;
     struct piece_buf *b = &t->bufs[t->free_slots[t->nfree - 1]];
     size_t bytes = (size_t)t->ti->piece_length + piece_extra(t);
@@ -502,16 +514,6 @@ static bool in_list(const uint32_t *list, size_t n, uint32_t piece)
         if (list[i] == piece)
             return true;
     return false;
-}
-
-/* How many pieces may be in progress now: buf_for's bound, for the picker. Without it the
- * picker started pieces buf_for refused while the disk was behind; their blocks went back and
- * the next pick started them again (335,000 blocks given back per GiB with four seeders). */
-static uint32_t pieces_allowed(const rv_torrent_t *t)
-{
-    if (t->nwriting >= t->max_writing && t->soft_bufs < t->nbufs)
-        return (uint32_t)t->soft_bufs;
-    return (uint32_t)t->nbufs;
 }
 
 /* Asks the picker for up to max blocks among the pieces in mask and sends the requests. */
