@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "util/err.h"
@@ -40,6 +41,7 @@
 #define BOUNCE_MAX 16             /* bounce buffers kept for reuse (one per busy worker) */
 #define DIRECT_REFUSED (-1)       /* write_direct: fall back to the cache, for good */
 #define DIRECT_SKIPPED (-2)       /* write_direct: fall back to the cache, this time */
+#define DIRECT_UNALIGNED (-3)     /* write_direct_chunks: a chunk is not aligned in memory */
 
 enum op { OP_WRITE, OP_CHECK, OP_READ, OP_SYNC };
 
@@ -48,7 +50,9 @@ struct req {
     struct storage *s;
     enum op op;
     uint32_t piece, begin, len;
-    const uint8_t *data; /* OP_WRITE */
+    uint32_t count; /* OP_WRITE: pieces piece..piece+count-1, piece+i's data at run[i] */
+    const uint8_t *run[STORAGE_RUN_MAX];
+    int run_rc[STORAGE_RUN_MAX]; /* each piece's result: 0, RV_EHASH, or the write's error */
     uint8_t *out;        /* OP_READ */
     storage_cb cb;
     void *ud;
@@ -602,6 +606,136 @@ static int write_span(struct storage *s, const struct fh *h, const uint8_t *p, u
     return pwrite_all(s->stats, h->fd, p + (b - off), off + len - b, b);
 }
 
+/* Part of a file run: the file's bytes [off, off+len) are at p. A run's chunks are
+ * consecutive in the file (each starts where the one before ends). */
+struct chunk {
+    const uint8_t *p;
+    uint64_t off, len;
+};
+
+/* Writes the run's bytes in [from, to) through the cache. */
+static int write_cached_chunks(struct storage *s, int fd, const struct chunk *c, size_t n,
+                               uint64_t from, uint64_t to)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t a = from > c[i].off ? from : c[i].off;
+        uint64_t b = to < c[i].off + c[i].len ? to : c[i].off + c[i].len;
+        if (a < b) {
+            int e = pwrite_all(s->stats, fd, c[i].p + (a - c[i].off), b - a, a);
+            if (e != 0)
+                return e;
+        }
+    }
+    return 0;
+}
+
+/* O_DIRECT write of the whole pages [a, b) of a run in one pwritev: each chunk's whole pages
+ * straight from its buffer, each page two chunks share (the neighbouring pieces' ends) copied
+ * into a bounce page. Returns like write_direct, or DIRECT_UNALIGNED before writing anything
+ * when a chunk's pages are not page-aligned in memory (the caller then writes chunk by
+ * chunk). */
+static int write_direct_chunks(struct storage *s, int dfd, const struct chunk *c, size_t n,
+                               uint64_t a, uint64_t b, uint64_t *done)
+{
+    struct iovec iov[2 * STORAGE_RUN_MAX];
+    uint8_t *bounce = NULL;
+    size_t nb = 0, i = 0;
+    int iovcnt = 0, e = 0;
+    *done = 0;
+    for (uint64_t x = a; x < b;) {
+        while (c[i].off + c[i].len <= x)
+            i++;
+        uint64_t end = c[i].off + c[i].len;
+        uint64_t whole = end & ~(uint64_t)(STORAGE_DIRECT_ALIGN - 1);
+        if (whole > b)
+            whole = b;
+        if (whole > x) { /* whole pages inside chunk i */
+            const uint8_t *p = c[i].p + (x - c[i].off);
+            if (((uintptr_t)p & (STORAGE_DIRECT_ALIGN - 1)) != 0) {
+                e = DIRECT_UNALIGNED;
+                break;
+            }
+            iov[iovcnt].iov_base = (void *)(uintptr_t)p;
+            iov[iovcnt++].iov_len = (size_t)(whole - x);
+            x = whole;
+            continue;
+        }
+        /* the page at x ends past chunk i: gather it from the chunks it spans */
+        if (bounce == NULL && (bounce = bounce_get(s)) == NULL) {
+            e = DIRECT_SKIPPED;
+            break;
+        }
+        uint8_t *pg = bounce + nb++ * STORAGE_DIRECT_ALIGN;
+        for (size_t k = i; k < n && c[k].off < x + STORAGE_DIRECT_ALIGN; k++) {
+            uint64_t from = x > c[k].off ? x : c[k].off;
+            uint64_t to = c[k].off + c[k].len;
+            if (to > x + STORAGE_DIRECT_ALIGN)
+                to = x + STORAGE_DIRECT_ALIGN;
+            memcpy(pg + (from - x), c[k].p + (from - c[k].off), (size_t)(to - from));
+        }
+        iov[iovcnt].iov_base = pg;
+        iov[iovcnt++].iov_len = STORAGE_DIRECT_ALIGN;
+        x += STORAGE_DIRECT_ALIGN;
+    }
+    /* n chunks give at most n runs of whole pages and n - 1 shared pages */
+    while (e == 0) {
+        uint64_t t0 = stats_now_ns();
+        ssize_t w = pwritev(dfd, iov, iovcnt, (off_t)a);
+        stats_add(&s->stats->disk_ns, stats_now_ns() - t0);
+        stats_add(&s->stats->disk_writes, 1);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            e = errno == EINVAL ? DIRECT_REFUSED : errno;
+        else if ((uint64_t)w != b - a)
+            e = DIRECT_SKIPPED; /* short: the caller writes the rest through the cache */
+        if (w > 0) {
+            stats_add(&s->stats->disk_write_bytes, (uint64_t)w);
+            stats_add(&s->stats->disk_direct_bytes, (uint64_t)w);
+            *done = (uint64_t)w;
+        }
+        break;
+    }
+    if (bounce != NULL)
+        bounce_put(s, bounce);
+    return e;
+}
+
+/* Writes a run of chunks to one file: like write_span, with the whole pages of every chunk
+ * in one direct write. */
+static int write_chunks(struct storage *s, const struct fh *h, const struct chunk *c, size_t n)
+{
+    uint64_t off = c[0].off, end = c[n - 1].off + c[n - 1].len;
+    uint64_t a = (off + STORAGE_DIRECT_ALIGN - 1) & ~(uint64_t)(STORAGE_DIRECT_ALIGN - 1);
+    uint64_t b = end & ~(uint64_t)(STORAGE_DIRECT_ALIGN - 1);
+    int dfd, e;
+    if (n == 1)
+        return write_span(s, h, c[0].p, c[0].len, c[0].off);
+    if (!s->direct || b <= a || b - a < STORAGE_DIRECT_MIN || b - a > IO_MAX ||
+        (dfd = fh_direct(s, h)) < 0)
+        return write_cached_chunks(s, h->fd, c, n, off, end);
+    uint64_t done;
+    e = write_direct_chunks(s, dfd, c, n, a, b, &done);
+    if (e == DIRECT_UNALIGNED) {
+        for (size_t i = 0; i < n; i++)
+            if ((e = write_span(s, h, c[i].p, c[i].len, c[i].off)) != 0)
+                return e;
+        return 0;
+    }
+    if (e == DIRECT_REFUSED && done == 0) {
+        uv_mutex_lock(&s->lock);
+        s->fents[h->file].no_direct = true;
+        uv_mutex_unlock(&s->lock);
+    }
+    if (e == DIRECT_REFUSED || e == DIRECT_SKIPPED)
+        e = write_cached_chunks(s, h->fd, c, n, a + done, b);
+    if (e == 0)
+        e = write_cached_chunks(s, h->fd, c, n, off, a);
+    if (e == 0)
+        e = write_cached_chunks(s, h->fd, c, n, b, end);
+    return e;
+}
+
 /* Where a span starts, relative to start in piece space. */
 static uint64_t span_pos(const struct storage *s, const struct span *sp, uint64_t start)
 {
@@ -615,36 +749,84 @@ static uint64_t piece_start(const struct storage *s, uint32_t piece)
 
 /* ---- the work (on a worker thread) ---- */
 
-static int do_write(struct storage *s, struct req *r)
+/* Writes c[0..n), a run in one file. */
+static int write_file_run(struct storage *s, struct req *r, size_t file, const struct chunk *c,
+                          size_t n)
 {
-    uint8_t md[RV_SHA1_LEN];
-    uint64_t t0 = stats_now_ns();
-    sha1(r->data, r->len, md);
-    stats_add(&s->stats->hash_ns, stats_now_ns() - t0);
-    stats_add(&s->stats->hash_bytes, r->len);
-    if (memcmp(md, s->ti->piece_hashes + (size_t)r->piece * RV_SHA1_LEN, RV_SHA1_LEN) != 0)
-        return err_set(&r->err, RV_EHASH, "piece %u does not match its SHA-1 hash", r->piece);
-
-    uint64_t start = piece_start(s, r->piece);
-    struct span_iter it;
-    struct span sp;
-    layout_piece_begin(s->l, r->piece, &it);
-    while (layout_span_next(&it, &sp)) {
-        const rv_file_t *f = &s->l->files[sp.file];
-        if (f->attr & RV_FILE_PAD)
-            continue; /* BEP 47: padding is never written */
-        if (s->file_sel != NULL && !s->file_sel[sp.file])
-            continue; /* not selected: a boundary piece writes only the selected part */
-        struct fh h;
-        int rc = fh_acquire(s, sp.file, true, &h, &r->err);
-        if (rc != 0)
-            return rc;
-        int e = write_span(s, &h, r->data + span_pos(s, &sp, start), sp.length, sp.file_offset);
-        fh_release(s, &h, true);
-        if (e != 0)
-            return sys_err(&r->err, e, "cannot write %s/%s", s->dir, f->path);
-    }
+    if (n == 0)
+        return 0;
+    struct fh h;
+    int rc = fh_acquire(s, file, true, &h, &r->err);
+    if (rc != 0)
+        return rc;
+    int e = write_chunks(s, &h, c, n);
+    fh_release(s, &h, true);
+    if (e != 0)
+        return sys_err(&r->err, e, "cannot write %s/%s", s->dir, s->l->files[file].path);
     return 0;
+}
+
+/* Writes the verified pieces first..first+n-1 (piece first+k at data[k]): the parts of
+ * consecutive pieces that follow each other in a file go in one write_chunks. */
+static int write_pieces(struct storage *s, struct req *r, uint32_t first, uint32_t n,
+                        const uint8_t *const *data)
+{
+    struct chunk c[STORAGE_RUN_MAX];
+    size_t nc = 0, file = 0;
+    int rc = 0;
+    for (uint32_t k = 0; k < n && rc == 0; k++) {
+        uint64_t start = piece_start(s, first + k);
+        struct span_iter it;
+        struct span sp;
+        layout_piece_begin(s->l, first + k, &it);
+        while (rc == 0 && layout_span_next(&it, &sp)) {
+            if (s->l->files[sp.file].attr & RV_FILE_PAD)
+                continue; /* BEP 47: padding is never written */
+            if (s->file_sel != NULL && !s->file_sel[sp.file])
+                continue; /* not selected: a boundary piece writes only the selected part */
+            if (nc > 0 && (sp.file != file || sp.file_offset != c[nc - 1].off + c[nc - 1].len ||
+                           nc == STORAGE_RUN_MAX)) {
+                rc = write_file_run(s, r, file, c, nc);
+                nc = 0;
+            }
+            file = sp.file;
+            c[nc].p = data[k] + span_pos(s, &sp, start);
+            c[nc].off = sp.file_offset;
+            c[nc++].len = sp.length;
+        }
+    }
+    if (rc == 0)
+        rc = write_file_run(s, r, file, c, nc);
+    return rc;
+}
+
+/* Hashes each piece of the request; writes each stretch of consecutive pieces that match
+ * together. A write error stops there: it and every later good piece report it. */
+static void do_write(struct storage *s, struct req *r)
+{
+    for (uint32_t i = 0; i < r->count; i++) {
+        uint8_t md[RV_SHA1_LEN];
+        uint32_t piece = r->piece + i, len = layout_piece_size(s->l, piece);
+        uint64_t t0 = stats_now_ns();
+        sha1(r->run[i], len, md);
+        stats_add(&s->stats->hash_ns, stats_now_ns() - t0);
+        stats_add(&s->stats->hash_bytes, len);
+        bool ok = memcmp(md, s->ti->piece_hashes + (size_t)piece * RV_SHA1_LEN, RV_SHA1_LEN) == 0;
+        r->run_rc[i] = ok ? 0 : RV_EHASH;
+    }
+    for (uint32_t i = 0; i < r->count;) {
+        uint32_t j = i;
+        while (j < r->count && r->run_rc[j] == 0)
+            j++;
+        int rc = j > i ? write_pieces(s, r, r->piece + i, j - i, &r->run[i]) : 0;
+        if (rc != 0) {
+            for (uint32_t k = i; k < r->count; k++)
+                if (r->run_rc[k] == 0)
+                    r->run_rc[k] = rc;
+            return;
+        }
+        i = j + 1;
+    }
 }
 
 /* Feeds n zero bytes to the hash, using buf (of cap bytes) as the source. */
@@ -857,7 +1039,7 @@ static void run_req(uv_work_t *w)
     struct req *r = w->data;
     switch (r->op) {
     case OP_WRITE:
-        r->rc = do_write(r->s, r);
+        do_write(r->s, r);
         break;
     case OP_CHECK:
         r->rc = do_check(r->s, r);
@@ -920,7 +1102,22 @@ static void after_req(uv_work_t *w, int status)
         r->next->prev = r->prev;
 
     /* Closing: the owner may already be gone, so its callback is not called. */
-    if (!s->closing && r->cb != NULL) {
+    if (r->op == OP_WRITE) {
+        /* one callback per piece, in order; one of them may close the storage */
+        for (uint32_t i = 0; i < r->count && !s->closing && r->cb != NULL; i++) {
+            rv_error_t e;
+            const rv_error_t *err = &r->err;
+            int rc = r->run_rc[i];
+            err_clear(&e);
+            if (status == UV_ECANCELED)
+                rc = err_set(&e, RV_ECANCELED, "piece %u: canceled", r->piece + i);
+            else if (rc == RV_EHASH)
+                err_set(&e, rc, "piece %u does not match its SHA-1 hash", r->piece + i);
+            if (rc == 0 || status == UV_ECANCELED || rc == RV_EHASH)
+                err = &e;
+            r->cb(r->ud, r->piece + i, rc, err);
+        }
+    } else if (!s->closing && r->cb != NULL) {
         if (status == UV_ECANCELED && r->rc == 0)
             r->rc = err_set(&r->err, RV_ECANCELED, "piece %u: canceled", r->piece);
         r->cb(r->ud, r->piece, r->rc, &r->err);
@@ -932,7 +1129,7 @@ static void after_req(uv_work_t *w, int status)
 }
 
 static int submit(struct storage *s, enum op op, uint32_t piece, uint32_t begin, uint32_t len,
-                  const uint8_t *data, uint8_t *out, storage_cb cb, void *ud)
+                  const uint8_t *const *run, uint32_t count, uint8_t *out, storage_cb cb, void *ud)
 {
     if (s->closing)
         return RV_ECANCELED;
@@ -946,7 +1143,11 @@ static int submit(struct storage *s, enum op op, uint32_t piece, uint32_t begin,
     r->piece = piece;
     r->begin = begin;
     r->len = len;
-    r->data = data;
+    r->count = count;
+    for (uint32_t i = 0; i < count; i++) {
+        r->run[i] = run[i];
+        r->run_rc[i] = 0;
+    }
     r->out = out;
     r->cb = cb;
     r->ud = ud;
@@ -972,17 +1173,28 @@ static int submit(struct storage *s, enum op op, uint32_t piece, uint32_t begin,
 int storage_verify_and_write(struct storage *s, uint32_t piece, const uint8_t *data, uint32_t len,
                              storage_cb cb, void *ud)
 {
-    if (s->ti->piece_hashes == NULL || piece >= s->l->piece_count || data == NULL ||
-        len != layout_piece_size(s->l, piece))
+    if (piece >= s->l->piece_count || len != layout_piece_size(s->l, piece))
         return RV_EINVAL;
-    return submit(s, OP_WRITE, piece, 0, len, data, NULL, cb, ud);
+    return storage_verify_and_write_run(s, piece, 1, &data, cb, ud);
+}
+
+int storage_verify_and_write_run(struct storage *s, uint32_t first, uint32_t n,
+                                 const uint8_t *const *data, storage_cb cb, void *ud)
+{
+    if (s->ti->piece_hashes == NULL || n == 0 || n > STORAGE_RUN_MAX ||
+        first >= s->l->piece_count || n > s->l->piece_count - first || data == NULL)
+        return RV_EINVAL;
+    for (uint32_t i = 0; i < n; i++)
+        if (data[i] == NULL)
+            return RV_EINVAL;
+    return submit(s, OP_WRITE, first, 0, 0, data, n, NULL, cb, ud);
 }
 
 int storage_check(struct storage *s, uint32_t piece, storage_cb cb, void *ud)
 {
     if (s->ti->piece_hashes == NULL || piece >= s->l->piece_count)
         return RV_EINVAL;
-    return submit(s, OP_CHECK, piece, 0, 0, NULL, NULL, cb, ud);
+    return submit(s, OP_CHECK, piece, 0, 0, NULL, 0, NULL, cb, ud);
 }
 
 int storage_read(struct storage *s, uint32_t piece, uint32_t begin, uint32_t len, uint8_t *out,
@@ -991,7 +1203,7 @@ int storage_read(struct storage *s, uint32_t piece, uint32_t begin, uint32_t len
     uint32_t size = layout_piece_size(s->l, piece);
     if (piece >= s->l->piece_count || out == NULL || len == 0 || begin > size || len > size - begin)
         return RV_EINVAL;
-    return submit(s, OP_READ, piece, begin, len, NULL, out, cb, ud);
+    return submit(s, OP_READ, piece, begin, len, NULL, 0, out, cb, ud);
 }
 
 int storage_sync(struct storage *s, storage_cb cb, void *ud)
@@ -1000,7 +1212,7 @@ int storage_sync(struct storage *s, storage_cb cb, void *ud)
         return RV_ECANCELED;
     if (s->syncing)
         return RV_EFULL;
-    int rc = submit(s, OP_SYNC, 0, 0, 0, NULL, NULL, cb, ud);
+    int rc = submit(s, OP_SYNC, 0, 0, 0, NULL, 0, NULL, cb, ud);
     if (rc == 0)
         s->syncing = true;
     return rc;

@@ -49,6 +49,17 @@ int storage_new(uv_loop_t *loop, const rv_torrent_info_t *ti, const struct layou
  * torrent's hash for piece, writes it to its files. data is borrowed until cb runs. */
 int storage_verify_and_write(struct storage *s, uint32_t piece, const uint8_t *data, uint32_t len,
                              storage_cb cb, void *ud);
+/* The most pieces storage_verify_and_write_run takes at once. */
+#define STORAGE_RUN_MAX 16
+/* storage_verify_and_write for the n (1..STORAGE_RUN_MAX) consecutive pieces first..first+n-1,
+ * data[i] holding piece first+i, in one job: each piece is hashed, and the pieces that match
+ * and follow each other go to disk together, with one direct write per file for their whole
+ * pages (a page two pieces share is copied out of both). Fewer, larger writes: each direct
+ * write costs about as much CPU whether it carries 256 KiB or 1 MiB. cb runs once per piece,
+ * in order, as for storage_verify_and_write; after a write error, that piece and every later
+ * matching one report it. data[] is copied; the buffers are borrowed until their cb. */
+int storage_verify_and_write_run(struct storage *s, uint32_t first, uint32_t n,
+                                 const uint8_t *const *data, storage_cb cb, void *ud);
 /* On a worker: reads piece from disk and checks its hash (rc 0 match, RV_EHASH mismatch or
  * missing data, RV_EIO). Used to check data already there. */
 int storage_check(struct storage *s, uint32_t piece, storage_cb cb, void *ud);
