@@ -53,6 +53,11 @@
 /* A piece of 2 GiB in 2 KiB blocks; anything beyond is not a torrent we can hold in memory. */
 #define MAX_BLOCKS_PER_PIECE (1u << 20)
 #define FIRST_BUCKETS 64u
+/* Piece extent affinity (libtorrent's piece_extent_affinity): the piece after the one started
+ * last is started next when it is as rare as the rarest-first choice and in the same extent
+ * of this many bytes. Neighbours then complete close together and go to disk in one write,
+ * and at extent ends the order is random again. */
+#define EXTENT_BYTES (4u << 20)
 /* Availability above this shares the top bucket; more peers than this on one torrent is not a
  * case where the order among the commonest pieces matters. */
 #define MAX_BUCKETS 65536u
@@ -82,6 +87,8 @@ struct picker {
     uint32_t random_first;
     uint32_t max_active;
     uint32_t start_limit; /* picker_set_start_limit; 0: none */
+    uint32_t extent;      /* pieces per EXTENT_BYTES extent (1: no affinity) */
+    uint32_t last_started; /* the piece started last, NONE before the first */
     uint64_t rng;
 
     uint32_t *avail; /* per piece, not counting seeds */
@@ -403,6 +410,7 @@ static int activate(struct picker *p, uint32_t piece, uint32_t *slot)
     p->active_tail = s;
     p->active_count++;
     p->slot_of[piece] = s;
+    p->last_started = piece;
     order_remove(p, piece);
     *slot = s;
     return 0;
@@ -527,7 +535,8 @@ int picker_new(const struct picker_opts *opts, struct picker **out)
         clock_gettime(CLOCK_REALTIME, &ts);
         p->rng = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)p;
     }
-    p->free_slot = p->active_head = p->active_tail = NONE;
+    p->free_slot = p->active_head = p->active_tail = p->last_started = NONE;
+    p->extent = p->piece_length >= EXTENT_BYTES ? 1 : EXTENT_BYTES / p->piece_length;
     p->nbuckets = FIRST_BUCKETS;
     p->max_buckets = MAX_BUCKETS;
     /* Round up to whole 64-bit words for the word loops; the spare bits stay zero. */
@@ -777,6 +786,22 @@ static uint32_t walk_next(struct picker *p, struct walk *w, const struct bitfiel
     }
 }
 
+/* The piece after the one started last, when it is a candidate the peer has, in the same
+ * extent, and no more common than rarest (the rarest-first choice; NONE: any); else NONE. */
+static uint32_t extent_next(const struct picker *p, const struct bitfield *peer_has,
+                            uint32_t rarest)
+{
+    uint32_t last = p->last_started;
+    if (last == NONE || last + 1 >= p->n || (last + 1) / p->extent != last / p->extent)
+        return NONE;
+    uint32_t next = last + 1;
+    if (p->pos[next] == NONE || !peer_holds(peer_has, next))
+        return NONE;
+    if (rarest != NONE && key_of(p, next) > key_of(p, rarest))
+        return NONE;
+    return next;
+}
+
 /* End-game: blocks others requested, fewest requesters first, never one peer holds. */
 static size_t take_busy_blocks(struct picker *p, const struct bitfield *peer_has, void *peer,
                                struct block_ref *out, size_t count, size_t max)
@@ -833,8 +858,12 @@ size_t picker_pick(struct picker *p, const struct bitfield *peer_has, void *peer
         uint32_t piece;
         if (p->have_count < p->random_first)
             piece = nth_and(p->cand, peer_has, nbytes, rng_below(p, left));
-        else
+        else {
             piece = walk_next(p, &w, peer_has);
+            uint32_t next = extent_next(p, peer_has, piece);
+            if (next != NONE)
+                piece = next;
+        }
         uint32_t s;
         if (piece == NONE || activate(p, piece, &s) < 0) {
             blocked = true; /* out of memory (or a broken invariant): not end-game */

@@ -375,6 +375,60 @@ static void start_limit_holds_back_new_pieces(void **state)
     picker_free(p);
 }
 
+/* Piece extent affinity: with every piece as rare as the next, the piece after the one
+ * started last comes next, up to the end of its 4 MiB extent (16 pieces of 256 KiB); a
+ * rarer piece still goes first. */
+static void extent_affinity_starts_neighbours(void **state)
+{
+    (void)state;
+    const uint32_t plen = 16 * KIB16, n = 65;
+    struct picker *p = mk_rarest(n, plen, 7, 0);
+    struct bitfield bf;
+    bf_all_but_last(&bf, n);
+    picker_inc_bitfield(p, &bf);
+    struct block_ref r[16];
+    bool eg;
+    assert_int_equal(picker_pick(p, &bf, A, r, 16, &eg), 16);
+    bool started[65] = {false};
+    uint32_t first = r[0].piece, prev = first, runs = 0;
+    started[first] = true;
+    for (uint32_t i = 1; i < n - 1; i++) {
+        assert_int_equal(picker_pick(p, &bf, A, r, 16, &eg), 16);
+        for (int k = 0; k < 16; k++)
+            assert_int_equal(r[k].piece, r[0].piece);
+        uint32_t next = prev + 1;
+        if (next % 16 != 0 && next < n - 1 && !started[next])
+            assert_int_equal(r[0].piece, next);
+        runs += r[0].piece == next;
+        prev = r[0].piece;
+        started[prev] = true;
+    }
+    /* random order would give about one neighbour in 64 */
+    assert_true(runs >= 40);
+    bitfield_free(&bf);
+    picker_free(p);
+
+    /* A rarer piece beats the neighbour. */
+    p = mk_rarest(n, plen, 8, 0);
+    bf_all_but_last(&bf, n);
+    picker_inc_bitfield(p, &bf);
+    picker_inc_bitfield(p, &bf);
+    assert_int_equal(picker_pick(p, &bf, A, r, 16, &eg), 16);
+    first = r[0].piece;
+    uint32_t rare = (first + 30) % (n - 1);
+    picker_dec(p, rare); /* now had by one peer, every other piece by two */
+    if (first % 16 != 15 && first + 1 < n - 1)
+        picker_inc(p, first + 1); /* and the neighbour by three */
+    assert_int_equal(picker_pick(p, &bf, A, r, 16, &eg), 16);
+    assert_int_equal(r[0].piece, rare);
+    /* then the rare piece's neighbour, as common as the rest */
+    assert_int_equal(picker_pick(p, &bf, A, r, 16, &eg), 16);
+    if (rare % 16 != 15 && rare + 1 < n - 1 && rare + 1 != first)
+        assert_int_equal(r[0].piece, rare + 1);
+    bitfield_free(&bf);
+    picker_free(p);
+}
+
 static void last_piece_has_a_short_last_block(void **state)
 {
     (void)state;
@@ -1236,6 +1290,7 @@ int main(void)
         cmocka_unit_test(partial_pieces_before_new_ones),
         cmocka_unit_test(max_active_is_respected),
         cmocka_unit_test(start_limit_holds_back_new_pieces),
+        cmocka_unit_test(extent_affinity_starts_neighbours),
         cmocka_unit_test(last_piece_has_a_short_last_block),
         cmocka_unit_test(blocks_never_handed_out_twice_before_endgame),
         cmocka_unit_test(endgame_duplicates_and_cancels),
