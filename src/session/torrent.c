@@ -53,6 +53,15 @@
 #ifndef PIECES_IN_MEMORY_BYTES
 #define PIECES_IN_MEMORY_BYTES (6u << 20) /* ...once this much piece data is in memory */
 #endif
+/* Complete pieces next to a piece still arriving wait for it, up to this many bytes, and go to
+ * disk in one job with one write: a direct write costs about as much CPU for 256 KiB as for
+ * 1 MiB (dd: 0.21-0.28 s of system time per GiB in 256 KiB writes, 0.08-0.11 in 1 MiB). */
+#ifndef WRITE_RUN_BYTES
+#define WRITE_RUN_BYTES (1u << 20)
+#endif
+/* ...but only while pieces complete less than this far apart, and a held piece waits no
+ * longer: slower, a write per piece costs nothing worth waiting for. */
+#define RUN_WAIT_MS 10
 #define SNUB_MS 30000
 #define RETRY_BASE_MS 3000
 #define RETRY_MAX_MS 300000
@@ -183,6 +192,7 @@ struct resume_job {
 
 struct piece_buf {
     bool used;
+    bool held; /* complete, waiting for its neighbours to go to disk with them */
     bool writing;
     uint32_t piece;
     uint32_t size;
@@ -233,6 +243,9 @@ struct rv_torrent {
     struct piece_buf *bufs;
     size_t nbufs;
     size_t nwriting;     /* buffers handed to the disk (hash and write), not yet back */
+    size_t nheld;        /* complete pieces waiting for a neighbour (piece_buf.held) */
+    uint64_t held_ms;    /* when the oldest of them was held */
+    uint64_t complete_ms; /* when the last piece completed */
     size_t max_writing;  /* no new piece is started while this many are with the disk... */
     size_t soft_bufs;    /* ...and this many buffers are in use */
     uint32_t *slot_of;    /* piece -> index in bufs, UINT32_MAX when none */
@@ -416,6 +429,8 @@ static uint32_t pieces_allowed(const rv_torrent_t *t)
     return (uint32_t)t->nbufs;
 }
 
+static void write_held(rv_torrent_t *t);
+
 /* Piece -> buffer through slot_of (one index per piece), free buffers on a stack: a block's
  * buffer is found in O(1) however many pieces are in progress. */
 static struct piece_buf *buf_for(rv_torrent_t *t, uint32_t piece, bool create)
@@ -423,16 +438,24 @@ static struct piece_buf *buf_for(rv_torrent_t *t, uint32_t piece, bool create)
     uint32_t slot = t->slot_of[piece];
     if (slot != UINT32_MAX)
         return &t->bufs[slot];
-    if (!create || t->nfree == 0)
+    if (!create)
         return NULL;
+    if (t->nfree == 0) {
+        if (t->nheld > 0)
+            write_held(t);
+        return NULL;
+    }
     /* The disk is behind: more pieces in memory would not make it faster, only the peak RSS
      * larger (on long downloads the kernel's dirty-page throttling slows writes, and the
      * queue would otherwise fill every buffer). Pieces in progress go on. While fewer than
      * soft_bufs buffers are in use the queue may grow anyway: a few pieces being hashed and
      * written at once must not stop the peers (with four seeders, a 2-piece queue alone held
      * 1 GiB at 600-740 MiB/s; this bound, at the same peak RSS, 730-880). */
-    if (t->nbufs - t->nfree >= pieces_allowed(t))
+    if (t->nbufs - t->nfree >= pieces_allowed(t)) {
+        if (t->nheld > 0)
+            write_held(t); /* held pieces must not wait for buffers they keep from others */
         return NULL;
+    }
     struct piece_buf *b = &t->bufs[t->free_slots[t->nfree - 1]];
     size_t bytes = (size_t)t->ti->piece_length + piece_extra(t);
     if (b->mem == NULL && posix_memalign((void **)&b->mem, PIECE_ALIGN, bytes) != 0) {
@@ -444,6 +467,7 @@ static struct piece_buf *buf_for(rv_torrent_t *t, uint32_t piece, bool create)
     stats_peak(&t->ctx->stats.pieces_in_memory_max, t->nbufs - t->nfree);
     t->slot_of[piece] = (uint32_t)(b - t->bufs);
     b->used = true;
+    b->held = false;
     b->writing = false;
     b->piece = piece;
     b->size = layout_piece_size(&t->layout, piece);
@@ -458,7 +482,10 @@ static void buf_release(rv_torrent_t *t, struct piece_buf *b)
         return;
     if (b->writing)
         t->nwriting--;
+    if (b->held)
+        t->nheld--;
     b->used = false;
+    b->held = false;
     b->writing = false;
     t->slot_of[b->piece] = UINT32_MAX;
     t->free_slots[t->nfree++] = (uint32_t)(b - t->bufs);
@@ -647,9 +674,8 @@ static void refill_soon(struct peer *p)
         conn_flush(p->conn);
 }
 
-static void on_piece_stored(void *ud, uint32_t piece, int rc, const rv_error_t *err)
+static void piece_stored(rv_torrent_t *t, uint32_t piece, int rc, const rv_error_t *err)
 {
-    rv_torrent_t *t = ud;
     struct piece_buf *b = buf_for(t, piece, false);
     bool boundary = t->file_sel != NULL && bitfield_has(&t->partial, piece);
     if (rc == 0 && boundary) {
@@ -661,7 +687,9 @@ static void on_piece_stored(void *ud, uint32_t piece, int rc, const rv_error_t *
             buf_release(t, b);
         torrent_snapshot(t);
         emit(t, RV_EVENT_PIECE_VERIFIED, piece, 0, NULL);
-        if (picker_is_complete(t->picker)) {
+        /* A stop waits for the pieces with the disk; the last of them does not make it a
+         * finish (no hook, no seeding): the resume data records them all the same. */
+        if (!t->stopping && picker_is_complete(t->picker)) {
             finish(t);
             return;
         }
@@ -688,7 +716,7 @@ static void on_piece_stored(void *ud, uint32_t piece, int rc, const rv_error_t *
             buf_release(t, b);
         torrent_snapshot(t);
         emit(t, RV_EVENT_PIECE_VERIFIED, piece, 0, NULL);
-        if (picker_is_complete(t->picker)) {
+        if (!t->stopping && picker_is_complete(t->picker)) {
             finish(t);
             return;
         }
@@ -716,13 +744,108 @@ static void on_piece_stored(void *ud, uint32_t piece, int rc, const rv_error_t *
         fail_torrent(t, rc, err ? err->msg : rv_strerror(rc));
         return;
     }
-    if (t->stopping) {
-        stop_if_done(t);
+    if (t->stopping)
         return;
-    }
     for (struct peer *p = t->peers; p != NULL; p = p->next) {
         refill_soon(p);
     }
+}
+
+/* A stop waits for the pieces with the disk (their verdicts go in the final resume data): each
+ * one back may be the last. Storage is open here, so the stop cannot complete within. */
+static void on_piece_stored(void *ud, uint32_t piece, int rc, const rv_error_t *err)
+{
+    rv_torrent_t *t = ud;
+    piece_stored(t, piece, rc, err);
+    if (t->stopping)
+        stop_if_done(t);
+}
+
+/* ---- complete pieces to the disk, neighbours together ---- */
+
+static struct piece_buf *held_buf(rv_torrent_t *t, uint32_t piece)
+{
+    if (piece >= t->ti->piece_count || t->slot_of[piece] == UINT32_MAX)
+        return NULL;
+    struct piece_buf *b = &t->bufs[t->slot_of[piece]];
+    return b->held ? b : NULL;
+}
+
+/* A piece whose blocks are arriving: its neighbours may wait for it. */
+static bool arriving(const rv_torrent_t *t, uint32_t piece)
+{
+    if (piece >= t->ti->piece_count || t->slot_of[piece] == UINT32_MAX)
+        return false;
+    const struct piece_buf *b = &t->bufs[t->slot_of[piece]];
+    return !b->held && !b->writing;
+}
+
+/* The held pieces around piece (held itself), *lo..*hi, and their bytes. */
+static uint64_t held_run(rv_torrent_t *t, uint32_t piece, uint32_t *lo, uint32_t *hi)
+{
+    uint64_t bytes = t->bufs[t->slot_of[piece]].size;
+    *lo = *hi = piece;
+    while (*hi - *lo + 1 < STORAGE_RUN_MAX && *lo > 0 && held_buf(t, *lo - 1) != NULL)
+        bytes += held_buf(t, --*lo)->size;
+    while (*hi - *lo + 1 < STORAGE_RUN_MAX && held_buf(t, *hi + 1) != NULL)
+        bytes += held_buf(t, ++*hi)->size;
+    return bytes;
+}
+
+/* Hands the held pieces lo..hi to the disk in one job. */
+static void write_run(rv_torrent_t *t, uint32_t lo, uint32_t hi)
+{
+    const uint8_t *data[STORAGE_RUN_MAX] = {NULL};
+    for (uint32_t x = lo; x <= hi; x++) {
+        struct piece_buf *b = held_buf(t, x);
+        b->held = false;
+        t->nheld--;
+        b->writing = true;
+        t->nwriting++;
+        data[x - lo] = b->data;
+    }
+    int rc = storage_verify_and_write_run(t->storage, lo, hi - lo + 1, data, on_piece_stored, t);
+    for (uint32_t x = lo; rc != 0 && x <= hi; x++) {
+        rv_error_t e;
+        err_set(&e, rc, "cannot queue piece %u for writing", x);
+        on_piece_stored(t, x, rc, &e);
+    }
+}
+
+/* Every held piece to the disk now, with the held neighbours it has. */
+static void write_held(rv_torrent_t *t)
+{
+    for (size_t i = 0; i < t->nbufs && t->nheld > 0; i++) {
+        if (!t->bufs[i].used || !t->bufs[i].held)
+            continue;
+        uint32_t lo, hi;
+        held_run(t, t->bufs[i].piece, &lo, &hi);
+        write_run(t, lo, hi);
+    }
+}
+
+/* Every block of b's piece is in. While pieces complete within RUN_WAIT_MS of each other it
+ * waits if a neighbour is still arriving and the run it would join is short of WRITE_RUN_BYTES;
+ * else it goes to the disk with the held neighbours it has. Waiting is bounded: RUN_WAIT_MS
+ * (checked as pieces complete), the tick, a stop, and a lack of piece buffers send held
+ * pieces on. */
+static void piece_complete(rv_torrent_t *t, struct piece_buf *b)
+{
+    uint32_t lo, hi;
+    uint64_t now = now_ms(t);
+    bool fast = now - t->complete_ms <= RUN_WAIT_MS;
+    t->complete_ms = now;
+    if (t->nheld > 0 && now - t->held_ms > RUN_WAIT_MS)
+        write_held(t);
+    if (t->nheld == 0)
+        t->held_ms = now;
+    b->held = true;
+    t->nheld++;
+    uint64_t bytes = held_run(t, b->piece, &lo, &hi);
+    bool grows = (lo > 0 && arriving(t, lo - 1)) || arriving(t, hi + 1);
+    if (!fast || !grows || bytes >= WRITE_RUN_BYTES || hi - lo + 1 >= STORAGE_RUN_MAX ||
+        t->stopping)
+        write_run(t, lo, hi);
 }
 
 static int handle_block(struct peer *p, const struct wire_msg *m)
@@ -786,18 +909,8 @@ static int handle_block(struct peer *p, const struct wire_msg *m)
             conn_flush(o->conn);
         }
     }
-    if (done) {
-        b->writing = true;
-        t->nwriting++;
-        int rc = storage_verify_and_write(t->storage, m->index, b->data, b->size, on_piece_stored,
-                                          t);
-        if (rc != 0) {
-            rv_error_t e;
-            err_set(&e, rc, "cannot queue piece %u for writing", m->index);
-            on_piece_stored(t, m->index, rc, &e);
-            return 0;
-        }
-    }
+    if (done)
+        piece_complete(t, b);
     /* Keep the pipe full: each block that arrives makes room for another request. */
     fill_requests(p);
     return 0;
@@ -2056,6 +2169,7 @@ static void on_tick(uv_timer_t *h)
     rv_torrent_t *t = h->data;
     uint64_t now = now_ms(t);
     t->ticks++;
+    write_held(t); /* a piece waits for a neighbour a tick at most */
     t->rate = (t->rate * 3 + t->window * 7) / 10;
     t->window = 0;
     t->up_rate = (t->up_rate * 3 + t->up_window * 7) / 10;
@@ -2518,8 +2632,9 @@ static void stop_if_done(rv_torrent_t *t)
     if (!t->storage_closed) {
         if (t->storage != NULL && !t->storage_closing) {
             /* A sync in flight calls back (the storage is not closing yet). Then the final
-             * snapshot is synced before the close and written after it. */
-            if (t->save_syncing)
+             * snapshot is synced before the close and written after it. Pieces being written
+             * come back first, so that it counts them. */
+            if (t->save_syncing || t->nwriting > 0)
                 return;
             if (t->resume_on && t->checked && !t->final_sync_started) {
                 t->final_sync_started = true;
@@ -2562,6 +2677,7 @@ void torrent_stop(rv_torrent_t *t)
     if (t->stopping)
         return;
     t->stopping = true;
+    write_held(t); /* what is complete goes to disk */
     if (t->ctx->dht != NULL)
         dht_cancel(t->ctx->dht, t);
     if (t->state != RV_STATE_ERROR && t->state != RV_STATE_FINISHED)
