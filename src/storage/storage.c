@@ -528,6 +528,26 @@ static void bounce_put(struct storage *s, uint8_t *p)
     free(p);
 }
 
+/* One O_DIRECT write, retried after a signal and counted. Returns 0 with *w the bytes written,
+ * or an errno (DIRECT_REFUSED for EINVAL: this file system wants something else). */
+static int pwritev_direct(struct storage *s, int dfd, const struct iovec *iov, int iovcnt,
+                          uint64_t off, uint64_t *w)
+{
+    ssize_t n;
+    do {
+        uint64_t t0 = stats_now_ns();
+        n = pwritev(dfd, iov, iovcnt, (off_t)off);
+        stats_add(&s->stats->disk_ns, stats_now_ns() - t0);
+        stats_add(&s->stats->disk_writes, 1);
+    } while (n < 0 && errno == EINTR);
+    *w = n > 0 ? (uint64_t)n : 0;
+    if (n < 0)
+        return errno == EINVAL ? DIRECT_REFUSED : errno;
+    stats_add(&s->stats->disk_write_bytes, *w);
+    stats_add(&s->stats->disk_direct_bytes, *w);
+    return 0;
+}
+
 /* O_DIRECT write of [off, off+len), both multiples of STORAGE_DIRECT_ALIGN, from p (aligned
  * or not: an unaligned p goes through a bounce buffer, a copy far cheaper than the page
  * cache's).
@@ -551,22 +571,12 @@ static int write_direct(struct storage *s, int dfd, const uint8_t *p, uint64_t l
             memcpy(bounce, src, (size_t)n);
             src = bounce;
         }
-        n = n < IO_MAX ? n : IO_MAX;
-        uint64_t t0 = stats_now_ns();
-        ssize_t w = pwrite(dfd, src, (size_t)n, (off_t)(off + *done));
-        stats_add(&s->stats->disk_ns, stats_now_ns() - t0);
-        stats_add(&s->stats->disk_writes, 1);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            e = errno == EINVAL ? DIRECT_REFUSED : errno;
-        else if (w == 0 || ((uint64_t)w & (STORAGE_DIRECT_ALIGN - 1)) != 0)
+        struct iovec iov = {(void *)(uintptr_t)src, (size_t)(n < IO_MAX ? n : IO_MAX)};
+        uint64_t w;
+        e = pwritev_direct(s, dfd, &iov, 1, off + *done, &w);
+        if (e == 0 && (w == 0 || (w & (STORAGE_DIRECT_ALIGN - 1)) != 0))
             e = DIRECT_SKIPPED;
-        if (w > 0) {
-            stats_add(&s->stats->disk_write_bytes, (uint64_t)w);
-            stats_add(&s->stats->disk_direct_bytes, (uint64_t)w);
-            *done += (uint64_t)w;
-        }
+        *done += w;
     }
     if (bounce != NULL)
         bounce_put(s, bounce);
@@ -637,7 +647,7 @@ static int write_cached_chunks(struct storage *s, int fd, const struct chunk *c,
 static int write_direct_chunks(struct storage *s, int dfd, const struct chunk *c, size_t n,
                                uint64_t a, uint64_t b, uint64_t *done)
 {
-    struct iovec iov[2 * STORAGE_RUN_MAX];
+    struct iovec iov[2 * STORAGE_RUN_MAX] = {{0}};
     uint8_t *bounce = NULL;
     size_t nb = 0, i = 0;
     int iovcnt = 0, e = 0;
@@ -678,24 +688,10 @@ static int write_direct_chunks(struct storage *s, int dfd, const struct chunk *c
         x += STORAGE_DIRECT_ALIGN;
     }
     /* n chunks give at most n runs of whole pages and n - 1 shared pages */
-    while (e == 0) {
-        uint64_t t0 = stats_now_ns();
-        ssize_t w = pwritev(dfd, iov, iovcnt, (off_t)a);
-        stats_add(&s->stats->disk_ns, stats_now_ns() - t0);
-        stats_add(&s->stats->disk_writes, 1);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            e = errno == EINVAL ? DIRECT_REFUSED : errno;
-        else if ((uint64_t)w != b - a)
-            e = DIRECT_SKIPPED; /* short: the caller writes the rest through the cache */
-        if (w > 0) {
-            stats_add(&s->stats->disk_write_bytes, (uint64_t)w);
-            stats_add(&s->stats->disk_direct_bytes, (uint64_t)w);
-            *done = (uint64_t)w;
-        }
-        break;
-    }
+    if (e == 0)
+        e = pwritev_direct(s, dfd, iov, iovcnt, a, done);
+    if (e == 0 && *done != b - a)
+        e = DIRECT_SKIPPED; /* short: the caller writes the rest through the cache */
     if (bounce != NULL)
         bounce_put(s, bounce);
     return e;
