@@ -827,8 +827,8 @@ static void write_held(rv_torrent_t *t)
 /* Every block of b's piece is in. While pieces complete within RUN_WAIT_MS of each other it
  * waits if a neighbour is still arriving and the run it would join is short of WRITE_RUN_BYTES;
  * else it goes to the disk with the held neighbours it has. Waiting is bounded: RUN_WAIT_MS
- * (checked as pieces complete), the tick, a stop, and a lack of piece buffers send held
- * pieces on. */
+ * (checked as blocks arrive), the tick when none do, a stop, and a lack of piece buffers send
+ * held pieces on. */
 static void piece_complete(rv_torrent_t *t, struct piece_buf *b)
 {
     uint32_t lo, hi;
@@ -911,6 +911,8 @@ static int handle_block(struct peer *p, const struct wire_msg *m)
     }
     if (done)
         piece_complete(t, b);
+    else if (t->nheld > 0 && now_ms(t) - t->held_ms > RUN_WAIT_MS)
+        write_held(t); /* the neighbour is slow: do not wait for it */
     /* Keep the pipe full: each block that arrives makes room for another request. */
     fill_requests(p);
     return 0;

@@ -56,8 +56,9 @@ int storage_verify_and_write(struct storage *s, uint32_t piece, const uint8_t *d
  * and follow each other go to disk together, with one direct write per file for their whole
  * pages (a page two pieces share is copied out of both). Fewer, larger writes: each direct
  * write costs about as much CPU whether it carries 256 KiB or 1 MiB. cb runs once per piece,
- * in order, as for storage_verify_and_write; after a write error, that piece and every later
- * matching one report it. data[] is copied; the buffers are borrowed until their cb. */
+ * in order, as for storage_verify_and_write (a cb that closes the storage ends the calls, as
+ * for any work in flight); after a write error, that piece and every later matching one
+ * report it. data[] is copied; the buffers are borrowed until their cb. */
 int storage_verify_and_write_run(struct storage *s, uint32_t first, uint32_t n,
                                  const uint8_t *const *data, storage_cb cb, void *ud);
 /* On a worker: reads piece from disk and checks its hash (rc 0 match, RV_EHASH mismatch or

@@ -57,7 +57,9 @@
  * last is started next when it is as rare as the rarest-first choice and in the same extent
  * of this many bytes. Neighbours then complete close together and go to disk in one write,
  * and at extent ends the order is random again. */
+#ifndef EXTENT_BYTES
 #define EXTENT_BYTES (4u << 20)
+#endif
 /* Availability above this shares the top bucket; more peers than this on one torrent is not a
  * case where the order among the commonest pieces matters. */
 #define MAX_BUCKETS 65536u
