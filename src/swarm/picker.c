@@ -55,8 +55,9 @@
 #define FIRST_BUCKETS 64u
 /* Piece extent affinity (libtorrent's piece_extent_affinity): the piece after the one started
  * last is started next when it is as rare as the rarest-first choice and in the same extent
- * of this many bytes. Neighbours then complete close together and go to disk in one write,
- * and at extent ends the order is random again. */
+ * of this many bytes, and an extent is begun at its first piece. Neighbours then complete
+ * close together and go to disk in one write; which extent comes next is rarest first with
+ * random ties, as before. */
 #ifndef EXTENT_BYTES
 #define EXTENT_BYTES (4u << 20)
 #endif
@@ -788,20 +789,30 @@ static uint32_t walk_next(struct picker *p, struct walk *w, const struct bitfiel
     }
 }
 
-/* The piece after the one started last, when it is a candidate the peer has, in the same
- * extent, and no more common than rarest (the rarest-first choice; NONE: any); else NONE. */
+/* Whether piece can be started for the peer instead of rarest (its rarest-first choice): a
+ * candidate it has, in the same bucket (none of the peer's is in a rarer one, and bucket 0,
+ * pieces no peer announced, is left out unless seeds are counted). */
+static bool as_good(const struct picker *p, const struct bitfield *peer_has, uint32_t piece,
+                    uint32_t rarest)
+{
+    return p->pos[piece] != NONE && peer_holds(peer_has, piece) &&
+           key_of(p, piece) == key_of(p, rarest);
+}
+
+/* Piece extent affinity: the piece after the one started last while in the same extent; else
+ * the first piece of rarest's extent, so that an extent is fetched from its start; each only
+ * when as good as rarest. Else rarest. */
 static uint32_t extent_next(const struct picker *p, const struct bitfield *peer_has,
                             uint32_t rarest)
 {
     uint32_t last = p->last_started;
-    if (last == NONE || last + 1 >= p->n || (last + 1) / p->extent != last / p->extent)
-        return NONE;
-    uint32_t next = last + 1;
-    if (p->pos[next] == NONE || !peer_holds(peer_has, next))
-        return NONE;
-    if (rarest != NONE && key_of(p, next) > key_of(p, rarest))
-        return NONE;
-    return next;
+    if (rarest == NONE || p->extent == 1)
+        return rarest;
+    if (last != NONE && last + 1 < p->n && (last + 1) / p->extent == last / p->extent &&
+        as_good(p, peer_has, last + 1, rarest))
+        return last + 1;
+    uint32_t first = rarest - rarest % p->extent;
+    return as_good(p, peer_has, first, rarest) ? first : rarest;
 }
 
 /* End-game: blocks others requested, fewest requesters first, never one peer holds. */
@@ -860,12 +871,8 @@ size_t picker_pick(struct picker *p, const struct bitfield *peer_has, void *peer
         uint32_t piece;
         if (p->have_count < p->random_first)
             piece = nth_and(p->cand, peer_has, nbytes, rng_below(p, left));
-        else {
-            piece = walk_next(p, &w, peer_has);
-            uint32_t next = extent_next(p, peer_has, piece);
-            if (next != NONE)
-                piece = next;
-        }
+        else
+            piece = extent_next(p, peer_has, walk_next(p, &w, peer_has));
         uint32_t s;
         if (piece == NONE || activate(p, piece, &s) < 0) {
             blocked = true; /* out of memory (or a broken invariant): not end-game */
