@@ -835,8 +835,6 @@ static void piece_complete(rv_torrent_t *t, struct piece_buf *b)
     uint64_t now = now_ms(t);
     bool fast = now - t->complete_ms <= RUN_WAIT_MS;
     t->complete_ms = now;
-    if (t->nheld > 0 && now - t->held_ms > RUN_WAIT_MS)
-        write_held(t);
     if (t->nheld == 0)
         t->held_ms = now;
     b->held = true;
@@ -909,10 +907,10 @@ static int handle_block(struct peer *p, const struct wire_msg *m)
             conn_flush(o->conn);
         }
     }
+    if (t->nheld > 0 && now_ms(t) - t->held_ms > RUN_WAIT_MS)
+        write_held(t); /* a neighbour is slow: do not wait for it */
     if (done)
         piece_complete(t, b);
-    else if (t->nheld > 0 && now_ms(t) - t->held_ms > RUN_WAIT_MS)
-        write_held(t); /* the neighbour is slow: do not wait for it */
     /* Keep the pipe full: each block that arrives makes room for another request. */
     fill_requests(p);
     return 0;

@@ -583,39 +583,6 @@ static int write_direct(struct storage *s, int dfd, const uint8_t *p, uint64_t l
     return e;
 }
 
-/* Writes one file span. With direct writes, the whole aligned blocks in its middle bypass the
- * page cache: no copy into it, no page allocation, nothing left dirty for writeback or for
- * the fsync at the end; the partial blocks at either end (shared with the neighbouring piece
- * or past the file's last full block) go through the cache. */
-static int write_span(struct storage *s, const struct fh *h, const uint8_t *p, uint64_t len,
-                      uint64_t off)
-{
-    uint64_t a = (off + STORAGE_DIRECT_ALIGN - 1) & ~(uint64_t)(STORAGE_DIRECT_ALIGN - 1);
-    uint64_t b = (off + len) & ~(uint64_t)(STORAGE_DIRECT_ALIGN - 1);
-    int dfd;
-    if (!s->direct || b <= a || b - a < STORAGE_DIRECT_MIN || (dfd = fh_direct(s, h)) < 0)
-        return pwrite_all(s->stats, h->fd, p, len, off);
-
-    int e = pwrite_all(s->stats, h->fd, p, a - off, off);
-    if (e != 0)
-        return e;
-    uint64_t done;
-    e = write_direct(s, dfd, p + (a - off), b - a, a, &done);
-    if (e == DIRECT_REFUSED || e == DIRECT_SKIPPED) {
-        if (e == DIRECT_REFUSED && done == 0) {
-            /* refused outright (a file system that opens with O_DIRECT and then wants a
-             * larger alignment): this file is written through the cache from now on */
-            uv_mutex_lock(&s->lock);
-            s->fents[h->file].no_direct = true;
-            uv_mutex_unlock(&s->lock);
-        }
-        e = pwrite_all(s->stats, h->fd, p + (a - off) + done, b - a - done, a + done);
-    }
-    if (e != 0)
-        return e;
-    return pwrite_all(s->stats, h->fd, p + (b - off), off + len - b, b);
-}
-
 /* Part of a file run: the file's bytes [off, off+len) are at p. A run's chunks are
  * consecutive in the file (each starts where the one before ends). */
 struct chunk {
@@ -697,28 +664,34 @@ static int write_direct_chunks(struct storage *s, int dfd, const struct chunk *c
     return e;
 }
 
-/* Writes a run of chunks to one file: like write_span, with the whole pages of every chunk
- * in one direct write. */
+/* Writes a run of chunks to one file. With direct writes, the whole aligned blocks in its
+ * middle bypass the page cache, in one write: no copy into it, no page allocation, nothing
+ * left dirty for writeback or for the fsync at the end; the partial blocks at either end
+ * (shared with the neighbouring piece or past the file's last full block) go through the
+ * cache. */
 static int write_chunks(struct storage *s, const struct fh *h, const struct chunk *c, size_t n)
 {
     uint64_t off = c[0].off, end = c[n - 1].off + c[n - 1].len;
     uint64_t a = (off + STORAGE_DIRECT_ALIGN - 1) & ~(uint64_t)(STORAGE_DIRECT_ALIGN - 1);
     uint64_t b = end & ~(uint64_t)(STORAGE_DIRECT_ALIGN - 1);
     int dfd, e;
-    if (n == 1)
-        return write_span(s, h, c[0].p, c[0].len, c[0].off);
-    if (!s->direct || b <= a || b - a < STORAGE_DIRECT_MIN || b - a > IO_MAX ||
+    if (!s->direct || b <= a || b - a < STORAGE_DIRECT_MIN || (n > 1 && b - a > IO_MAX) ||
         (dfd = fh_direct(s, h)) < 0)
         return write_cached_chunks(s, h->fd, c, n, off, end);
     uint64_t done;
-    e = write_direct_chunks(s, dfd, c, n, a, b, &done);
+    if (n == 1)
+        e = write_direct(s, dfd, c[0].p + (a - off), b - a, a, &done);
+    else
+        e = write_direct_chunks(s, dfd, c, n, a, b, &done);
     if (e == DIRECT_UNALIGNED) {
         for (size_t i = 0; i < n; i++)
-            if ((e = write_span(s, h, c[i].p, c[i].len, c[i].off)) != 0)
+            if ((e = write_chunks(s, h, &c[i], 1)) != 0)
                 return e;
         return 0;
     }
     if (e == DIRECT_REFUSED && done == 0) {
+        /* refused outright (a file system that opens with O_DIRECT and then wants a larger
+         * alignment): this file is written through the cache from now on */
         uv_mutex_lock(&s->lock);
         s->fents[h->file].no_direct = true;
         uv_mutex_unlock(&s->lock);
