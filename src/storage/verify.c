@@ -11,6 +11,10 @@
  *   does.
  * - Workers take runs of pieces (about RUN_BYTES each), not single pieces, so each reads long
  *   sequential stretches: on a cold disk, readahead works; in the page cache it costs nothing.
+ * - Where the CPU has AVX-512, sixteen full-length pieces are hashed side by side (sha1x), each
+ *   read LANE_CHUNK at a time into its lane's buffer: 2-2.6 times libcrypto's rate on one core.
+ *   The short last piece, and groups with fewer than LANES_MIN pieces to read, go through
+ *   libcrypto one by one.
  * - A worker writes only its own pieces' bytes in ok[]; the bitfield is built after the join,
  *   so no two threads write one byte. */
 #include "rivulet/verify.h"
@@ -31,12 +35,17 @@
 #include "storage/pathat.h"
 #include "util/err.h"
 #include "util/fs.h"
+#include "util/sha1x.h"
 #include "util/team.h"
 
 /* Bytes per pread and per SHA-1 update, as in create.c. Measured on 1 GiB in the page cache:
  * 256 KiB chunks (which stay in L2) were 3-4 % slower than 1 MiB; fewer calls win. */
 #define READ_CHUNK (1u << 20)
 #define RUN_BYTES (8u << 20) /* piece space a worker takes at a time */
+/* sha1x: bytes of each lane read per step (16 lanes: 4 MiB per worker), and the fewest
+ * full-length pieces worth a sixteen-lane pass. */
+#define LANE_CHUNK (256u << 10)
+#define LANES_MIN 8
 #define FD_CACHE 8           /* open files kept per worker */
 #define PROGRESS_NS 200000000L
 
@@ -56,6 +65,7 @@ struct job {
     uint8_t *ok;           /* per piece: 1 when verified */
     uint32_t run;          /* pieces per grab */
     size_t bufsize;
+    size_t lane_chunk; /* 0: sha1x not used */
     const EVP_MD *md;
 
     atomic_uint_fast64_t next_piece;
@@ -80,6 +90,7 @@ struct fdslot {
 struct worker {
     struct job *j;
     uint8_t *buf;
+    uint8_t *lanes; /* SHA1X_LANES x lane_chunk, or NULL */
     EVP_MD_CTX *ctx;
     struct fdslot fds[FD_CACHE];
     unsigned evict;
@@ -141,70 +152,40 @@ static bool piece_available(const struct job *j, uint32_t piece)
     return true;
 }
 
-struct feed {
-    struct worker *w;
-    size_t fill;
-};
-
-static bool feed_flush(struct feed *fd)
-{
-    struct worker *w = fd->w;
-    if (fd->fill > 0 && EVP_DigestUpdate(w->ctx, w->buf, fd->fill) != 1)
-        return false;
-    fd->fill = 0;
-    return true;
-}
-
-static bool feed_zeros(struct feed *fd, uint64_t n)
-{
-    struct worker *w = fd->w;
-    while (n > 0) {
-        size_t k = w->j->bufsize - fd->fill;
-        if (k > n)
-            k = (size_t)n;
-        memset(w->buf + fd->fill, 0, k);
-        fd->fill += k;
-        n -= k;
-        if (fd->fill == w->j->bufsize && !feed_flush(fd))
-            return false;
-    }
-    return true;
-}
-
-static enum piece_rc hash_piece(struct worker *w, uint32_t piece, struct fault *f)
+/* Copies the piece's bytes [off, off + len) into dst: a file's bytes by pread, padding files
+ * and bytes that belong to no file (v2 alignment) as zeros, as storage has them. P_BAD: a file
+ * shrank since it was looked at; P_FAULT: f says why. */
+static enum piece_rc piece_read(struct worker *w, uint32_t piece, uint64_t off, size_t len,
+                                uint8_t *dst, struct fault *f)
 {
     struct job *j = w->j;
-    uint64_t start = (uint64_t)piece * j->l.piece_length, at = 0;
-    uint32_t size = layout_piece_size(&j->l, piece);
-    struct feed fd = {w, 0};
+    uint64_t start = (uint64_t)piece * j->l.piece_length, end = off + len, at = off;
     struct span_iter it;
     struct span sp;
-    uint8_t md[RV_SHA1_LEN];
 
-    if (EVP_DigestInit_ex(w->ctx, j->md, NULL) != 1)
-        goto sha_fail;
     layout_piece_begin(&j->l, piece, &it);
-    while (layout_span_next(&it, &sp)) {
+    while (at < end && layout_span_next(&it, &sp)) {
         const rv_file_t *file = &j->l.files[sp.file];
-        uint64_t pos = file->offset + sp.file_offset - start;
-        if (!feed_zeros(&fd, pos - at)) /* bytes in no file (v2 alignment) are zeros */
-            goto sha_fail;
-        at = pos + sp.length;
+        uint64_t pos = file->offset + sp.file_offset - start; /* where the span is in the piece */
+        uint64_t lo = pos > at ? pos : at;
+        uint64_t hi = pos + sp.length < end ? pos + sp.length : end;
+        if (lo >= hi)
+            continue;                                   /* wholly before at, or after end */
+        memset(dst + (at - off), 0, (size_t)(lo - at)); /* bytes in no file before the span */
+        at = hi;
         if (file->attr & RV_FILE_PAD) {
-            if (!feed_zeros(&fd, sp.length))
-                goto sha_fail;
+            memset(dst + (lo - off), 0, (size_t)(hi - lo));
             continue;
         }
         int fdesc;
         enum piece_rc rc = worker_fd(w, sp.file, &fdesc, f);
         if (rc != P_OK)
             return rc;
-        uint64_t off = sp.file_offset, left = sp.length;
+        uint8_t *p = dst + (lo - off);
+        uint64_t foff = sp.file_offset + (lo - pos);
+        size_t left = (size_t)(hi - lo);
         while (left > 0) {
-            size_t want = j->bufsize - fd.fill;
-            if (want > left)
-                want = (size_t)left;
-            ssize_t n = pread(fdesc, w->buf + fd.fill, want, (off_t)off);
+            ssize_t n = pread(fdesc, p, left, (off_t)foff);
             if (n < 0) {
                 if (errno == EINTR)
                     continue;
@@ -213,16 +194,33 @@ static enum piece_rc hash_piece(struct worker *w, uint32_t piece, struct fault *
             }
             if (n == 0)
                 return P_BAD; /* the file shrank since it was looked at */
-            fd.fill += (size_t)n;
-            off += (uint64_t)n;
-            left -= (uint64_t)n;
+            p += n;
+            foff += (uint64_t)n;
+            left -= (size_t)n;
             atomic_fetch_add_explicit(&j->bytes_read, (uint64_t)n, memory_order_relaxed);
-            if (fd.fill == j->bufsize && !feed_flush(&fd))
-                goto sha_fail;
         }
     }
-    if (!feed_zeros(&fd, size - at) || !feed_flush(&fd))
+    memset(dst + (at - off), 0, (size_t)(end - at)); /* bytes in no file after the last span */
+    return P_OK;
+}
+
+/* One piece through libcrypto, bufsize bytes at a time. */
+static enum piece_rc hash_piece(struct worker *w, uint32_t piece, struct fault *f)
+{
+    struct job *j = w->j;
+    uint32_t size = layout_piece_size(&j->l, piece);
+    uint8_t md[RV_SHA1_LEN];
+
+    if (EVP_DigestInit_ex(w->ctx, j->md, NULL) != 1)
         goto sha_fail;
+    for (uint64_t off = 0; off < size; off += j->bufsize) {
+        size_t n = size - off < j->bufsize ? (size_t)(size - off) : j->bufsize;
+        enum piece_rc rc = piece_read(w, piece, off, n, w->buf, f);
+        if (rc != P_OK)
+            return rc;
+        if (EVP_DigestUpdate(w->ctx, w->buf, n) != 1)
+            goto sha_fail;
+    }
     if (EVP_DigestFinal_ex(w->ctx, md, NULL) != 1)
         goto sha_fail;
     const uint8_t *want = j->ti->piece_hashes + (size_t)piece * RV_SHA1_LEN;
@@ -230,6 +228,86 @@ static enum piece_rc hash_piece(struct worker *w, uint32_t piece, struct fault *
 sha_fail:
     *f = (struct fault){0, 0, false, true};
     return P_FAULT;
+}
+
+/* n (LANES_MIN..SHA1X_LANES) full-length pieces side by side through sha1x: chunk by chunk,
+ * each piece's bytes go to its lane's part of w->lanes, then one sha1x step takes them all.
+ * res[k] gets piece k's outcome (a lane whose file shrank stops being read and is P_BAD). The
+ * lanes past n hash whatever their buffers hold, unread. Returns P_FAULT when a read fault
+ * stops the check, else P_OK. */
+static enum piece_rc hash_lanes(struct worker *w, const uint32_t *pieces, size_t n,
+                                enum piece_rc *res, struct fault *f)
+{
+    struct job *j = w->j;
+    uint32_t size = j->l.piece_length;
+    const uint8_t *p[SHA1X_LANES];
+    uint8_t md[SHA1X_LANES][RV_SHA1_LEN];
+    struct sha1x s;
+
+    for (size_t k = 0; k < SHA1X_LANES; k++)
+        p[k] = w->lanes + k * j->lane_chunk;
+    for (size_t k = 0; k < n; k++)
+        res[k] = P_OK;
+    sha1x_init(&s);
+    for (uint64_t off = 0; off < size; off += j->lane_chunk) {
+        size_t len = size - off < j->lane_chunk ? (size_t)(size - off) : j->lane_chunk;
+        for (size_t k = 0; k < n; k++) {
+            if (res[k] != P_OK)
+                continue;
+            res[k] = piece_read(w, pieces[k], off, len, w->lanes + k * j->lane_chunk, f);
+            if (res[k] == P_FAULT)
+                return P_FAULT;
+        }
+        if (off + len < size)
+            sha1x_update(&s, p, len); /* lane_chunk is a multiple of 64 */
+        else
+            sha1x_final(&s, p, len, md);
+    }
+    for (size_t k = 0; k < n; k++) {
+        const uint8_t *want = j->ti->piece_hashes + (size_t)pieces[k] * RV_SHA1_LEN;
+        if (res[k] == P_OK && memcmp(md[k], want, RV_SHA1_LEN) != 0)
+            res[k] = P_BAD;
+    }
+    return P_OK;
+}
+
+/* Checks pieces first..end-1, SHA1X_LANES at a time: the full-length ones that can be read go
+ * through hash_lanes when there are at least LANES_MIN of them (fewer would leave most lanes
+ * idle, and libcrypto does one piece in a sixteenth of the time it takes), the rest one by
+ * one. False when a fault stops the check. */
+static bool check_pieces(struct worker *w, uint64_t first, uint64_t end, struct fault *f)
+{
+    struct job *j = w->j;
+    for (uint64_t g = first; g < end; g += SHA1X_LANES) {
+        uint64_t gend = g + SHA1X_LANES < end ? g + SHA1X_LANES : end;
+        uint32_t lane[SHA1X_LANES];
+        enum piece_rc res[SHA1X_LANES];
+        size_t n = 0, k = 0;
+        for (uint64_t p = g; p < gend && w->lanes != NULL; p++)
+            if (layout_piece_size(&j->l, (uint32_t)p) == j->l.piece_length &&
+                piece_available(j, (uint32_t)p))
+                lane[n++] = (uint32_t)p;
+        if (n < LANES_MIN)
+            n = 0;
+        if (n > 0 && hash_lanes(w, lane, n, res, f) == P_FAULT)
+            return false;
+        for (uint64_t p = g; p < gend; p++) {
+            uint32_t piece = (uint32_t)p;
+            enum piece_rc rc = P_BAD;
+            if (k < n && lane[k] == piece)
+                rc = res[k++];
+            else if (piece_available(j, piece))
+                rc = hash_piece(w, piece, f);
+            if (rc == P_FAULT)
+                return false;
+            j->ok[piece] = rc == P_OK;
+            atomic_fetch_add_explicit(&j->done, layout_piece_size(&j->l, piece),
+                                      memory_order_relaxed);
+            if (atomic_load_explicit(&j->stop, memory_order_relaxed))
+                return true;
+        }
+    }
+    return true;
 }
 
 static void verify_worker(void *arg)
@@ -244,23 +322,11 @@ static void verify_worker(void *arg)
         if (first >= count)
             break;
         uint64_t end = first + j->run < count ? first + j->run : count;
-        for (uint64_t p = first; p < end; p++) {
-            uint32_t piece = (uint32_t)p;
-            enum piece_rc rc = P_BAD;
-            if (piece_available(j, piece))
-                rc = hash_piece(w, piece, &f);
-            if (rc == P_FAULT) {
-                fail_with(j, &f);
-                goto out;
-            }
-            j->ok[piece] = rc == P_OK;
-            atomic_fetch_add_explicit(&j->done, layout_piece_size(&j->l, piece),
-                                      memory_order_relaxed);
-            if (atomic_load_explicit(&j->stop, memory_order_relaxed))
-                goto out;
+        if (!check_pieces(w, first, end, &f)) {
+            fail_with(j, &f);
+            break;
         }
     }
-out:
     for (unsigned i = 0; i < FD_CACHE; i++) {
         if (w->fds[i].fd >= 0)
             close(w->fds[i].fd);
@@ -349,7 +415,12 @@ static int run_workers(struct job *j, unsigned nthreads, const char *dir, rv_err
             w[i].fds[k].fd = -1;
         w[i].buf = fs_read_buffer(j->bufsize);
         w[i].ctx = EVP_MD_CTX_new();
-        if (w[i].buf == NULL || w[i].ctx == NULL) {
+        if (j->lane_chunk > 0) {
+            w[i].lanes = fs_read_buffer(SHA1X_LANES * j->lane_chunk);
+            if (w[i].lanes != NULL) /* the unused lanes hash these bytes: defined ones */
+                memset(w[i].lanes, 0, SHA1X_LANES * j->lane_chunk);
+        }
+        if (w[i].buf == NULL || w[i].ctx == NULL || (j->lane_chunk > 0 && w[i].lanes == NULL)) {
             rc = err_set(err, RV_ENOMEM, "out of memory for the hashing buffers");
             goto out;
         }
@@ -370,6 +441,7 @@ static int run_workers(struct job *j, unsigned nthreads, const char *dir, rv_err
 out:
     for (unsigned i = 0; i < nthreads; i++) {
         free(w[i].buf);
+        free(w[i].lanes);
         EVP_MD_CTX_free(w[i].ctx);
     }
     free(w);
@@ -458,6 +530,12 @@ int rv_verify(const rv_torrent_info_t *ti, const char *dir, unsigned threads,
 
     j.bufsize = ti->piece_length < READ_CHUNK ? ti->piece_length : READ_CHUNK;
     j.run = RUN_BYTES / ti->piece_length ? RUN_BYTES / ti->piece_length : 1;
+    if (sha1x_usable() && ti->piece_count > 1) {
+        /* A worker takes at least a pass's worth of pieces at a time. */
+        j.lane_chunk = ti->piece_length < LANE_CHUNK ? (ti->piece_length + 63u) & ~63u : LANE_CHUNK;
+        if (j.run < SHA1X_LANES)
+            j.run = SHA1X_LANES;
+    }
     atomic_init(&j.next_piece, 0);
     atomic_init(&j.done, 0);
     atomic_init(&j.bytes_read, 0);

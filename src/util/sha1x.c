@@ -1,0 +1,188 @@
+/* Sixteen-lane SHA-1 (see sha1x.h). Lane k of every vector belongs to message k: each 64-byte
+ * block of the sixteen messages is loaded as sixteen rows, transposed so that vector t holds
+ * word t of every message, and the eighty rounds run once for all of them. The round function
+ * is one vpternlogd (choose, parity or majority of b, c, d), the rotations are vprold. */
+#include "util/sha1x.h"
+
+#include <stdatomic.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SHA1X_BUILT 1
+#include <immintrin.h>
+#else
+#define SHA1X_BUILT 0
+#endif
+
+static atomic_bool disabled;
+
+void sha1x_enable(bool on)
+{
+    atomic_store(&disabled, !on);
+}
+
+bool sha1x_usable(void)
+{
+#if SHA1X_BUILT
+    if (atomic_load(&disabled))
+        return false;
+    __builtin_cpu_init(); /* also safe before the constructors have run */
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+#else
+    return false;
+#endif
+}
+
+static const uint32_t sha1_iv[5] = {0x67452301u, 0xEFCDAB89u, 0x98BADCFEu, 0x10325476u,
+                                    0xC3D2E1F0u};
+
+void sha1x_init(struct sha1x *s)
+{
+    for (int w = 0; w < 5; w++)
+        for (int k = 0; k < SHA1X_LANES; k++)
+            s->h[w][k] = sha1_iv[w];
+    s->bytes = 0;
+}
+
+#if SHA1X_BUILT
+#define TARGET __attribute__((target("avx512f,avx512bw")))
+
+/* r[k] holds the sixteen words of message k; afterwards r[t] holds word t of every message. */
+TARGET static inline void transpose(__m512i r[16])
+{
+    __m512i t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xDD);
+        t[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xDD);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xDD);
+        r[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
+        r[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xDD);
+    }
+}
+
+/* One round t (0..79): f is the vpternlogd table of the round's function of b, c, d. For
+ * t >= 16 the schedule word W[t] = rol1(W[t-3] ^ W[t-8] ^ W[t-14] ^ W[t-16]) replaces W[t-16]
+ * in the ring w. */
+#define ROUND(t, f, k)                                                                             \
+    do {                                                                                           \
+        __m512i wt_;                                                                               \
+        if ((t) < 16) {                                                                            \
+            wt_ = w[(t)];                                                                          \
+        } else {                                                                                   \
+            wt_ = _mm512_ternarylogic_epi32(w[((t)-3) & 15], w[((t)-8) & 15], w[((t)-14) & 15],    \
+                                            0x96);                                                 \
+            wt_ = _mm512_rol_epi32(_mm512_xor_si512(wt_, w[(t)&15]), 1);                           \
+            w[(t)&15] = wt_;                                                                       \
+        }                                                                                          \
+        __m512i f_ = _mm512_ternarylogic_epi32(b, c, d, (f));                                      \
+        __m512i ek_ = _mm512_add_epi32(e, _mm512_add_epi32(_mm512_set1_epi32((int)(k)), wt_));     \
+        __m512i n_ = _mm512_add_epi32(_mm512_add_epi32(_mm512_rol_epi32(a, 5), f_), ek_);          \
+        e = d;                                                                                     \
+        d = c;                                                                                     \
+        c = _mm512_rol_epi32(b, 30);                                                               \
+        b = a;                                                                                     \
+        a = n_;                                                                                    \
+    } while (0)
+
+TARGET static void blocks(struct sha1x *s, const uint8_t *const data[SHA1X_LANES], size_t nblocks)
+{
+    /* Bytes of each 32-bit word reversed: SHA-1 reads big-endian words. */
+    const __m512i bswap =
+        _mm512_broadcast_i32x4(_mm_set_epi8(12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3));
+    __m512i a = _mm512_loadu_si512(s->h[0]), b = _mm512_loadu_si512(s->h[1]);
+    __m512i c = _mm512_loadu_si512(s->h[2]), d = _mm512_loadu_si512(s->h[3]);
+    __m512i e = _mm512_loadu_si512(s->h[4]);
+
+    for (size_t n = 0; n < nblocks; n++) {
+        __m512i w[16];
+        for (int k = 0; k < 16; k++)
+            w[k] = _mm512_loadu_si512(data[k] + n * 64);
+        transpose(w);
+        for (int t = 0; t < 16; t++)
+            w[t] = _mm512_shuffle_epi8(w[t], bswap);
+        __m512i a0 = a, b0 = b, c0 = c, d0 = d, e0 = e;
+#pragma GCC unroll 20
+        for (int t = 0; t < 20; t++)
+            ROUND(t, 0xCA, 0x5A827999u); /* (b & c) | (~b & d) */
+#pragma GCC unroll 20
+        for (int t = 20; t < 40; t++)
+            ROUND(t, 0x96, 0x6ED9EBA1u); /* b ^ c ^ d */
+#pragma GCC unroll 20
+        for (int t = 40; t < 60; t++)
+            ROUND(t, 0xE8, 0x8F1BBCDCu); /* majority */
+#pragma GCC unroll 20
+        for (int t = 60; t < 80; t++)
+            ROUND(t, 0x96, 0xCA62C1D6u);
+        a = _mm512_add_epi32(a, a0);
+        b = _mm512_add_epi32(b, b0);
+        c = _mm512_add_epi32(c, c0);
+        d = _mm512_add_epi32(d, d0);
+        e = _mm512_add_epi32(e, e0);
+    }
+    _mm512_storeu_si512(s->h[0], a);
+    _mm512_storeu_si512(s->h[1], b);
+    _mm512_storeu_si512(s->h[2], c);
+    _mm512_storeu_si512(s->h[3], d);
+    _mm512_storeu_si512(s->h[4], e);
+}
+#else
+static void blocks(struct sha1x *s, const uint8_t *const data[SHA1X_LANES], size_t nblocks)
+{
+    (void)s, (void)data, (void)nblocks; /* sha1x_usable() is false: never called */
+}
+#endif
+
+void sha1x_update(struct sha1x *s, const uint8_t *const data[SHA1X_LANES], size_t len)
+{
+    size_t n = len / 64;
+    if (n == 0)
+        return;
+    blocks(s, data, n);
+    s->bytes += (uint64_t)n * 64;
+}
+
+void sha1x_final(struct sha1x *s, const uint8_t *const data[SHA1X_LANES], size_t len,
+                 uint8_t out[SHA1X_LANES][20])
+{
+    /* Whole blocks first, then the rest with the padding: 0x80, zeros, the length in bits
+     * (big-endian) at the end of one or two blocks. */
+    size_t whole = len & ~(size_t)63, rest = len - whole;
+    sha1x_update(s, data, whole);
+    uint64_t bits = (s->bytes + rest) * 8;
+    size_t tail = rest < 56 ? 64 : 128;
+    uint8_t pad[SHA1X_LANES][128];
+    const uint8_t *p[SHA1X_LANES];
+    for (int k = 0; k < SHA1X_LANES; k++) {
+        memset(pad[k], 0, tail);
+        if (rest > 0)
+            memcpy(pad[k], data[k] + whole, rest);
+        pad[k][rest] = 0x80;
+        for (int i = 0; i < 8; i++)
+            pad[k][tail - 1 - (size_t)i] = (uint8_t)(bits >> (8 * i));
+        p[k] = pad[k];
+    }
+    blocks(s, p, tail / 64);
+    for (int k = 0; k < SHA1X_LANES; k++)
+        for (int w = 0; w < 5; w++) {
+            uint32_t v = s->h[w][k];
+            out[k][4 * w] = (uint8_t)(v >> 24);
+            out[k][4 * w + 1] = (uint8_t)(v >> 16);
+            out[k][4 * w + 2] = (uint8_t)(v >> 8);
+            out[k][4 * w + 3] = (uint8_t)v;
+        }
+}

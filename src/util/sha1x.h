@@ -1,0 +1,38 @@
+/* Sixteen SHA-1 digests at once: messages of one length hashed side by side, one per 32-bit
+ * lane of the AVX-512 registers. OpenSSL hashes one message at a time (with the SHA
+ * extensions, about 1.8 GB/s per core here, the limit bench/verify.sh measures); with sixteen
+ * independent messages, such as the pieces of a torrent being checked, one core does 2-2.6
+ * times as much. OpenSSL keeps its multi-buffer SHA-1 for TLS records, and Debian packages no
+ * library that offers one, so the rounds are written here (FIPS 180-4, section 6.1.2) and
+ * checked against libcrypto by the unit tests and a fuzz target. x86-64 with AVX-512F and BW
+ * only; sha1x_usable() says whether this machine can, and callers keep their libcrypto path
+ * for every other case. */
+#ifndef RV_UTIL_SHA1X_H
+#define RV_UTIL_SHA1X_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SHA1X_LANES 16
+
+/* The state of the sixteen lanes, word-major (h[word][lane]), and the bytes each has had. */
+struct sha1x {
+    uint32_t h[5][SHA1X_LANES];
+    uint64_t bytes;
+};
+
+/* True when the CPU and the OS run AVX-512 F and BW, and sha1x_enable(false) was not called. */
+bool sha1x_usable(void);
+/* Off: sha1x_usable() says false (tests take the libcrypto paths on a machine that has it). */
+void sha1x_enable(bool on);
+
+void sha1x_init(struct sha1x *s);
+/* Hashes len bytes of each lane's data; len must be a multiple of 64 (any other length is
+ * left for sha1x_final). Only when sha1x_usable(). */
+void sha1x_update(struct sha1x *s, const uint8_t *const data[SHA1X_LANES], size_t len);
+/* Hashes each lane's last len bytes (any length), pads, and writes the sixteen digests. */
+void sha1x_final(struct sha1x *s, const uint8_t *const data[SHA1X_LANES], size_t len,
+                 uint8_t out[SHA1X_LANES][20]);
+
+#endif

@@ -1,0 +1,122 @@
+/* Unit tests for src/util/sha1x: sixteen lanes against libcrypto's SHA-1, at every length
+ * around the padding's edges, whole and in parts. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "util/sha.h"
+#include "util/sha1x.h"
+
+#define MAXLEN (64 * 1024 + 256) /* the longest message, 64 KiB + 199, from offset 15 */
+
+static uint8_t *msgs[SHA1X_LANES];
+
+static int setup(void **state)
+{
+    (void)state;
+    srand(7);
+    for (int k = 0; k < SHA1X_LANES; k++) {
+        msgs[k] = malloc(MAXLEN);
+        if (msgs[k] == NULL)
+            return -1;
+        for (size_t i = 0; i < MAXLEN; i++)
+            msgs[k][i] = (uint8_t)rand();
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    for (int k = 0; k < SHA1X_LANES; k++)
+        free(msgs[k]);
+    return 0;
+}
+
+/* The sixteen lanes over len bytes, given in parts of part bytes (a multiple of 64; 0: one
+ * sha1x_final), each lane against sha1(). Lanes start at different offsets of their buffers,
+ * so no two see the same bytes and none is aligned alike. */
+static void check(size_t len, size_t part)
+{
+    struct sha1x s;
+    const uint8_t *p[SHA1X_LANES];
+    uint8_t out[SHA1X_LANES][20], want[20];
+    size_t done = 0;
+    sha1x_init(&s);
+    if (part > 0) {
+        while (len - done >= part) {
+            for (int k = 0; k < SHA1X_LANES; k++)
+                p[k] = msgs[k] + k + done;
+            sha1x_update(&s, p, part);
+            done += part;
+        }
+    }
+    for (int k = 0; k < SHA1X_LANES; k++)
+        p[k] = msgs[k] + k + done;
+    sha1x_final(&s, p, len - done, out);
+    for (int k = 0; k < SHA1X_LANES; k++) {
+        sha1(msgs[k] + k, len, want);
+        if (memcmp(out[k], want, 20) != 0)
+            fail_msg("lane %d differs from libcrypto at length %zu (parts of %zu)", k, len, part);
+    }
+}
+
+static void lanes_match_libcrypto(void **state)
+{
+    (void)state;
+    if (!sha1x_usable())
+        skip(); /* no AVX-512 here: callers use libcrypto alone */
+    for (size_t len = 0; len <= 200; len++)
+        check(len, 0); /* every padding case: one block, two blocks, the edges at 55/56/64 */
+    const size_t lens[] = {1000, 4096, 16384, 16384 + 55, 16384 + 56, 65536, 64 * 1024 + 199};
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        check(lens[i], 0);
+        check(lens[i], 64);
+        check(lens[i], 4096);
+    }
+}
+
+static void a_known_vector(void **state)
+{
+    (void)state;
+    if (!sha1x_usable())
+        skip();
+    /* FIPS 180-2 appendix A.1: SHA-1("abc") in every lane. */
+    static const uint8_t abc_sha1[20] = {0xa9, 0x99, 0x3e, 0x36, 0x47, 0x06, 0x81,
+                                         0x6a, 0xba, 0x3e, 0x25, 0x71, 0x78, 0x50,
+                                         0xc2, 0x6c, 0x9c, 0xd0, 0xd8, 0x9d};
+    struct sha1x s;
+    const uint8_t *p[SHA1X_LANES];
+    uint8_t out[SHA1X_LANES][20];
+    for (int k = 0; k < SHA1X_LANES; k++)
+        p[k] = (const uint8_t *)"abc";
+    sha1x_init(&s);
+    sha1x_final(&s, p, 3, out);
+    for (int k = 0; k < SHA1X_LANES; k++)
+        assert_memory_equal(out[k], abc_sha1, 20);
+}
+
+static void can_be_switched_off(void **state)
+{
+    (void)state;
+    bool had = sha1x_usable();
+    sha1x_enable(false);
+    assert_false(sha1x_usable());
+    sha1x_enable(true);
+    assert_int_equal(sha1x_usable(), had);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(lanes_match_libcrypto),
+        cmocka_unit_test(a_known_vector),
+        cmocka_unit_test(can_be_switched_off),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
