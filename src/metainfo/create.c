@@ -27,10 +27,13 @@
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/fs.h"
+#include "util/sha1x.h"
 #include "util/team.h"
 
 #define MAX_DEPTH 256          /* folder nesting we accept */
 #define READ_CHUNK (1u << 20)  /* bytes per pread and per SHA-1 update */
+#define LANE_CHUNK (256u << 10) /* sha1x: bytes of each lane read per step (as verify.c) */
+#define LANES_MIN 8             /* the fewest pieces worth a sixteen-lane pass */
 #define FD_CACHE 8             /* open files kept per worker */
 #define PROGRESS_NS 200000000L /* between progress calls */
 
@@ -251,6 +254,7 @@ struct hasher {
     const struct entry *files;
     uint8_t *hashes; /* piece_count * 20 */
     size_t bufsize;
+    size_t lane_chunk; /* 0: sha1x not used */
     const EVP_MD *md;
 
     atomic_uint_fast64_t next_piece;
@@ -273,6 +277,7 @@ struct fdslot {
 struct worker {
     struct hasher *h;
     uint8_t *buf;
+    uint8_t *lanes; /* SHA1X_LANES x lane_chunk, or NULL */
     EVP_MD_CTX *ctx;
     struct fdslot fds[FD_CACHE];
     unsigned evict;
@@ -325,26 +330,30 @@ static int worker_fd(struct worker *w, size_t file, int *fd, struct fault *f)
     return 0;
 }
 
-static int hash_piece(struct worker *w, uint32_t piece, struct fault *f)
+/* Copies the piece's bytes [off, off + len) into dst by pread. Returns 0, or -1 (f says why). */
+static int piece_read(struct worker *w, uint32_t piece, uint64_t off, size_t len, uint8_t *dst,
+                      struct fault *f)
 {
     struct hasher *h = w->h;
+    uint64_t start = (uint64_t)piece * h->l->piece_length, end = off + len;
     struct span_iter it;
     struct span sp;
-    size_t fill = 0;
 
-    if (EVP_DigestInit_ex(w->ctx, h->md, NULL) != 1)
-        goto sha_fail;
     layout_piece_begin(h->l, piece, &it);
     while (layout_span_next(&it, &sp)) {
+        uint64_t pos = h->l->files[sp.file].offset + sp.file_offset - start; /* in the piece */
+        uint64_t lo = pos > off ? pos : off;
+        uint64_t hi = pos + sp.length < end ? pos + sp.length : end;
+        if (lo >= hi)
+            continue;
         int fd;
         if (worker_fd(w, sp.file, &fd, f) != 0)
             return -1;
-        uint64_t off = sp.file_offset, left = sp.length;
+        uint8_t *p = dst + (lo - off);
+        uint64_t foff = sp.file_offset + (lo - pos);
+        size_t left = (size_t)(hi - lo);
         while (left > 0) {
-            size_t want = h->bufsize - fill;
-            if (want > left)
-                want = (size_t)left;
-            ssize_t n = pread(fd, w->buf + fill, want, (off_t)off);
+            ssize_t n = pread(fd, p, left, (off_t)foff);
             if (n < 0) {
                 if (errno == EINTR)
                     continue;
@@ -352,25 +361,35 @@ static int hash_piece(struct worker *w, uint32_t piece, struct fault *f)
                 return -1;
             }
             if (n == 0) {
-                *f = (struct fault){F_SHRUNK, 0, sp.file, h->files[sp.file].size, off};
+                *f = (struct fault){F_SHRUNK, 0, sp.file, h->files[sp.file].size, foff};
                 return -1;
             }
-            fill += (size_t)n;
-            off += (uint64_t)n;
-            left -= (uint64_t)n;
-            if (fill == h->bufsize) {
-                if (EVP_DigestUpdate(w->ctx, w->buf, fill) != 1)
-                    goto sha_fail;
-                atomic_fetch_add(&h->hashed, fill);
-                fill = 0;
-                if (atomic_load_explicit(&h->stop, memory_order_relaxed))
-                    return -1;
-            }
+            p += n;
+            foff += (uint64_t)n;
+            left -= (size_t)n;
         }
     }
-    if (fill > 0 && EVP_DigestUpdate(w->ctx, w->buf, fill) != 1)
+    atomic_fetch_add(&h->hashed, len);
+    return 0;
+}
+
+/* One piece through libcrypto, bufsize bytes at a time. */
+static int hash_piece(struct worker *w, uint32_t piece, struct fault *f)
+{
+    struct hasher *h = w->h;
+    uint32_t size = layout_piece_size(h->l, piece);
+
+    if (EVP_DigestInit_ex(w->ctx, h->md, NULL) != 1)
         goto sha_fail;
-    atomic_fetch_add(&h->hashed, fill);
+    for (uint64_t off = 0; off < size; off += h->bufsize) {
+        size_t n = size - off < h->bufsize ? (size_t)(size - off) : h->bufsize;
+        if (piece_read(w, piece, off, n, w->buf, f) != 0)
+            return -1;
+        if (EVP_DigestUpdate(w->ctx, w->buf, n) != 1)
+            goto sha_fail;
+        if (atomic_load_explicit(&h->stop, memory_order_relaxed))
+            return -1;
+    }
     if (EVP_DigestFinal_ex(w->ctx, h->hashes + (size_t)piece * RV_SHA1_LEN, NULL) != 1)
         goto sha_fail;
     return 0;
@@ -379,17 +398,60 @@ sha_fail:
     return -1;
 }
 
+struct lane_read {
+    struct worker *w;
+    uint32_t first;
+    struct fault *f;
+};
+
+static int lane_read(void *ud, size_t k, uint64_t off, size_t len, uint8_t *dst)
+{
+    struct lane_read *lr = ud;
+    return piece_read(lr->w, lr->first + (uint32_t)k, off, len, dst, lr->f);
+}
+
+/* Pieces first..first+n-1, all full-length, side by side through sha1x (see verify.c). */
+static int hash_lanes(struct worker *w, uint32_t first, size_t n, struct fault *f)
+{
+    struct hasher *h = w->h;
+    struct lane_read lr = {w, first, f};
+    bool live[SHA1X_LANES];
+    uint8_t md[SHA1X_LANES][RV_SHA1_LEN];
+
+    if (sha1x_digest_chunked(n, h->l->piece_length, h->lane_chunk, w->lanes, lane_read, &lr, live,
+                             md) != 0)
+        return -1;
+    for (size_t k = 0; k < n; k++)
+        memcpy(h->hashes + (size_t)(first + k) * RV_SHA1_LEN, md[k], RV_SHA1_LEN);
+    return 0;
+}
+
 static void hash_worker(void *arg)
 {
     struct worker *w = arg;
     struct hasher *h = w->h;
     struct fault f = {F_NONE, 0, 0, 0, 0};
+    uint32_t count = h->l->piece_count;
+    /* With sha1x, sixteen pieces at a time; the last piece (short) and a group of fewer than
+     * LANES_MIN go through libcrypto one by one. */
+    unsigned grab = w->lanes != NULL ? SHA1X_LANES : 1;
 
     while (!atomic_load_explicit(&h->stop, memory_order_relaxed)) {
-        uint64_t p = atomic_fetch_add(&h->next_piece, 1);
-        if (p >= h->l->piece_count)
+        uint64_t p = atomic_fetch_add(&h->next_piece, grab);
+        if (p >= count)
             break;
-        if (hash_piece(w, (uint32_t)p, &f) != 0) {
+        uint64_t end = p + grab < count ? p + grab : count;
+        uint64_t full = end < count || layout_piece_size(h->l, count - 1) == h->l->piece_length
+                            ? end
+                            : end - 1; /* pieces p..full-1 are full-length */
+        int rc = 0;
+        if (w->lanes != NULL && full - p >= LANES_MIN) {
+            rc = hash_lanes(w, (uint32_t)p, (size_t)(full - p), &f);
+            p = full;
+        }
+        for (; rc == 0 && p < end; p++)
+            rc = hash_piece(w, (uint32_t)p, &f);
+        if (rc != 0) {
             if (f.kind != F_NONE)
                 fail_with(h, &f);
             break;
@@ -440,6 +502,8 @@ static int hash_all(const rv_create_opts_t *o, const struct layout *l, const str
     h.files = p->v;
     h.hashes = hashes;
     h.bufsize = l->piece_length < READ_CHUNK ? l->piece_length : READ_CHUNK;
+    if (sha1x_usable() && l->piece_count > 1)
+        h.lane_chunk = l->piece_length < LANE_CHUNK ? (l->piece_length + 63u) & ~63u : LANE_CHUNK;
     atomic_init(&h.next_piece, 0);
     atomic_init(&h.hashed, 0);
     atomic_init(&h.stop, false);
@@ -472,7 +536,12 @@ static int hash_all(const rv_create_opts_t *o, const struct layout *l, const str
             w[i].fds[k].fd = -1;
         w[i].buf = fs_read_buffer(h.bufsize);
         w[i].ctx = EVP_MD_CTX_new();
-        if (w[i].buf == NULL || w[i].ctx == NULL) {
+        if (h.lane_chunk > 0) {
+            w[i].lanes = fs_read_buffer(SHA1X_LANES * h.lane_chunk);
+            if (w[i].lanes != NULL) /* the unused lanes hash these bytes: defined ones */
+                memset(w[i].lanes, 0, SHA1X_LANES * h.lane_chunk);
+        }
+        if (w[i].buf == NULL || w[i].ctx == NULL || (h.lane_chunk > 0 && w[i].lanes == NULL)) {
             rc = err_set(err, RV_ENOMEM, "out of memory for the hashing buffers");
             goto out;
         }
@@ -489,6 +558,7 @@ static int hash_all(const rv_create_opts_t *o, const struct layout *l, const str
 out:
     for (unsigned i = 0; i < nthreads; i++) {
         free(w[i].buf);
+        free(w[i].lanes);
         EVP_MD_CTX_free(w[i].ctx);
     }
     free(w);

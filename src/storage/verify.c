@@ -230,43 +230,37 @@ sha_fail:
     return P_FAULT;
 }
 
-/* n (LANES_MIN..SHA1X_LANES) full-length pieces side by side through sha1x: chunk by chunk,
- * each piece's bytes go to its lane's part of w->lanes, then one sha1x step takes them all.
- * res[k] gets piece k's outcome (a lane whose file shrank stops being read and is P_BAD). The
- * lanes past n hash whatever their buffers hold, unread. Returns P_FAULT when a read fault
+struct lane_read {
+    struct worker *w;
+    const uint32_t *pieces;
+    struct fault *f;
+};
+
+static int lane_read(void *ud, size_t k, uint64_t off, size_t len, uint8_t *dst)
+{
+    struct lane_read *lr = ud;
+    enum piece_rc rc = piece_read(lr->w, lr->pieces[k], off, len, dst, lr->f);
+    return rc == P_OK ? 0 : rc == P_BAD ? 1 : -1;
+}
+
+/* n (LANES_MIN..SHA1X_LANES) full-length pieces side by side through sha1x, each read
+ * lane_chunk bytes at a time into its lane's part of w->lanes. res[k] gets piece k's outcome
+ * (a piece whose file shrank is read no more, and is P_BAD). Returns P_FAULT when a read fault
  * stops the check, else P_OK. */
 static enum piece_rc hash_lanes(struct worker *w, const uint32_t *pieces, size_t n,
                                 enum piece_rc *res, struct fault *f)
 {
     struct job *j = w->j;
-    uint32_t size = j->l.piece_length;
-    const uint8_t *p[SHA1X_LANES];
+    struct lane_read lr = {w, pieces, f};
+    bool live[SHA1X_LANES];
     uint8_t md[SHA1X_LANES][RV_SHA1_LEN];
-    struct sha1x s;
 
-    for (size_t k = 0; k < SHA1X_LANES; k++)
-        p[k] = w->lanes + k * j->lane_chunk;
-    for (size_t k = 0; k < n; k++)
-        res[k] = P_OK;
-    sha1x_init(&s);
-    for (uint64_t off = 0; off < size; off += j->lane_chunk) {
-        size_t len = size - off < j->lane_chunk ? (size_t)(size - off) : j->lane_chunk;
-        for (size_t k = 0; k < n; k++) {
-            if (res[k] != P_OK)
-                continue;
-            res[k] = piece_read(w, pieces[k], off, len, w->lanes + k * j->lane_chunk, f);
-            if (res[k] == P_FAULT)
-                return P_FAULT;
-        }
-        if (off + len < size)
-            sha1x_update(&s, p, len); /* lane_chunk is a multiple of 64 */
-        else
-            sha1x_final(&s, p, len, md);
-    }
+    if (sha1x_digest_chunked(n, j->l.piece_length, j->lane_chunk, w->lanes, lane_read, &lr, live,
+                             md) != 0)
+        return P_FAULT;
     for (size_t k = 0; k < n; k++) {
         const uint8_t *want = j->ti->piece_hashes + (size_t)pieces[k] * RV_SHA1_LEN;
-        if (res[k] == P_OK && memcmp(md[k], want, RV_SHA1_LEN) != 0)
-            res[k] = P_BAD;
+        res[k] = live[k] && memcmp(md[k], want, RV_SHA1_LEN) == 0 ? P_OK : P_BAD;
     }
     return P_OK;
 }

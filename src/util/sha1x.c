@@ -186,3 +186,35 @@ void sha1x_final(struct sha1x *s, const uint8_t *const data[SHA1X_LANES], size_t
             out[k][4 * w + 3] = (uint8_t)v;
         }
 }
+
+int sha1x_digest_chunked(size_t n, uint64_t size, size_t chunk, uint8_t *buf, sha1x_read_fn read,
+                         void *ud, bool live[SHA1X_LANES], uint8_t out[SHA1X_LANES][20])
+{
+    const uint8_t *p[SHA1X_LANES];
+    struct sha1x s;
+
+    for (size_t k = 0; k < SHA1X_LANES; k++) {
+        p[k] = buf + k * chunk;
+        live[k] = k < n;
+    }
+    sha1x_init(&s);
+    for (uint64_t off = 0; off < size || off == 0; off += chunk) {
+        size_t len = size - off < chunk ? (size_t)(size - off) : chunk;
+        for (size_t k = 0; k < n; k++) {
+            if (!live[k])
+                continue;
+            int rc = read(ud, k, off, len, buf + k * chunk);
+            if (rc < 0)
+                return -1;
+            if (rc > 0)
+                live[k] = false;
+        }
+        if (off + len < size) {
+            sha1x_update(&s, p, len);
+        } else {
+            sha1x_final(&s, p, len, out);
+            break;
+        }
+    }
+    return 0;
+}

@@ -35,4 +35,16 @@ void sha1x_update(struct sha1x *s, const uint8_t *const data[SHA1X_LANES], size_
 void sha1x_final(struct sha1x *s, const uint8_t *const data[SHA1X_LANES], size_t len,
                  uint8_t out[SHA1X_LANES][20]);
 
+/* Reads message k's bytes [off, off + len) into dst. Returns 0; 1 to give up on message k
+ * (it is read no more, and its digest means nothing); -1 to stop everything. */
+typedef int (*sha1x_read_fn)(void *ud, size_t k, uint64_t off, size_t len, uint8_t *dst);
+
+/* Digests of n (1..SHA1X_LANES) messages of size bytes each, read chunk bytes at a time (a
+ * multiple of 64) through read into buf, which holds SHA1X_LANES * chunk bytes: lane k reads
+ * into buf + k * chunk. The lanes past n hash whatever buf holds there. live[k] tells whether
+ * message k was read to its end. Returns 0, or -1 when read said stop. Only when
+ * sha1x_usable(). */
+int sha1x_digest_chunked(size_t n, uint64_t size, size_t chunk, uint8_t *buf, sha1x_read_fn read,
+                         void *ud, bool live[SHA1X_LANES], uint8_t out[SHA1X_LANES][20]);
+
 #endif
