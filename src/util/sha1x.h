@@ -1,5 +1,5 @@
-/* Sixteen SHA-1 digests at once: messages of one length hashed side by side, one per 32-bit
- * lane of the AVX-512 registers. OpenSSL hashes one message at a time (with the SHA
+/* Eight or sixteen SHA-1 digests at once: messages of one length hashed side by side, one per
+ * 32-bit lane of the AVX-512 registers. OpenSSL hashes one message at a time (with the SHA
  * extensions, about 1.8 GB/s per core here, the limit bench/verify.sh measures); with sixteen
  * independent messages, such as the pieces of a torrent being checked, one core does 2-2.6
  * times as much. OpenSSL keeps its multi-buffer SHA-1 for TLS records, and Debian packages no
@@ -16,22 +16,27 @@
 
 #define SHA1X_LANES 16
 
-/* The state of the sixteen lanes, word-major (h[word][lane]), and the bytes each has had. */
+/* The state of the lanes, word-major (h[word][lane]), the bytes each has had, and how many
+ * lanes there are (8: 256-bit registers, lanes 0-7 of every array used; 16: 512-bit). */
 struct sha1x {
     uint32_t h[5][SHA1X_LANES];
     uint64_t bytes;
+    unsigned lanes;
 };
 
-/* True when the CPU and the OS run AVX-512 F and BW, and sha1x_enable(false) was not called. */
+/* True when the CPU and the OS run AVX-512 F, BW and VL, and sha1x_enable(false) was not
+ * called. */
 bool sha1x_usable(void);
 /* Off: sha1x_usable() says false (tests take the libcrypto paths on a machine that has it). */
 void sha1x_enable(bool on);
 
-void sha1x_init(struct sha1x *s);
+/* lanes: 8 when up to 8 messages are at hand, else 16 (16 in eight 256-bit lanes would take two
+ * passes at 3,400 MB/s each; one 512-bit pass does 4,300 here). */
+void sha1x_init(struct sha1x *s, unsigned lanes);
 /* Hashes len bytes of each lane's data; len must be a multiple of 64 (any other length is
  * left for sha1x_final). Only when sha1x_usable(). */
 void sha1x_update(struct sha1x *s, const uint8_t *const data[SHA1X_LANES], size_t len);
-/* Hashes each lane's last len bytes (any length), pads, and writes the sixteen digests. */
+/* Hashes each lane's last len bytes (any length), pads, and writes the lanes' digests. */
 void sha1x_final(struct sha1x *s, const uint8_t *const data[SHA1X_LANES], size_t len,
                  uint8_t out[SHA1X_LANES][20]);
 
@@ -39,10 +44,10 @@ void sha1x_final(struct sha1x *s, const uint8_t *const data[SHA1X_LANES], size_t
  * (it is read no more, and its digest means nothing); -1 to stop everything. */
 typedef int (*sha1x_read_fn)(void *ud, size_t k, uint64_t off, size_t len, uint8_t *dst);
 
-/* Digests of n (1..SHA1X_LANES) messages of size bytes each, read chunk bytes at a time (a
- * multiple of 64) through read into buf, which holds SHA1X_LANES * chunk bytes: lane k reads
- * into buf + k * chunk. The lanes past n hash whatever buf holds there. live[k] tells whether
- * message k was read to its end. Returns 0, or -1 when read said stop. Only when
+/* Digests of n (1..SHA1X_LANES; 8 lanes when n <= 8) messages of size bytes each, read chunk
+ * bytes at a time (a multiple of 64) through read into buf, which holds SHA1X_LANES * chunk
+ * bytes: lane k reads into buf + k * chunk. The lanes past n hash whatever buf holds there. live[k]
+ * tells whether message k was read to its end. Returns 0, or -1 when read said stop. Only when
  * sha1x_usable(). */
 int sha1x_digest_chunked(size_t n, uint64_t size, size_t chunk, uint8_t *buf, sha1x_read_fn read,
                          void *ud, bool live[SHA1X_LANES], uint8_t out[SHA1X_LANES][20]);
