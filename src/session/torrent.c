@@ -69,6 +69,7 @@
 /* ...but only while pieces complete less than this far apart, and a held piece waits no
  * longer: slower, a write per piece costs nothing worth waiting for. */
 #define RUN_WAIT_MS 10
+#define CHECK_JOBS 4 /* disk jobs checking data already there at once */
 #define SNUB_MS 30000
 #define RETRY_BASE_MS 3000
 #define RETRY_MAX_MS 300000
@@ -2274,20 +2275,36 @@ static void check_finished(rv_torrent_t *t)
         save_begin(t); /* what was hashed need not be hashed again after a crash */
 }
 
+/* Whether the check reads piece: not had already, asked for (check_some), and in the selected
+ * files only (a boundary piece cannot be read back whole). */
+static bool needs_check(const rv_torrent_t *t, uint32_t piece)
+{
+    if (bitfield_has(&t->have, piece) || (t->check_some && !bitfield_has(&t->check_set, piece)))
+        return false;
+    return t->file_sel == NULL ||
+           (bitfield_has(&t->wanted, piece) && !bitfield_has(&t->partial, piece));
+}
+
 static void check_more(rv_torrent_t *t)
 {
-    while (t->checks_in_flight < 4 && t->check_next < t->ti->piece_count) {
-        uint32_t piece = t->check_next++;
-        if (bitfield_has(&t->have, piece) || (t->check_some && !bitfield_has(&t->check_set, piece)))
+    /* Stretches of up to STORAGE_RUN_MAX consecutive pieces go to the disk as one job each
+     * (hashed side by side where the CPU allows), CHECK_JOBS of them at a time. */
+    while (t->checks_in_flight <= (CHECK_JOBS - 1) * STORAGE_RUN_MAX &&
+           t->check_next < t->ti->piece_count) {
+        uint32_t first = t->check_next, n = 0;
+        while (t->check_next < t->ti->piece_count && n < STORAGE_RUN_MAX) {
+            if (needs_check(t, t->check_next)) {
+                if (n++ == 0)
+                    first = t->check_next;
+            } else if (n > 0) {
+                break; /* a piece not read ends the stretch */
+            }
+            t->check_next++;
+        }
+        if (n == 0 || storage_check_run(t->storage, first, n, on_checked, t) != 0)
             continue;
-        /* Selected files only; a boundary piece cannot be read back whole. */
-        if (t->file_sel != NULL &&
-            (!bitfield_has(&t->wanted, piece) || bitfield_has(&t->partial, piece)))
-            continue;
-        if (storage_check(t->storage, piece, on_checked, t) != 0)
-            continue;
-        t->checks_started++;
-        t->checks_in_flight++;
+        t->checks_started += n;
+        t->checks_in_flight += n;
     }
     if (t->checks_in_flight == 0 && t->check_next >= t->ti->piece_count) {
         check_finished(t);

@@ -36,6 +36,7 @@
 
 #define DEFAULT_MAX_OPEN 64
 #define CHECK_CHUNK (256u << 10) /* storage_check hashes a piece in reads of this size */
+#define CHECK_LANE (64u << 10)   /* storage_check_run: bytes of each lane read per step */
 #define IO_MAX (1u << 30)        /* Linux moves at most ~2 GiB per call; keep each call below */
 #define NONE SIZE_MAX
 #define BOUNCE_BYTES (256u << 10) /* aligned copy of data that is not aligned in memory */
@@ -843,14 +844,14 @@ static void hash_zeros(struct sha1_ctx *c, uint8_t *buf, size_t cap, uint64_t n)
 
 /* Hashes one file span in chunks. A missing or short file is a mismatch, not an error: it is
  * what a check of data not yet downloaded finds. */
-static int check_span(struct storage *s, struct req *r, const struct span *sp, struct sha1_ctx *c,
-                      uint8_t *buf, size_t cap)
+static int check_span(struct storage *s, uint32_t piece, rv_error_t *err, const struct span *sp,
+                      struct sha1_ctx *c, uint8_t *buf, size_t cap)
 {
     const rv_file_t *f = &s->l->files[sp->file];
     struct fh h;
-    int rc = fh_acquire(s, sp->file, false, &h, &r->err);
-    if (rc == RV_EIO && r->err.sys_errno == ENOENT)
-        return err_set(&r->err, RV_EHASH, "piece %u: %s/%s is missing", r->piece, s->dir, f->path);
+    int rc = fh_acquire(s, sp->file, false, &h, err);
+    if (rc == RV_EIO && err->sys_errno == ENOENT)
+        return err_set(err, RV_EHASH, "piece %u: %s/%s is missing", piece, s->dir, f->path);
     if (rc != 0)
         return rc;
     uint64_t left = sp->length, off = sp->file_offset;
@@ -859,10 +860,10 @@ static int check_span(struct storage *s, struct req *r, const struct span *sp, s
         uint64_t got;
         int e = pread_all(s->stats, h.fd, buf, want, off, &got);
         if (e != 0)
-            rc = sys_err(&r->err, e, "cannot read %s/%s", s->dir, f->path);
+            rc = sys_err(err, e, "cannot read %s/%s", s->dir, f->path);
         else if (got < want)
-            rc = err_set(&r->err, RV_EHASH, "piece %u: %s/%s is shorter than the torrent says",
-                         r->piece, s->dir, f->path);
+            rc = err_set(err, RV_EHASH, "piece %u: %s/%s is shorter than the torrent says", piece,
+                         s->dir, f->path);
         else {
             uint64_t t0 = stats_now_ns();
             sha1_update(c, buf, want);
@@ -876,11 +877,13 @@ static int check_span(struct storage *s, struct req *r, const struct span *sp, s
     return rc;
 }
 
-static int do_check(struct storage *s, struct req *r)
+/* Reads piece from disk and checks its hash: 0, RV_EHASH (no match, or a file missing or short),
+ * or the read error (err says it). */
+static int check_piece(struct storage *s, uint32_t piece, rv_error_t *err)
 {
-    uint32_t size = layout_piece_size(s->l, r->piece);
+    uint32_t size = layout_piece_size(s->l, piece);
     size_t cap = size < CHECK_CHUNK ? size : CHECK_CHUNK;
-    uint64_t start = piece_start(s, r->piece), at = 0;
+    uint64_t start = piece_start(s, piece), at = 0;
     uint8_t md[RV_SHA1_LEN];
     struct sha1_ctx c;
     struct span_iter it;
@@ -889,19 +892,19 @@ static int do_check(struct storage *s, struct req *r)
 
     uint8_t *buf = malloc(cap);
     if (buf == NULL)
-        return err_set(&r->err, RV_ENOMEM, "out of memory checking piece %u", r->piece);
+        return err_set(err, RV_ENOMEM, "out of memory checking piece %u", piece);
     if (sha1_init(&c) != 0) {
         free(buf);
-        return err_set(&r->err, RV_ENOMEM, "out of memory checking piece %u", r->piece);
+        return err_set(err, RV_ENOMEM, "out of memory checking piece %u", piece);
     }
-    layout_piece_begin(s->l, r->piece, &it);
+    layout_piece_begin(s->l, piece, &it);
     while (rc == 0 && layout_span_next(&it, &sp)) {
         uint64_t pos = span_pos(s, &sp, start);
         hash_zeros(&c, buf, cap, pos - at); /* bytes in no file (v2 alignment) are zeros */
         if (s->l->files[sp.file].attr & RV_FILE_PAD)
             hash_zeros(&c, buf, cap, sp.length);
         else
-            rc = check_span(s, r, &sp, &c, buf, cap);
+            rc = check_span(s, piece, err, &sp, &c, buf, cap);
         at = pos + sp.length;
     }
     if (rc == 0)
@@ -910,45 +913,124 @@ static int do_check(struct storage *s, struct req *r)
     free(buf);
     if (rc != 0)
         return rc;
-    if (memcmp(md, s->ti->piece_hashes + (size_t)r->piece * RV_SHA1_LEN, RV_SHA1_LEN) != 0)
-        return err_set(&r->err, RV_EHASH, "piece %u on disk does not match its SHA-1 hash",
-                       r->piece);
+    if (memcmp(md, s->ti->piece_hashes + (size_t)piece * RV_SHA1_LEN, RV_SHA1_LEN) != 0)
+        return err_set(err, RV_EHASH, "piece %u on disk does not match its SHA-1 hash", piece);
+    return 0;
+}
+
+/* Bytes [begin, begin + len) of piece into out: padding and bytes in no file are zeros. A file
+ * missing or shorter than the torrent says is RV_EHASH when checking (the piece is not there),
+ * RV_EIO when serving (someone removed or truncated verified data). */
+static int read_range(struct storage *s, uint32_t piece, uint64_t begin, size_t len, uint8_t *out,
+                      bool checking, rv_error_t *err)
+{
+    uint64_t start = piece_start(s, piece) + begin, at = 0;
+    struct span_iter it;
+    struct span sp;
+
+    layout_span_begin(s->l, start, len, &it);
+    while (layout_span_next(&it, &sp)) {
+        const rv_file_t *f = &s->l->files[sp.file];
+        uint64_t pos = span_pos(s, &sp, start);
+        memset(out + at, 0, (size_t)(pos - at));
+        at = pos + sp.length;
+        if (f->attr & RV_FILE_PAD) {
+            memset(out + pos, 0, (size_t)sp.length);
+            continue;
+        }
+        struct fh h;
+        int rc = fh_acquire(s, sp.file, false, &h, err);
+        if (rc == RV_EIO && err->sys_errno == ENOENT && checking)
+            return err_set(err, RV_EHASH, "piece %u: %s/%s is missing", piece, s->dir, f->path);
+        if (rc != 0)
+            return rc;
+        uint64_t got;
+        int e = pread_all(s->stats, h.fd, out + pos, sp.length, sp.file_offset, &got);
+        fh_release(s, &h, false);
+        if (e != 0)
+            return sys_err(err, e, "cannot read %s/%s", s->dir, f->path);
+        if (got < sp.length && checking)
+            return err_set(err, RV_EHASH, "piece %u: %s/%s is shorter than the torrent says", piece,
+                           s->dir, f->path);
+        /* Seeding reads verified data; a short file means someone truncated it. */
+        if (got < sp.length)
+            return err_set(err, RV_EIO,
+                           "cannot read %s/%s: the file is shorter than the torrent says", s->dir,
+                           f->path);
+    }
+    memset(out + at, 0, (size_t)(len - at));
     return 0;
 }
 
 static int do_read(struct storage *s, struct req *r)
 {
-    uint64_t start = piece_start(s, r->piece) + r->begin, at = 0;
-    struct span_iter it;
-    struct span sp;
+    return read_range(s, r->piece, r->begin, r->len, r->out, false, &r->err);
+}
 
-    layout_span_begin(s->l, start, r->len, &it);
-    while (layout_span_next(&it, &sp)) {
-        const rv_file_t *f = &s->l->files[sp.file];
-        uint64_t pos = span_pos(s, &sp, start);
-        memset(r->out + at, 0, (size_t)(pos - at));
-        at = pos + sp.length;
-        if (f->attr & RV_FILE_PAD) {
-            memset(r->out + pos, 0, (size_t)sp.length);
-            continue;
+struct check_read {
+    struct storage *s;
+    struct req *r;
+    int rc;           /* the read error that stopped the run */
+    uint64_t read_ns; /* time in read_range, kept out of the hashing time */
+};
+
+/* sha1x_read_fn for do_check_run: piece r->piece + k's bytes [off, off + len). */
+static int check_read(void *ud, size_t k, uint64_t off, size_t len, uint8_t *dst)
+{
+    struct check_read *cr = ud;
+    uint64_t t0 = stats_now_ns();
+    int rc = read_range(cr->s, cr->r->piece + (uint32_t)k, off, len, dst, true, &cr->r->err);
+    cr->read_ns += stats_now_ns() - t0;
+    if (rc == 0)
+        return 0;
+    if (rc == RV_EHASH)
+        return 1; /* this piece is not there; the others go on */
+    cr->rc = rc;
+    return -1;
+}
+
+/* Checks pieces r->piece..r->piece+count-1: the full-length ones side by side through sha1x's
+ * lanes when there are at least LANES_MIN of them and the CPU has AVX-512 (each read
+ * CHECK_LANE bytes at a time), the rest one by one. run_rc[i]: 0, RV_EHASH, or the read error
+ * that stopped the run (r->err says it), which every piece not yet checked reports too. */
+static void do_check_run(struct storage *s, struct req *r)
+{
+    uint32_t full = r->count, i = 0;
+    if (layout_piece_size(s->l, r->piece + full - 1) != s->l->piece_length)
+        full--;
+    uint8_t *buf = NULL;
+    if (full >= LANES_MIN && sha1x_usable())
+        buf = malloc(SHA1X_LANES * CHECK_LANE);
+    if (buf != NULL) {
+        struct check_read cr = {s, r, 0, 0};
+        bool live[SHA1X_LANES];
+        uint8_t md[SHA1X_LANES][RV_SHA1_LEN];
+        uint64_t t0 = stats_now_ns();
+        int rc = sha1x_digest_chunked(full, s->l->piece_length, CHECK_LANE, buf, check_read, &cr,
+                                      live, md);
+        stats_add(&s->stats->hash_ns, stats_now_ns() - t0 - cr.read_ns);
+        free(buf);
+        if (rc != 0) {
+            for (uint32_t k = 0; k < r->count; k++)
+                r->run_rc[k] = cr.rc;
+            return;
         }
-        struct fh h;
-        int rc = fh_acquire(s, sp.file, false, &h, &r->err);
-        if (rc != 0)
-            return rc;
-        uint64_t got;
-        int e = pread_all(s->stats, h.fd, r->out + pos, sp.length, sp.file_offset, &got);
-        fh_release(s, &h, false);
-        if (e != 0)
-            return sys_err(&r->err, e, "cannot read %s/%s", s->dir, f->path);
-        /* Seeding reads verified data; a short file means someone truncated it. */
-        if (got < sp.length)
-            return err_set(&r->err, RV_EIO,
-                           "cannot read %s/%s: the file is shorter than the torrent says", s->dir,
-                           f->path);
+        for (uint32_t k = 0; k < full; k++) {
+            const uint8_t *want = s->ti->piece_hashes + (size_t)(r->piece + k) * RV_SHA1_LEN;
+            r->run_rc[k] = live[k] && memcmp(md[k], want, RV_SHA1_LEN) == 0 ? 0 : RV_EHASH;
+            if (live[k])
+                stats_add(&s->stats->hash_bytes, s->l->piece_length);
+        }
+        i = full;
     }
-    memset(r->out + at, 0, (size_t)(r->len - at));
-    return 0;
+    for (; i < r->count; i++) {
+        int rc = check_piece(s, r->piece + i, &r->err);
+        r->run_rc[i] = rc;
+        if (rc != 0 && rc != RV_EHASH) {
+            while (++i < r->count)
+                r->run_rc[i] = rc;
+        }
+    }
 }
 
 /* fsyncs every folder from the download folder down to the one holding path. */
@@ -1041,7 +1123,10 @@ static void run_req(uv_work_t *w)
         do_write(r->s, r);
         break;
     case OP_CHECK:
-        r->rc = do_check(r->s, r);
+        if (r->count > 0)
+            do_check_run(r->s, r);
+        else
+            r->rc = check_piece(r->s, r->piece, &r->err);
         break;
     case OP_READ:
         r->rc = do_read(r->s, r);
@@ -1101,7 +1186,7 @@ static void after_req(uv_work_t *w, int status)
         r->next->prev = r->prev;
 
     /* Closing: the owner may already be gone, so its callback is not called. */
-    if (r->op == OP_WRITE) {
+    if (r->op == OP_WRITE || (r->op == OP_CHECK && r->count > 0)) {
         /* one callback per piece, in order; one of them may close the storage */
         for (uint32_t i = 0; i < r->count && !s->closing && r->cb != NULL; i++) {
             rv_error_t e;
@@ -1144,7 +1229,7 @@ static int submit(struct storage *s, enum op op, uint32_t piece, uint32_t begin,
     r->len = len;
     r->count = count;
     for (uint32_t i = 0; i < count; i++) {
-        r->run[i] = run[i];
+        r->run[i] = run != NULL ? run[i] : NULL;
         r->run_rc[i] = 0;
     }
     r->out = out;
@@ -1194,6 +1279,14 @@ int storage_check(struct storage *s, uint32_t piece, storage_cb cb, void *ud)
     if (s->ti->piece_hashes == NULL || piece >= s->l->piece_count)
         return RV_EINVAL;
     return submit(s, OP_CHECK, piece, 0, 0, NULL, 0, NULL, cb, ud);
+}
+
+int storage_check_run(struct storage *s, uint32_t first, uint32_t n, storage_cb cb, void *ud)
+{
+    if (s->ti->piece_hashes == NULL || n == 0 || n > STORAGE_RUN_MAX ||
+        first >= s->l->piece_count || n > s->l->piece_count - first)
+        return RV_EINVAL;
+    return submit(s, OP_CHECK, first, 0, 0, NULL, n, NULL, cb, ud);
 }
 
 int storage_read(struct storage *s, uint32_t piece, uint32_t begin, uint32_t len, uint8_t *out,

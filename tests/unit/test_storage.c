@@ -35,6 +35,7 @@
 #include "storage/storage.h"
 #include "util/buf.h"
 #include "util/sha.h"
+#include "util/sha1x.h"
 
 #define PL 16384u
 #define MAXP 1024
@@ -1331,6 +1332,89 @@ static void test_throughput(void **state)
     tt_free(&t);
 }
 
+/* storage_check_run over stretches of pieces, checked against storage_check piece by piece:
+ * whole data; then a flipped byte, a file cut short and a file deleted. 37 pieces: the first
+ * two stretches of sixteen go through sha1x's lanes where the CPU has them; the test runs once
+ * more with the lanes off. */
+static void check_run(uv_loop_t *loop, struct storage *s, uint32_t first, uint32_t n, struct ctx *c)
+{
+    memset(c->calls, 0, sizeof(c->calls));
+    assert_int_equal(storage_check_run(s, first, n, on_done, c), 0);
+    assert_int_equal(storage_pending(s), 1); /* one job for the stretch */
+    assert_int_equal(uv_run(loop, UV_RUN_DEFAULT), 0);
+    for (uint32_t i = 0; i < n; i++)
+        assert_int_equal(c->calls[first + i], 1);
+}
+
+static void check_runs_match(uv_loop_t *loop, struct storage *s, uint32_t count, const char *want)
+{
+    struct ctx *c = ctx_new(), *one = ctx_new();
+    for (uint32_t first = 0; first < count; first += STORAGE_RUN_MAX) {
+        uint32_t n = count - first < STORAGE_RUN_MAX ? count - first : STORAGE_RUN_MAX;
+        check_run(loop, s, first, n, c);
+    }
+    for (uint32_t p = 0; p < count; p++) {
+        int rc = check_one(loop, s, p, one);
+        if (c->rc[p] != rc || (want[p] == '1') != (rc == 0))
+            print_error("piece %u: run %d (%s), alone %d (%s), want %c\n", p, c->rc[p], c->msg[p],
+                        rc, one->msg[p], want[p]);
+        assert_int_equal(c->rc[p], rc);
+        assert_int_equal(rc == 0, want[p] == '1');
+    }
+    free(c);
+    free(one);
+}
+
+static void test_check_runs(void **state)
+{
+    (void)state;
+    static const struct tfile files[] = {{"x.bin", 20 * 16384 + 5000, false},
+                                         {".pad/11384", 11384, true},
+                                         {"y.bin", 12 * 16384 + 777, false},
+                                         {"z.bin", 3 * 16384, false}};
+    for (int lanes = 1; lanes >= 0; lanes--) {
+        if (lanes && !sha1x_usable())
+            continue;
+        sha1x_enable(lanes == 1);
+        uv_loop_t loop;
+        assert_int_equal(uv_loop_init(&loop), 0);
+        struct tt t;
+        tt_build(&t, "runs", PL, files, 4, 0, 77);
+        assert_int_equal(t.ti->piece_count, 37);
+        struct storage *s = open_storage(&loop, &t, 0);
+        write_all(&loop, s, &t, 5);
+        check_runs_match(&loop, s, 37, "1111111111111111111111111111111111111");
+
+        char *x = join(t.dl, "runs/x.bin"), *y = join(t.dl, "runs/y.bin");
+        char *z = join(t.dl, "runs/z.bin");
+        int fd = open(x, O_WRONLY);
+        assert_true(fd >= 0);
+        uint8_t b = (uint8_t)(t.payload[3 * PL + 10] ^ 0x40);
+        assert_int_equal(pwrite(fd, &b, 1, 3 * PL + 10), 1);
+        close(fd);
+        assert_int_equal(truncate(y, 5 * PL + 100), 0); /* y.bin starts piece 21 */
+        close_storage(&loop, s); /* a cached handle would still read z.bin once unlinked */
+        assert_int_equal(unlink(z), 0);
+        s = open_storage(&loop, &t, 0);
+        check_runs_match(&loop, s, 37, "1110111111111111111111111100000000000");
+
+        struct ctx *c = ctx_new();
+        assert_int_equal(storage_check_run(s, 0, 0, on_done, c), RV_EINVAL);
+        assert_int_equal(storage_check_run(s, 0, STORAGE_RUN_MAX + 1, on_done, c), RV_EINVAL);
+        assert_int_equal(storage_check_run(s, 36, 2, on_done, c), RV_EINVAL);
+        assert_int_equal(storage_check_run(s, 37, 1, on_done, c), RV_EINVAL);
+        assert_int_equal(storage_pending(s), 0);
+        free(c);
+        free(x);
+        free(y);
+        free(z);
+        close_storage(&loop, s);
+        assert_int_equal(uv_loop_close(&loop), 0);
+        tt_free(&t);
+    }
+    sha1x_enable(true);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1341,7 +1425,7 @@ int main(void)
         cmocka_unit_test(test_readonly_folder),   cmocka_unit_test(test_write_error),
         cmocka_unit_test(test_close_in_flight),   cmocka_unit_test(test_max_open),
         cmocka_unit_test(test_direct_writes),     cmocka_unit_test(test_write_runs),
-        cmocka_unit_test(test_throughput),
+        cmocka_unit_test(test_check_runs),        cmocka_unit_test(test_throughput),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
