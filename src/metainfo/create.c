@@ -32,7 +32,7 @@
 
 #define MAX_DEPTH 256          /* folder nesting we accept */
 #define READ_CHUNK (1u << 20)  /* bytes per pread and per SHA-1 update */
-#define LANE_CHUNK (256u << 10) /* sha1x: bytes of each lane read per step (as verify.c) */
+#define LANE_CHUNK (128u << 10) /* sha1x: bytes of each lane read per step (as verify.c) */
 #define LANES_MIN 8             /* the fewest pieces worth a sixteen-lane pass */
 #define FD_CACHE 8             /* open files kept per worker */
 #define PROGRESS_NS 200000000L /* between progress calls */

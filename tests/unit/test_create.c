@@ -504,7 +504,7 @@ static void test_trackers_and_fields(void **state)
 
 /* Where the CPU has AVX-512, groups of sixteen full-length pieces are hashed side by side
  * (sha1x): every piece's hash still matches libcrypto's, with pieces that cross files, pieces
- * larger than the lanes' read step (256 KiB), and a short last piece; and the torrent is the
+ * larger than the lanes' read step (128 KiB), and a short last piece; and the torrent is the
  * same byte for byte as with the lanes switched off. */
 static void test_lanes(void **state)
 {
@@ -545,7 +545,7 @@ static void test_lanes(void **state)
         free(d);
         free(dp);
     }
-    /* Pieces of 512 KiB: each lane is read in two steps. 10 pieces, the last short. */
+    /* Pieces of 512 KiB: each lane is read in four steps. 10 pieces, the last short. */
     free(all);
     rm_tree(dir);
     dir = make_tmpdir();
