@@ -4,7 +4,7 @@
  * independent messages, such as the pieces of a torrent being checked, one core does 2-2.6
  * times as much. OpenSSL keeps its multi-buffer SHA-1 for TLS records, and Debian packages no
  * library that offers one, so the rounds are written here (FIPS 180-4, section 6.1.2) and
- * checked against libcrypto by the unit tests and a fuzz target. x86-64 with AVX-512F and BW
+ * checked against libcrypto by the unit tests and a fuzz target. x86-64 with AVX-512F, BW, VL
  * only; sha1x_usable() says whether this machine can, and callers keep their libcrypto path
  * for every other case. */
 #ifndef RV_UTIL_SHA1X_H
