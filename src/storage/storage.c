@@ -829,95 +829,6 @@ static void do_write(struct storage *s, struct req *r)
     }
 }
 
-/* Feeds n zero bytes to the hash, using buf (of cap bytes) as the source. */
-static void hash_zeros(struct sha1_ctx *c, uint8_t *buf, size_t cap, uint64_t n)
-{
-    if (n == 0)
-        return;
-    memset(buf, 0, n < cap ? (size_t)n : cap);
-    while (n > 0) {
-        size_t k = n < cap ? (size_t)n : cap;
-        sha1_update(c, buf, k);
-        n -= k;
-    }
-}
-
-/* Hashes one file span in chunks. A missing or short file is a mismatch, not an error: it is
- * what a check of data not yet downloaded finds. */
-static int check_span(struct storage *s, uint32_t piece, rv_error_t *err, const struct span *sp,
-                      struct sha1_ctx *c, uint8_t *buf, size_t cap)
-{
-    const rv_file_t *f = &s->l->files[sp->file];
-    struct fh h;
-    int rc = fh_acquire(s, sp->file, false, &h, err);
-    if (rc == RV_EIO && err->sys_errno == ENOENT)
-        return err_set(err, RV_EHASH, "piece %u: %s/%s is missing", piece, s->dir, f->path);
-    if (rc != 0)
-        return rc;
-    uint64_t left = sp->length, off = sp->file_offset;
-    while (left > 0 && rc == 0) {
-        size_t want = left < cap ? (size_t)left : cap;
-        uint64_t got;
-        int e = pread_all(s->stats, h.fd, buf, want, off, &got);
-        if (e != 0)
-            rc = sys_err(err, e, "cannot read %s/%s", s->dir, f->path);
-        else if (got < want)
-            rc = err_set(err, RV_EHASH, "piece %u: %s/%s is shorter than the torrent says", piece,
-                         s->dir, f->path);
-        else {
-            uint64_t t0 = stats_now_ns();
-            sha1_update(c, buf, want);
-            stats_add(&s->stats->hash_ns, stats_now_ns() - t0);
-            stats_add(&s->stats->hash_bytes, want);
-        }
-        left -= want;
-        off += want;
-    }
-    fh_release(s, &h, false);
-    return rc;
-}
-
-/* Reads piece from disk and checks its hash: 0, RV_EHASH (no match, or a file missing or short),
- * or the read error (err says it). */
-static int check_piece(struct storage *s, uint32_t piece, rv_error_t *err)
-{
-    uint32_t size = layout_piece_size(s->l, piece);
-    size_t cap = size < CHECK_CHUNK ? size : CHECK_CHUNK;
-    uint64_t start = piece_start(s, piece), at = 0;
-    uint8_t md[RV_SHA1_LEN];
-    struct sha1_ctx c;
-    struct span_iter it;
-    struct span sp;
-    int rc = 0;
-
-    uint8_t *buf = malloc(cap);
-    if (buf == NULL)
-        return err_set(err, RV_ENOMEM, "out of memory checking piece %u", piece);
-    if (sha1_init(&c) != 0) {
-        free(buf);
-        return err_set(err, RV_ENOMEM, "out of memory checking piece %u", piece);
-    }
-    layout_piece_begin(s->l, piece, &it);
-    while (rc == 0 && layout_span_next(&it, &sp)) {
-        uint64_t pos = span_pos(s, &sp, start);
-        hash_zeros(&c, buf, cap, pos - at); /* bytes in no file (v2 alignment) are zeros */
-        if (s->l->files[sp.file].attr & RV_FILE_PAD)
-            hash_zeros(&c, buf, cap, sp.length);
-        else
-            rc = check_span(s, piece, err, &sp, &c, buf, cap);
-        at = pos + sp.length;
-    }
-    if (rc == 0)
-        hash_zeros(&c, buf, cap, size - at);
-    sha1_final(&c, md); /* also on failure: it frees the context */
-    free(buf);
-    if (rc != 0)
-        return rc;
-    if (memcmp(md, s->ti->piece_hashes + (size_t)piece * RV_SHA1_LEN, RV_SHA1_LEN) != 0)
-        return err_set(err, RV_EHASH, "piece %u on disk does not match its SHA-1 hash", piece);
-    return 0;
-}
-
 /* Bytes [begin, begin + len) of piece into out: padding and bytes in no file are zeros. A file
  * missing or shorter than the torrent says is RV_EHASH when checking (the piece is not there),
  * RV_EIO when serving (someone removed or truncated verified data). */
@@ -959,6 +870,42 @@ static int read_range(struct storage *s, uint32_t piece, uint64_t begin, size_t 
                            f->path);
     }
     memset(out + at, 0, (size_t)(len - at));
+    return 0;
+}
+
+/* Reads piece from disk and checks its hash, CHECK_CHUNK bytes at a time: 0, RV_EHASH (no
+ * match, or a file missing or short), or the read error (err says it). */
+static int check_piece(struct storage *s, uint32_t piece, rv_error_t *err)
+{
+    uint32_t size = layout_piece_size(s->l, piece);
+    size_t cap = size < CHECK_CHUNK ? size : CHECK_CHUNK;
+    uint8_t md[RV_SHA1_LEN];
+    struct sha1_ctx c;
+    int rc = 0;
+
+    uint8_t *buf = malloc(cap);
+    if (buf == NULL)
+        return err_set(err, RV_ENOMEM, "out of memory checking piece %u", piece);
+    if (sha1_init(&c) != 0) {
+        free(buf);
+        return err_set(err, RV_ENOMEM, "out of memory checking piece %u", piece);
+    }
+    for (uint32_t off = 0; off < size && rc == 0; off += (uint32_t)cap) {
+        size_t n = size - off < cap ? size - off : cap;
+        rc = read_range(s, piece, off, n, buf, true, err);
+        if (rc == 0) {
+            uint64_t t0 = stats_now_ns();
+            sha1_update(&c, buf, n);
+            stats_add(&s->stats->hash_ns, stats_now_ns() - t0);
+            stats_add(&s->stats->hash_bytes, n);
+        }
+    }
+    sha1_final(&c, md); /* also on failure: it frees the context */
+    free(buf);
+    if (rc != 0)
+        return rc;
+    if (memcmp(md, s->ti->piece_hashes + (size_t)piece * RV_SHA1_LEN, RV_SHA1_LEN) != 0)
+        return err_set(err, RV_EHASH, "piece %u on disk does not match its SHA-1 hash", piece);
     return 0;
 }
 
