@@ -44,6 +44,9 @@ static const char usage[] =
     "      --upload-slots N    peers uploaded to at once (default 4)\n"
     "      --peer-timeout SEC  drop a peer silent, or not reading, this long (default: 180\n"
     "                          s silent, 120 s not reading)\n"
+    "      --peer-retries N    tries to reach a peer, 3 s apart and doubling up to 5 min,\n"
+    "                          before it is given up until a tracker, the DHT or PEX names\n"
+    "                          it again (default 12)\n"
     "      --max-download-rate RATE, --max-upload-rate RATE\n"
     "                          bytes per second, with K/M/G (e.g. 2M); 0: unlimited (default)\n"
     "      --ca-file PEM       trust these certificates for HTTPS trackers\n"
@@ -630,47 +633,44 @@ static int run(int argc, char **argv, bool seed_mode)
         OPT_DHT_BOOT,
         OPT_SELECT,
         OPT_PEER_TIMEOUT,
+        OPT_PEER_RETRIES,
         OPT_ENCRYPTION,
         OPT_STATS,
         OPT_ON_COMPLETE,
         OPT_CACHED_WRITES
     };
-    static const struct option opts[] = {{"dir", required_argument, NULL, 'o'},
-                                         {"output", required_argument, NULL, 'o'},
-                                         {"peer", required_argument, NULL, OPT_PEER},
-                                         {"no-trackers", no_argument, NULL, OPT_NO_TRACKERS},
-                                         {"max-peers", required_argument, NULL, OPT_MAX_PEERS},
-                                         {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
-                                         {"port", required_argument, NULL, OPT_PORT},
-                                         {"ca-file", required_argument, NULL, OPT_CA},
-                                         {"listen", required_argument, NULL, OPT_LISTEN},
-                                         {"seed-ratio", required_argument, NULL, OPT_SEED_RATIO},
-                                         {"seed-time", required_argument, NULL, OPT_SEED_TIME},
-                                         {"upload-slots", required_argument, NULL, OPT_SLOTS},
-                                         {"max-download-rate", required_argument, NULL,
-                                          OPT_MAX_DOWN},
-                                         {"max-upload-rate", required_argument, NULL, OPT_MAX_UP},
-                                         {"state-dir", required_argument, NULL, OPT_STATE_DIR},
-                                         {"metadata-only", no_argument, NULL,
-                                          OPT_METADATA_ONLY},
-                                         {"no-dht", no_argument, NULL, OPT_NO_DHT},
-                                         {"select-file", required_argument, NULL, OPT_SELECT},
-                                         {"dht-bootstrap", required_argument, NULL, OPT_DHT_BOOT},
-                                         {"peer-timeout", required_argument, NULL,
-                                          OPT_PEER_TIMEOUT},
-                                         {"encryption", required_argument, NULL,
-                                          OPT_ENCRYPTION},
-                                         {"stats", no_argument, NULL, OPT_STATS},
-                                         {"cached-writes", no_argument, NULL,
-                                          OPT_CACHED_WRITES},
-                                         {"on-complete", required_argument, NULL,
-                                          OPT_ON_COMPLETE},
-                                         {"verbose", no_argument, NULL, 'v'},
-                                         {"quiet", no_argument, NULL, 'q'},
-                                         {"json", no_argument, NULL, 'j'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {"version", no_argument, NULL, 'V'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"dir", required_argument, NULL, 'o'},
+        {"output", required_argument, NULL, 'o'},
+        {"peer", required_argument, NULL, OPT_PEER},
+        {"no-trackers", no_argument, NULL, OPT_NO_TRACKERS},
+        {"max-peers", required_argument, NULL, OPT_MAX_PEERS},
+        {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
+        {"port", required_argument, NULL, OPT_PORT},
+        {"ca-file", required_argument, NULL, OPT_CA},
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"seed-ratio", required_argument, NULL, OPT_SEED_RATIO},
+        {"seed-time", required_argument, NULL, OPT_SEED_TIME},
+        {"upload-slots", required_argument, NULL, OPT_SLOTS},
+        {"max-download-rate", required_argument, NULL, OPT_MAX_DOWN},
+        {"max-upload-rate", required_argument, NULL, OPT_MAX_UP},
+        {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+        {"metadata-only", no_argument, NULL, OPT_METADATA_ONLY},
+        {"no-dht", no_argument, NULL, OPT_NO_DHT},
+        {"select-file", required_argument, NULL, OPT_SELECT},
+        {"dht-bootstrap", required_argument, NULL, OPT_DHT_BOOT},
+        {"peer-timeout", required_argument, NULL, OPT_PEER_TIMEOUT},
+        {"peer-retries", required_argument, NULL, OPT_PEER_RETRIES},
+        {"encryption", required_argument, NULL, OPT_ENCRYPTION},
+        {"stats", no_argument, NULL, OPT_STATS},
+        {"cached-writes", no_argument, NULL, OPT_CACHED_WRITES},
+        {"on-complete", required_argument, NULL, OPT_ON_COMPLETE},
+        {"verbose", no_argument, NULL, 'v'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0}};
     rv_session_opts_t so;
     rv_add_opts_t ao;
     const char *boot[16];
@@ -822,6 +822,13 @@ static int run(int argc, char **argv, bool seed_mode)
                 goto done;
             }
             so.peer_timeout_ms = (unsigned)v * 1000;
+            break;
+        case OPT_PEER_RETRIES:
+            if (cli_parse_size(optarg, &v) != 0 || v < 1 || v > 1000) {
+                cli_error("--peer-retries: '%s' is not a number from 1 to 1000", optarg);
+                goto done;
+            }
+            so.peer_retries = (unsigned)v;
             break;
         case OPT_ENCRYPTION:
             if (strcmp(optarg, "allow") == 0) {

@@ -107,6 +107,11 @@ typedef struct rv_session_opts {
     unsigned peer_timeout_ms; /* a peer is dropped when it sends nothing this long, or reads
                                  nothing we send this long, or (when under 10 s) has not
                                  handshaken this long; 0: 180 s silent, 120 s not reading */
+    /* Tries to reach one peer address (refused, timed out, or a broken handshake or protocol)
+     * before it is given up on, 3 s apart and doubling up to 5 min; 0: 12 (the last about
+     * 35 min after the first). A tracker, the DHT or PEX naming an address it gave up on for
+     * failing to reach it gives it another round of tries. */
+    unsigned peer_retries;
     rv_event_cb on_event;
     void *event_ud;
 } rv_session_opts_t;

@@ -385,6 +385,8 @@ int rv_session_new(void *loop, const rv_session_opts_t *opts, rv_session_t **out
         o->max_half_open = 8;
     if (o->max_memory == 0)
         o->max_memory = 64u << 20;
+    if (o->peer_retries == 0)
+        o->peer_retries = 12;
     if (o->port == 0)
         o->port = 6881;
     if (o->encryption == RV_ENC_REQUIRE && !mse_rc4_available()) {

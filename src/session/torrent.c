@@ -390,6 +390,26 @@ static void on_new_peer(void *ud, const struct peer_addr *addr, unsigned source)
     c->state = CAND_NEW;
 }
 
+static bool cand_given_up(const rv_torrent_t *t, const struct candidate *c)
+{
+    return c->fails + c->proto_errs >= t->ctx->opts.peer_retries;
+}
+
+/* A tracker, the DHT or PEX names a known address again. One we gave up on because it could
+ * not be reached (a seeder away longer than its tries lasted, 35 min by default) gets another
+ * round, from now: the source says it is back, or at least still claimed. One that broke the
+ * protocol stays given up, and one still in its backoff keeps it. */
+static void on_known_peer(void *ud, const struct peer_addr *addr, unsigned source)
+{
+    rv_torrent_t *t = ud;
+    (void)source;
+    struct candidate *c = cand_find(t, addr);
+    if (c == NULL || c->state != CAND_WAIT || c->proto_errs > 0 || !cand_given_up(t, c))
+        return;
+    c->fails = 0;
+    c->retry_ms = now_ms(t);
+}
+
 /* ---- piece buffers ---- */
 
 #define PIECE_ALIGN STORAGE_DIRECT_ALIGN
@@ -2007,7 +2027,7 @@ static void on_close(void *owner, struct conn *c, int rc, const char *why)
         redial = true;
     } else if (cand != NULL && cand->state != CAND_BANNED) {
         /* A peer we could not reach, or that broke the protocol, is retried less and less
-         * often and given up on after a dozen tries. */
+         * often and given up on after peer_retries tries (on_known_peer). */
         if (!p->handshaked || rc == RV_EPROTO)
             cand->fails++;
         if (p->handshaked && rc == RV_EPROTO)
@@ -2112,7 +2132,7 @@ static void connect_peers(rv_torrent_t *t)
                        connecting < o->max_half_open;
          i++) {
         struct candidate *c = &t->cands[i];
-        if (c->state == CAND_WAIT && c->retry_ms <= now && c->fails + c->proto_errs < 12)
+        if (c->state == CAND_WAIT && c->retry_ms <= now && !cand_given_up(t, c))
             c->state = CAND_NEW;
         if (c->state != CAND_NEW || ip_banned(t, &c->addr))
             continue;
@@ -3129,6 +3149,7 @@ int torrent_start(struct session_ctx *ctx, rv_torrent_info_t *ti, const rv_magne
     t->down_chain = (struct limit_chain){{&t->down_b, &ctx->down_all}};
     t->up_chain = (struct limit_chain){{&t->up_b, &ctx->up_all}};
     peers_init(&t->known, MAX_CANDIDATES, on_new_peer, t);
+    t->known.on_again = on_known_peer;
     for (size_t i = 0; i < opts->peer_count; i++) {
         struct peer_addr a;
         if (peer_addr_parse(opts->peers[i], &a) != 0) {

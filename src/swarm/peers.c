@@ -129,6 +129,8 @@ int peers_add(struct peer_set *s, const struct peer_addr *addr, unsigned source)
         struct known_peer *k = slot_for(s, &a);
         if (k->used) {
             k->sources |= source;
+            if (s->on_again != NULL)
+                s->on_again(s->ud, &k->addr, source);
             return 0;
         }
     }

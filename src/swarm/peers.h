@@ -39,6 +39,7 @@ struct peer_set {
     size_t count;
     size_t max;   /* never more than this many addresses */
     peers_new_cb on_new;
+    peers_new_cb on_again; /* a source names a known address again (NULL: nobody asks) */
     void *ud;
 };
 
@@ -47,8 +48,8 @@ void peers_init(struct peer_set *s, size_t max, peers_new_cb on_new, void *ud);
 void peers_free(struct peer_set *s);
 
 /* Adds addr from source. Returns 1 if it was new (and on_new was called), 0 if already known
- * (its source bits are merged), RV_EINVAL for an address no one should dial (port 0,
- * unspecified, multicast, broadcast), RV_EFULL when the set is at max, RV_ENOMEM. */
+ * (its source bits are merged and on_again is called), RV_EINVAL for an address no one should dial
+ * (port 0, unspecified, multicast, broadcast), RV_EFULL when the set is at max, RV_ENOMEM. */
 int peers_add(struct peer_set *s, const struct peer_addr *addr, unsigned source);
 const struct known_peer *peers_find(const struct peer_set *s, const struct peer_addr *addr);
 

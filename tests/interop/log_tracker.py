@@ -3,7 +3,8 @@
 line (compact, BEP 23) and appends each request's event to a log file, so a test can see that
 'started' and 'stopped' arrived.
 
-usage: log_tracker.py IP PORT LOG_FILE PEER_IP:PORT...
+usage: log_tracker.py [--interval SEC] IP PORT LOG_FILE PEER_IP:PORT...
+  --interval: the announce interval it asks for (default 1800)
 """
 import http.server
 import socket
@@ -11,9 +12,14 @@ import struct
 import sys
 import urllib.parse
 
-ip, port, log = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+args = sys.argv[1:]
+interval = 1800
+if args[:1] == ["--interval"]:
+    interval = int(args[1])
+    args = args[2:]
+ip, port, log = args[0], int(args[1]), args[2]
 peers = b""
-for p in sys.argv[4:]:
+for p in args[3:]:
     host, pport = p.rsplit(":", 1)
     peers += socket.inet_aton(host) + struct.pack(">H", int(pport))
 
@@ -27,7 +33,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 event = part[6:]
         with open(log, "a") as f:
             f.write(event + "\n")
-        body = b"d8:intervali1800e5:peers%d:%se" % (len(peers), peers)
+        body = b"d8:intervali%de5:peers%d:%se" % (interval, len(peers), peers)
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

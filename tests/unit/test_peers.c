@@ -53,6 +53,52 @@ static void merges_duplicates_across_sources(void **state)
     peers_free(&s);
 }
 
+static int again;
+static struct peer_addr again_addr;
+
+static void on_again(void *ud, const struct peer_addr *a, unsigned source)
+{
+    (void)ud;
+    again++;
+    again_addr = *a;
+    last_source = source;
+}
+
+/* A known address named again reaches on_again (the torrent gives a peer it gave up on another
+ * round then), with the source that named it; a new one only on_new. */
+static void tells_of_known_addresses_named_again(void **state)
+{
+    (void)state;
+    struct peer_set s;
+    seen = again = 0;
+    peers_init(&s, 0, on_new, NULL);
+    s.on_again = on_again;
+    struct peer_addr a = v4(127, 0, 0, 2, 6881), m;
+    assert_int_equal(peers_add(&s, &a, PEER_SRC_TRACKER), 1);
+    assert_int_equal(seen, 1);
+    assert_int_equal(again, 0);
+    assert_int_equal(peers_add(&s, &a, PEER_SRC_TRACKER), 0);
+    assert_int_equal(again, 1);
+    assert_int_equal(last_source, PEER_SRC_TRACKER);
+    /* the same peer as ::ffff:127.0.0.2, from PEX: reported as the IPv4 address */
+    memset(&m, 0, sizeof(m));
+    m.family = 6;
+    m.ip[10] = m.ip[11] = 0xff;
+    m.ip[12] = 127, m.ip[15] = 2;
+    m.port = 6881;
+    assert_int_equal(peers_add(&s, &m, PEER_SRC_PEX), 0);
+    assert_int_equal(again, 2);
+    assert_int_equal(last_source, PEER_SRC_PEX);
+    assert_int_equal(again_addr.family, 4);
+    assert_memory_equal(again_addr.ip, a.ip, 4);
+    assert_int_equal(again_addr.port, 6881);
+    struct peer_addr b = v4(127, 0, 0, 3, 6881);
+    assert_int_equal(peers_add(&s, &b, PEER_SRC_DHT), 1);
+    assert_int_equal(seen, 2);
+    assert_int_equal(again, 2);
+    peers_free(&s);
+}
+
 static void v4_mapped_v6_is_the_v4_peer(void **state)
 {
     (void)state;
@@ -142,6 +188,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(merges_duplicates_across_sources),
+        cmocka_unit_test(tells_of_known_addresses_named_again),
         cmocka_unit_test(v4_mapped_v6_is_the_v4_peer),
         cmocka_unit_test(refuses_addresses_no_one_should_dial),
         cmocka_unit_test(bounded_by_max_and_grows),
