@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A seeder gone longer than rivulet's tries to reach it is found again when the tracker names it
 # again. rivulet is told of a libtorrent seeder by a tracker that asks for an announce every
-# minute; the seeder is not up yet, so the dial is refused, and with --peer-retries 2 rivulet
-# gives up after the second try (3 s later). The seeder then starts (from a copy of the torrent
+# minute; the seeder is not up yet, so the dial is refused, and with --peer-retries 3 rivulet
+# gives up after the third try (3 s, then 6 s later). The seeder then starts (from a copy of the torrent
 # without trackers: it never dials rivulet). rivulet must not dial it while given up, and must
 # dial it, download everything and exit 0 once the tracker's next answer names it again.
 #
@@ -59,26 +59,26 @@ for ((i = 0; i < 50; i++)); do
 done
 
 t0=$(now_ms)
-"$RV" download --seed-time 0 --no-dht --peer-retries 2 --listen 127.0.0.3 \
+"$RV" download --seed-time 0 --no-dht --peer-retries 3 --listen 127.0.0.3 \
     --port "$(free_port 127.0.0.3)" --state-dir st t.torrent -o out --json > run.ndjson 2> run.err &
 rv=$!
 pids+=($rv)
 
-# Refused at once, again 3 s later: given up. The seeder comes up after that.
+# Refused at once, 3 s later and 9 s after the first: given up. The seeder comes up after that.
 wait_file tracker.log 10 || bad "rivulet never announced"
-sleep 5
+sleep 12
 $PY "$HERE/lt_seeder.py" bare.torrent data 127.0.0.2 "$SEED_PORT" seed.ready --ready listen \
     2> seed.err &
 pids+=($!)
 wait_file seed.ready 30 || { bad "seeder not ready: $(tail -n 3 seed.err)"; exit 1; }
 t_seed=$(now_ms)
 
-# Without --peer-retries 2 the third try (6 s after the second) would reach it by now.
+# Without --peer-retries 3 the fourth try (12 s after the third) would reach it by now.
 sleep 12
 n=$(nconnected)
 a=$(nannounces)
 [ "$n" -eq 0 ] && [ "$a" -eq 1 ] \
-    && ok "given up after 2 refused tries: no dial to the seeder in the $(( ($(now_ms) - t_seed) / 1000 )) s it has been up" \
+    && ok "given up after 3 refused tries: no dial to the seeder in the $(( ($(now_ms) - t_seed) / 1000 )) s it has been up" \
     || bad "$n connection(s), $a announce(s) in the first $(( ($(now_ms) - t0) / 1000 )) s"
 
 # The announce a minute after the first names the seeder again: rivulet dials it and finishes.
