@@ -19,10 +19,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/rv-create-interop.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+. "$HERE/lib.sh" # ok, bad and their counts, free_port, wait_file, now_ms
 check() { # description, command...
     local d=$1
     shift

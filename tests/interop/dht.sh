@@ -35,11 +35,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 cd "$WORK"
 export XDG_CACHE_HOME="$WORK/cache" # each run starts with an empty saved routing table
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-free_port() { $PY "$HERE/free_port.py" "$@"; } # IP; see free_port.py
+. "$HERE/lib.sh" # ok, bad and their counts, free_port, wait_file, now_ms
 wait_file() { local i; for ((i = 0; i < 300; i++)); do [ -s "$1" ] && return 0; sleep 0.1; done; return 1; }
 ev() { $PY "$EV" "$@"; }
 hash_of() { "$RV" info --json "$1" | $PY -c 'import json,sys; print(json.load(sys.stdin)["info_hash"])'; }

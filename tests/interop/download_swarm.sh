@@ -33,17 +33,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 cd "$WORK"
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+. "$HERE/lib.sh" # ok, bad and their counts, free_port, wait_file, now_ms
 
-free_port() { $PY "$HERE/free_port.py" "$@"; } # IP; see free_port.py
-wait_file() { # file, seconds
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do [ -s "$1" ] && return 0; sleep 0.1; done
-    return 1
-}
 stop_pid() { # pid [signal]: signal it (TERM by default) and reap it
     kill "-${2:-TERM}" "$1" 2>/dev/null || true
     wait "$1" 2>/dev/null || true

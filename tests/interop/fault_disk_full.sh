@@ -35,16 +35,7 @@ if [ "$(id -u)" -ne 0 ] || ! mount -t tmpfs -o size=3500k tmpfs out 2>/dev/null;
 fi
 mounts+=("$WORK/out")
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-free_port() { $PY "$HERE/free_port.py" "$@"; } # IP; see free_port.py
-wait_file() {
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do [ -s "$1" ] && return 0; sleep 0.1; done
-    return 1
-}
+. "$HERE/lib.sh" # ok, bad and their counts, free_port, wait_file, now_ms
 jfield() { $PY -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 
 # 8 MiB in 128 pieces of 64 KiB, two files; the tmpfs holds 3500 KiB (about 54 pieces).

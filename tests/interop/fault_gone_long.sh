@@ -2,42 +2,19 @@
 # A seeder gone longer than rivulet's tries to reach it is found again when the tracker names it
 # again. rivulet is told of a libtorrent seeder by a tracker that asks for an announce every
 # minute; the seeder is not up yet, so the dial is refused, and with --peer-retries 3 rivulet
-# gives up after the third try (3 s, then 6 s later). The seeder then starts (from a copy of the torrent
-# without trackers: it never dials rivulet). rivulet must not dial it while given up, and must
-# dial it, download everything and exit 0 once the tracker's next answer names it again.
+# gives up after the third try (3 s, then 6 s later). The seeder then starts (from a copy of
+# the torrent without trackers: it never dials rivulet). rivulet must not dial it while given
+# up, and must dial it, download everything and exit 0 once the tracker's next answer names it
+# again.
 #
 # usage: tests/interop/fault_gone_long.sh path/to/rivulet
 set -euo pipefail
 
-RV=${1:?usage: $0 path/to/rivulet}
-RV=$(cd "$(dirname "$RV")" && pwd)/$(basename "$RV")
 HERE=$(cd "$(dirname "$0")" && pwd)
-PY=/usr/bin/python3
-EV="$HERE/rv_events.py"
+. "$HERE/lib.sh"
+rv_test_init gone "$@"
+rv_need_libtorrent
 
-$PY -c 'import libtorrent' 2>/dev/null || { echo "SKIP: $PY cannot import libtorrent"; exit 77; }
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/rv-gone.XXXXXX")
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-cd "$WORK"
-
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-free_port() { $PY "$HERE/free_port.py" "$@"; } # IP; see free_port.py
-wait_file() {
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do [ -s "$1" ] && return 0; sleep 0.1; done
-    return 1
-}
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
 nconnected() { grep -c '"event":"peer_connected"' run.ndjson 2>/dev/null || true; }
 nannounces() { wc -l < tracker.log 2>/dev/null || echo 0; }
 
@@ -53,10 +30,7 @@ SEED_PORT=$(free_port 127.0.0.2)
 $PY "$HERE/log_tracker.py" --interval 60 127.0.0.1 "$TP" tracker.log "127.0.0.2:$SEED_PORT" \
     2> tracker.err &
 pids+=($!)
-for ((i = 0; i < 50; i++)); do
-    (exec 3<> "/dev/tcp/127.0.0.1/$TP") 2> /dev/null && break
-    sleep 0.1
-done
+wait_tcp 127.0.0.1 "$TP" 10 || bad "the tracker did not start: $(tail -n 3 tracker.err)"
 
 t0=$(now_ms)
 "$RV" download --seed-time 0 --no-dht --peer-retries 3 --listen 127.0.0.3 \
@@ -107,5 +81,4 @@ first=$($PY "$EV" run.ndjson '(kind("peer_connected") or [{}])[0].get("message",
 [ "$rc" -eq 0 ] && ok "exit 0" || bad "exit $rc: $(tail -n 2 run.err | tr '\n' ' ')"
 if diff -r data/payload out/payload > /dev/null 2>&1; then ok "byte-identical"; else bad "files differ"; fi
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+rv_test_done

@@ -41,16 +41,7 @@ if [ "$(id -u)" -ne 0 ] || ! mount -t tmpfs -o ro,size=1m tmpfs ro 2>/dev/null; 
 fi
 mounts+=("$WORK/ro")
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-free_port() { $PY "$HERE/free_port.py" "$@"; } # IP; see free_port.py
-wait_file() {
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do [ -s "$1" ] && return 0; sleep 0.1; done
-    return 1
-}
+. "$HERE/lib.sh" # ok, bad and their counts, free_port, wait_file, now_ms
 tree() { (cd "$1" && find . -mindepth 1 | LC_ALL=C sort | tr '\n' ' '); }
 
 # payload/a.bin (32 pieces) then payload/sub/b.bin (16 pieces): a.bin's pieces come first.

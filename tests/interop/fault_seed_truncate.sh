@@ -29,11 +29,7 @@ cleanup() {
 trap cleanup EXIT
 cd "$WORK"
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-free_port() { $PY "$HERE/free_port.py" "$@"; } # IP; see free_port.py
+. "$HERE/lib.sh" # ok, bad and their counts, free_port, wait_file, now_ms
 checked_of() {
     $PY "$EV" "$1" '" ".join(__import__("re").match(r"checked (\d+) pieces, (\d+) trusted from resume data, (\d+) of", kind("checked")[-1]["message"]).groups()) if kind("checked") else "- - -"'
 }

@@ -39,16 +39,7 @@ if [ "$(id -u)" -ne 0 ] || ! mount -t tmpfs -o size=256k tmpfs st 2>/dev/null; t
 fi
 mounts+=("$WORK/st")
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-free_port() { $PY "$HERE/free_port.py" "$@"; } # IP; see free_port.py
-wait_file() {
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do [ -s "$1" ] && return 0; sleep 0.1; done
-    return 1
-}
+. "$HERE/lib.sh" # ok, bad and their counts, free_port, wait_file, now_ms
 # checked_of FILE: "HASHED TRUSTED HAD" of the last "checked" event, or "- - -"
 checked_of() {
     $PY "$EV" "$1" '" ".join(__import__("re").match(r"checked (\d+) pieces, (\d+) trusted from resume data, (\d+) of", kind("checked")[-1]["message"]).groups()) if kind("checked") else "- - -"'

@@ -38,17 +38,7 @@ cleanup() {
 trap cleanup EXIT
 cd "$WORK"
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-free_port() { $PY "$HERE/free_port.py" "$@"; } # IP; see free_port.py
-wait_file() {
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do [ -s "$1" ] && return 0; sleep 0.1; done
-    return 1
-}
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
+. "$HERE/lib.sh" # ok, bad and their counts, free_port, wait_file, now_ms
 nverified() { grep -c '"event":"piece_verified"' run.ndjson 2> /dev/null || true; }
 
 TP=$(free_port 127.0.0.1)

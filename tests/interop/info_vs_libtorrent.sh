@@ -24,10 +24,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/rv-info-lt.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+. "$HERE/lib.sh" # ok, bad and their counts, free_port, wait_file, now_ms
 
 # Trackers and web seeds are loopback URLs; nothing here contacts them.
 T1=http://127.0.0.1:6969/announce

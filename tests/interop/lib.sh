@@ -2,7 +2,9 @@
 #   HERE=$(cd "$(dirname "$0")" && pwd); . "$HERE/lib.sh"; rv_test_init NAME "$@"
 # rv_test_init sets RV (absolute), PY (/usr/bin/python3, which has libtorrent), EV, WORK (a
 # new folder under TMPDIR, the current folder from then on), pids (each is stopped and
-# waited for at exit, then WORK is removed) and the pass/fail counters.
+# waited for at exit, then WORK is removed) and the pass/fail counters. A test that sets
+# these up itself (its own cleanup) sources it for the rest: the counts with ok and bad,
+# free_port (once PY is set), wait_tcp, wait_file, now_ms, rv_stat.
 
 rv_test_init() { # NAME PATH_TO_RIVULET
     local name=$1
@@ -31,6 +33,8 @@ rv_need_libtorrent() {
     $PY -c 'import libtorrent' 2> /dev/null || { echo "SKIP: $PY cannot import libtorrent"; exit 77; }
 }
 
+pass=0
+fail=0
 ok() { pass=$((pass + 1)); echo "ok   $*"; }
 bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 
@@ -52,5 +56,6 @@ wait_file() { # FILE SECONDS: until FILE exists and is not empty
     for ((i = 0; i < $2 * 10; i++)); do [ -s "$1" ] && return 0; sleep 0.1; done
     return 1
 }
-# stat FILE KEY: a counter of the last stats event in FILE (rivulet --json --stats), or -1
-stat() { $PY "$EV" "$1" "[e for e in kind('stats')][-1].get('$2', -1) if kind('stats') else -1" | cut -d. -f1; }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+# rv_stat FILE KEY: a counter of the last stats event in FILE (rivulet --json --stats), or -1
+rv_stat() { $PY "$EV" "$1" "[e for e in kind('stats')][-1].get('$2', -1) if kind('stats') else -1" | cut -d. -f1; }

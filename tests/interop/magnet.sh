@@ -33,11 +33,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 cd "$WORK"
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-free_port() { $PY "$HERE/free_port.py" "$@"; } # IP; see free_port.py
+. "$HERE/lib.sh" # ok, bad and their counts, free_port, wait_file, now_ms
 stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 wait_file() { local i; for ((i = 0; i < 300; i++)); do [ -s "$1" ] && return 0; sleep 0.1; done; return 1; }
 ev() { $PY "$EV" "$@"; }

@@ -23,11 +23,7 @@ cleanup() {
 }
 trap cleanup EXIT
 cd "$WORK"
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-free_port() { $PY "$HERE/free_port.py" "$@"; } # IP; see free_port.py
+. "$HERE/lib.sh" # ok, bad and their counts, free_port, wait_file, now_ms
 
 mkdir -p data/payload
 head -c 100663296 /dev/urandom > data/payload/a.bin # 96 MiB: about 12 s at 8 MiB/s

@@ -48,13 +48,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 cd "$WORK"
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+. "$HERE/lib.sh" # ok, bad and their counts, free_port, wait_file, now_ms
 note() { echo "     $*"; }
 
-free_port() { $PY "$HERE/free_port.py" "$@"; } # IP; see free_port.py
 stop_pid() { # pid [signal]
     kill "-${2:-TERM}" "$1" 2>/dev/null || true
     wait "$1" 2>/dev/null || true

@@ -51,23 +51,14 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 cd "$WORK"
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+. "$HERE/lib.sh" # ok, bad and their counts, free_port, wait_file, now_ms
 note() { echo "     $*"; }
 
-free_port() { $PY "$HERE/free_port.py" "$@"; } # IP; see free_port.py
 stop_pid() { # pid [signal]
     kill "-${2:-TERM}" "$1" 2>/dev/null || true
     wait "$1" 2>/dev/null || true
 }
 tcp_up() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
-wait_file() { # file, seconds
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do [ -s "$1" ] && return 0; sleep 0.1; done
-    return 1
-}
 rnd() { head -c "$2" /dev/urandom >"$1"; }
 ev() { $PY "$EV" "$@"; }
 secs_since() { awk -v a="$1" -v b="$(date +%s%N)" 'BEGIN { printf "%.2f", (b - a) / 1e9 }'; }

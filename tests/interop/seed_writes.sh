@@ -53,9 +53,9 @@ run() {
     fi
     [ "$src" -eq 0 ] || bad "$label: rivulet seed exit $src on SIGINT: $(tail -n 3 "$label.err" | tr '\n' ' ')"
     local out writes cached
-    out=$(stat "$label.ndjson" blocks_out)
-    writes=$(stat "$label.ndjson" net_writes)
-    cached=$(stat "$label.ndjson" read_cache_pieces_max)
+    out=$(rv_stat "$label.ndjson" blocks_out)
+    writes=$(rv_stat "$label.ndjson" net_writes)
+    cached=$(rv_stat "$label.ndjson" read_cache_pieces_max)
     [ "$out" -ge "$BLOCKS" ] && ok "$label: $out blocks sent (the payload is $BLOCKS)" \
         || bad "$label: $out blocks sent, the payload is $BLOCKS"
     [ "$writes" -ge 1 ] && [ $((writes * 4)) -le "$out" ] \

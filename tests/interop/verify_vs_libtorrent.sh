@@ -23,10 +23,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/rv-verify-lt.XXXXXX")
 trap 'chmod -R u+rwX "$WORK" 2>/dev/null; rm -rf "$WORK"' EXIT
 cd "$WORK"
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+. "$HERE/lib.sh" # ok, bad and their counts, free_port, wait_file, now_ms
 
 # libtorrent's view of DIR for TORRENT: one JSON object with the piece bits as a '0'/'1'
 # string and each file's bytes in verified pieces (padding left out), after a force_recheck.
