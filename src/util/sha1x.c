@@ -51,20 +51,27 @@ void sha1x_init(struct sha1x *s, unsigned lanes)
 #if SHA1X_BUILT
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
 
+/* The first two steps of both transposes, on n rows of vectors of type V (_mm512 or _mm256
+ * functions): within each group of four rows, each 128-bit lane's 4 x 4 words transposed. */
+#define TRANSPOSE_4X4(V, r, t, n)                                                                  \
+    do {                                                                                           \
+        for (int i = 0; i < (n); i += 2) {                                                         \
+            t[i] = V##_unpacklo_epi32(r[i], r[i + 1]);                                             \
+            t[i + 1] = V##_unpackhi_epi32(r[i], r[i + 1]);                                         \
+        }                                                                                          \
+        for (int i = 0; i < (n); i += 4) {                                                         \
+            r[i] = V##_unpacklo_epi64(t[i], t[i + 2]);                                             \
+            r[i + 1] = V##_unpackhi_epi64(t[i], t[i + 2]);                                         \
+            r[i + 2] = V##_unpacklo_epi64(t[i + 1], t[i + 3]);                                     \
+            r[i + 3] = V##_unpackhi_epi64(t[i + 1], t[i + 3]);                                     \
+        }                                                                                          \
+    } while (0)
+
 /* r[k] holds the sixteen words of message k; afterwards r[t] holds word t of every message. */
 TARGET static inline void transpose16(__m512i r[16])
 {
     __m512i t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
+    TRANSPOSE_4X4(_mm512, r, t, 16);
     for (int i = 0; i < 4; i++) {
         t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
         t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xDD);
@@ -83,16 +90,7 @@ TARGET static inline void transpose16(__m512i r[16])
 TARGET static inline void transpose8(__m256i r[8])
 {
     __m256i t[8];
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        r[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
-        r[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
-        r[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
-        r[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
+    TRANSPOSE_4X4(_mm256, r, t, 8);
     for (int i = 0; i < 4; i++) {
         t[i] = _mm256_permute2x128_si256(r[i], r[i + 4], 0x20);
         t[i + 4] = _mm256_permute2x128_si256(r[i], r[i + 4], 0x31);
