@@ -132,6 +132,21 @@ TARGET static inline void transpose8(__m256i r[8])
         _Pragma("GCC unroll 20") for (int t = 60; t < 80; t++) ROUND(V, t, 0x96, 0xCA62C1D6u);     \
     } while (0)
 
+/* One 64-byte block of every lane, its words w[0..15] transposed (vectors of type T): to big
+ * endian, the eighty rounds, added to the state a..e. */
+#define BLOCK(V, T, bswap)                                                                         \
+    do {                                                                                           \
+        for (int t = 0; t < 16; t++)                                                               \
+            w[t] = V##_shuffle_epi8(w[t], bswap);                                                  \
+        T a0 = a, b0 = b, c0 = c, d0 = d, e0 = e;                                                  \
+        ROUNDS(V);                                                                                 \
+        a = V##_add_epi32(a, a0);                                                                  \
+        b = V##_add_epi32(b, b0);                                                                  \
+        c = V##_add_epi32(c, c0);                                                                  \
+        d = V##_add_epi32(d, d0);                                                                  \
+        e = V##_add_epi32(e, e0);                                                                  \
+    } while (0)
+
 TARGET static void blocks16(struct sha1x *s, const uint8_t *const data[SHA1X_LANES], size_t nblocks)
 {
     /* Bytes of each 32-bit word reversed: SHA-1 reads big-endian words. */
@@ -146,15 +161,7 @@ TARGET static void blocks16(struct sha1x *s, const uint8_t *const data[SHA1X_LAN
         for (int k = 0; k < 16; k++)
             w[k] = _mm512_loadu_si512(data[k] + n * 64);
         transpose16(w);
-        for (int t = 0; t < 16; t++)
-            w[t] = _mm512_shuffle_epi8(w[t], bswap);
-        __m512i a0 = a, b0 = b, c0 = c, d0 = d, e0 = e;
-        ROUNDS(_mm512);
-        a = _mm512_add_epi32(a, a0);
-        b = _mm512_add_epi32(b, b0);
-        c = _mm512_add_epi32(c, c0);
-        d = _mm512_add_epi32(d, d0);
-        e = _mm512_add_epi32(e, e0);
+        BLOCK(_mm512, __m512i, bswap);
     }
     _mm512_storeu_si512(s->h[0], a);
     _mm512_storeu_si512(s->h[1], b);
@@ -181,15 +188,7 @@ TARGET static void blocks8(struct sha1x *s, const uint8_t *const data[SHA1X_LANE
         }
         transpose8(w);
         transpose8(w + 8);
-        for (int t = 0; t < 16; t++)
-            w[t] = _mm256_shuffle_epi8(w[t], bswap);
-        __m256i a0 = a, b0 = b, c0 = c, d0 = d, e0 = e;
-        ROUNDS(_mm256);
-        a = _mm256_add_epi32(a, a0);
-        b = _mm256_add_epi32(b, b0);
-        c = _mm256_add_epi32(c, c0);
-        d = _mm256_add_epi32(d, d0);
-        e = _mm256_add_epi32(e, e0);
+        BLOCK(_mm256, __m256i, bswap);
     }
     _mm256_storeu_si256((__m256i *)s->h[0], a);
     _mm256_storeu_si256((__m256i *)s->h[1], b);
