@@ -341,6 +341,7 @@ static void print_stats(const struct ui *u, double secs)
         {"requests_out", (double)st.requests_out},
         {"hash_bytes", (double)st.hash_bytes},
         {"hash_s", (double)st.hash_ns / 1e9},
+        {"hash_lane_bytes", (double)st.hash_lane_bytes},
         {"disk_reads", (double)st.disk_reads},
         {"disk_writes", (double)st.disk_writes},
         {"disk_read_bytes", (double)st.disk_read_bytes},

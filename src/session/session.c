@@ -248,6 +248,7 @@ void rv_session_stats(const rv_session_t *s, rv_session_stats_t *out)
     /* Written by the workers: each read whole. */
     out->hash_bytes = stats_load(&st->hash_bytes);
     out->hash_ns = stats_load(&st->hash_ns);
+    out->hash_lane_bytes = stats_load(&st->hash_lane_bytes);
     out->disk_reads = stats_load(&st->disk_reads);
     out->disk_writes = stats_load(&st->disk_writes);
     out->disk_read_bytes = stats_load(&st->disk_read_bytes);

@@ -116,12 +116,32 @@ static void can_be_switched_off(void **state)
     assert_int_equal(sha1x_usable(), had);
 }
 
+/* The fewest messages worth the lanes: measured once, between 2 and 8 (or 0: never), the same
+ * on every call; 0 while the lanes are switched off. */
+static void says_when_lanes_gain(void **state)
+{
+    (void)state;
+    unsigned m = sha1x_min_messages();
+    if (!sha1x_usable()) {
+        assert_int_equal(m, 0);
+        return;
+    }
+    assert_true(m == 0 || (m >= 2 && m <= 8));
+    assert_int_equal(sha1x_min_messages(), m);
+    sha1x_enable(false);
+    assert_int_equal(sha1x_min_messages(), 0);
+    sha1x_enable(true);
+    assert_int_equal(sha1x_min_messages(), m);
+    print_message("lanes gain from %u messages on\n", m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(lanes_match_libcrypto),
         cmocka_unit_test(a_known_vector),
         cmocka_unit_test(can_be_switched_off),
+        cmocka_unit_test(says_when_lanes_gain),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1227,6 +1227,10 @@ static void test_write_runs(void **state)
     assert_files_match(&t);
     assert_int_equal(st.disk_write_bytes, t.size);
     assert_int_equal(st.disk_direct_bytes, direct ? 2u << 20 : 0);
+    /* Each run's four full-length pieces went through the lanes together where four gain. */
+    unsigned min = sha1x_min_messages();
+    assert_int_equal(st.hash_bytes, t.size);
+    assert_int_equal(st.hash_lane_bytes, min > 0 && min <= 4 ? 2u << 20 : 0);
     if (direct)
         assert_int_equal(st.disk_writes, 3);
     else
