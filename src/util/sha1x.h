@@ -30,10 +30,11 @@ bool sha1x_usable(void);
 /* Off: sha1x_usable() says false (tests take the libcrypto paths on a machine that has it). */
 void sha1x_enable(bool on);
 /* The fewest messages worth hashing side by side in eight lanes rather than one at a time with
- * libcrypto; 0 when never (sha1x_usable() false). It depends on the CPU, so it is measured once,
- * on first use (eight 16 KiB messages in lanes against one through libcrypto, best of five
- * each, under a millisecond): 5 on an AMD EPYC here (3,400 MB/s in lanes, 1,840 one at a
- * time), 4 on an Intel Xeon (2,650 and 1,080). Thread-safe. */
+ * libcrypto, with a tenth of margin; 0 when never (sha1x_usable() false, or eight lanes slower
+ * than eight messages one at a time). It depends on the CPU, so it is measured once, on first
+ * use (eight 32 KiB messages in lanes against one through libcrypto, best of nine each, about
+ * a millisecond). Eight lanes took 4.3 times as long as one message on an AMD EPYC here, 3.3
+ * to 3.8 times on an Intel Xeon: 5 on both (4 now and then on the Xeon). Thread-safe. */
 unsigned sha1x_min_messages(void);
 
 /* lanes: 8 when up to 8 messages are at hand, else 16 (16 in eight 256-bit lanes would take two
