@@ -154,17 +154,21 @@ static void copy_block_copies_any_length_and_offset(void **state)
     static uint8_t src[20000], dst[20100], want[20100];
     for (size_t i = 0; i < sizeof(src); i++)
         src[i] = (uint8_t)(i * 7 + 3);
-    size_t lens[] = {0, 1, 63, 64, 65, 127, 16384, 16384 + 13, 19999};
-    size_t offs[] = {0, 1, 13, 57, 64};
+    /* around 256 bytes (the vector path) and the 16-byte boundaries its stores start at */
+    size_t lens[] = {0, 1, 63, 64, 65, 127, 255, 256, 257, 319, 16384, 16384 + 13, 19990};
+    size_t offs[] = {0, 1, 8, 13, 15, 16, 57, 64};
+    size_t froms[] = {0, 3};
     for (size_t a = 0; a < sizeof(lens) / sizeof(lens[0]); a++) {
         for (size_t b = 0; b < sizeof(offs) / sizeof(offs[0]); b++) {
-            size_t n = lens[a], o = offs[b];
-            memset(dst, 0xee, sizeof(dst));
-            memset(want, 0xee, sizeof(want));
-            memcpy(want + o, src, n);
-            copy_block(dst + o, src, n);
-            /* the bytes, and nothing either side of them */
-            assert_memory_equal(dst, want, sizeof(dst));
+            for (size_t c = 0; c < sizeof(froms) / sizeof(froms[0]); c++) {
+                size_t n = lens[a], o = offs[b], f = froms[c];
+                memset(dst, 0xee, sizeof(dst));
+                memset(want, 0xee, sizeof(want));
+                memcpy(want + o, src + f, n);
+                copy_block(dst + o, src + f, n);
+                /* the bytes, and nothing either side of them */
+                assert_memory_equal(dst, want, sizeof(dst));
+            }
         }
     }
 }
