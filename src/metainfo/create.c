@@ -502,7 +502,7 @@ static int hash_all(const rv_create_opts_t *o, const struct layout *l, const str
     h.files = p->v;
     h.hashes = hashes;
     h.bufsize = l->piece_length < READ_CHUNK ? l->piece_length : READ_CHUNK;
-    if (sha1x_usable() && l->piece_count > 1)
+    if (sha1x_min_messages() > 0 && l->piece_count > 1) /* lanes gain on this CPU */
         h.lane_chunk = l->piece_length < LANE_CHUNK ? (l->piece_length + 63u) & ~63u : LANE_CHUNK;
     atomic_init(&h.next_piece, 0);
     atomic_init(&h.hashed, 0);

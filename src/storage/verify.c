@@ -525,7 +525,7 @@ int rv_verify(const rv_torrent_info_t *ti, const char *dir, unsigned threads,
 
     j.bufsize = ti->piece_length < READ_CHUNK ? ti->piece_length : READ_CHUNK;
     j.run = RUN_BYTES / ti->piece_length ? RUN_BYTES / ti->piece_length : 1;
-    if (sha1x_usable() && ti->piece_count > 1) {
+    if (sha1x_min_messages() > 0 && ti->piece_count > 1) { /* lanes gain on this CPU */
         /* A worker takes at least a pass's worth of pieces at a time. */
         j.lane_chunk = ti->piece_length < LANE_CHUNK ? (ti->piece_length + 63u) & ~63u : LANE_CHUNK;
         if (j.run < SHA1X_LANES)
