@@ -10,9 +10,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "util/sha.h"
+#include "util/stats.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define SHA1X_BUILT 1
@@ -44,13 +44,6 @@ bool sha1x_usable(void)
 static unsigned min_messages;
 static pthread_once_t min_once = PTHREAD_ONCE_INIT;
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 #define CAL_BYTES (32u << 10)
 #define CAL_TRIES 9
 
@@ -67,13 +60,13 @@ static void measure_min_messages(void)
     uint8_t out[SHA1X_LANES][20];
     uint64_t one = UINT64_MAX, eight = UINT64_MAX;
     for (int i = -1; i < CAL_TRIES; i++) { /* i = -1 warms up, and is not counted */
-        uint64_t t0 = mono_ns();
+        uint64_t t0 = stats_now_ns();
         sha1(buf, CAL_BYTES, out[0]);
-        uint64_t t1 = mono_ns();
+        uint64_t t1 = stats_now_ns();
         struct sha1x x;
         sha1x_init(&x, 8);
         sha1x_final(&x, p, CAL_BYTES, out);
-        uint64_t t2 = mono_ns();
+        uint64_t t2 = stats_now_ns();
         if (i >= 0 && t1 - t0 < one)
             one = t1 - t0;
         if (i >= 0 && t2 - t1 < eight)
