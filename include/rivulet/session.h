@@ -211,7 +211,9 @@ typedef struct rv_session_stats {
     uint64_t disk_direct_bytes;            /* of disk_write_bytes, those written with O_DIRECT
                                               (see rv_session_opts.cached_writes) */
     uint64_t disk_syncs;                   /* fsync calls */
-    uint64_t disk_ns;                      /* time in pread, pwrite and fsync */
+    uint64_t disk_ns;                      /* time in pread, pwrite and fsync: wall time,
+                                              summed over the workers (a direct write waits
+                                              for the device, without CPU) */
     uint64_t disk_jobs;                    /* storage jobs done (write, check, read, sync) */
     uint32_t disk_queue, disk_queue_max;   /* storage jobs queued or running: now, peak */
     uint32_t requests_queued;              /* our requests outstanding, every peer, now */
