@@ -461,6 +461,21 @@ static void write_held(rv_torrent_t *t);
 
 /* Piece -> buffer through slot_of (one index per piece), free buffers on a stack: a block's
  * buffer is found in O(1) however many pieces are in progress. */
+static void buf_release(rv_torrent_t *t, struct piece_buf *b);
+
+/* Frees the buffers of pieces the picker gave back: a piece whose every request was dropped
+ * (a choke, a reject, a timeout) before any block of it came holds nothing here, and its
+ * buffer would otherwise stay in use until that same piece is started again, counted against
+ * pieces_allowed. A peer choking as soon as it is asked could so have used up every buffer. */
+static void buf_sweep(rv_torrent_t *t)
+{
+    for (size_t i = 0; i < t->nbufs; i++) {
+        struct piece_buf *b = &t->bufs[i];
+        if (b->used && !b->held && !b->writing && !picker_started(t->picker, b->piece))
+            buf_release(t, b);
+    }
+}
+
 static struct piece_buf *buf_for(rv_torrent_t *t, uint32_t piece, bool create)
 {
     uint32_t slot = t->slot_of[piece];
@@ -468,6 +483,8 @@ static struct piece_buf *buf_for(rv_torrent_t *t, uint32_t piece, bool create)
         return &t->bufs[slot];
     if (!create)
         return NULL;
+    if (t->nfree == 0 || t->nbufs - t->nfree >= pieces_allowed(t))
+        buf_sweep(t);
     if (t->nfree == 0) {
         if (t->nheld > 0)
             write_held(t);

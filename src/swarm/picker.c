@@ -716,6 +716,11 @@ bool picker_have(const struct picker *p, uint32_t piece)
     return piece < p->n && bit_get(p->have, piece);
 }
 
+bool picker_started(const struct picker *p, uint32_t piece)
+{
+    return piece < p->n && p->slot_of[piece] != NONE;
+}
+
 uint32_t picker_have_count(const struct picker *p)
 {
     return p->have_count;

@@ -48,6 +48,9 @@ uint32_t picker_availability(const struct picker *p, uint32_t piece);
  * (file selection). */
 void picker_set_have(struct picker *p, uint32_t piece);
 bool picker_have(const struct picker *p, uint32_t piece);
+/* Whether piece is in progress: started and not yet passed, failed, or given back (its last
+ * request dropped before any block of it came). */
+bool picker_started(const struct picker *p, uint32_t piece);
 uint32_t picker_have_count(const struct picker *p);
 void picker_set_wanted(struct picker *p, uint32_t piece, bool wanted);
 /* True when every wanted piece is had. */

@@ -68,7 +68,9 @@ enum script {
     HUGE_PREFIX,     /* answers a request with a length prefix of 0xffffffff */
     PAST_PIECE_END,  /* a block running past the end of the last piece */
     SECOND_BITFIELD, /* two bitfields */
-    FRAMER           /* one corrupt block, then a choke, an unchoke a tick later, again */
+    FRAMER,          /* one corrupt block, then a choke, an unchoke a tick later, again */
+    FLAPPER          /* answers requests with a choke, unchokes a tick later; choke_after
+                        times, then serves */
 };
 
 struct world;
@@ -117,6 +119,7 @@ struct world {
     unsigned watchdog_fires;
     bool timed_out, hung;
     bool running, loop_closed;
+    size_t max_memory; /* rv_session_opts.max_memory; 0: the default */
     char root[512], src[600], out[600];
     uint8_t *torrent;
     size_t torrent_len;
@@ -424,6 +427,14 @@ static void sc_serve(struct sconn *sc, const struct block_ref *r, struct buf *b)
          * failure look shared. */
         sc->choked = true;
         break;
+    case FLAPPER:
+        if (s->faults < s->choke_after) {
+            s->faults++;
+            wire_put_simple(b, WIRE_CHOKE);
+            sc->choked = true;
+            return;
+        }
+        break;
     case HUGE_PREFIX: {
         uint8_t p[4];
         put32(p, 0xffffffffu);
@@ -577,7 +588,8 @@ static void seeder_tick(uv_timer_t *t)
 {
     struct seeder *s = t->data;
     for (struct sconn *sc = s->conns; sc != NULL; sc = sc->next) {
-        if (s->script == FRAMER && sc->choked && !sc->closing && sc->handshaked) {
+        if ((s->script == FRAMER || s->script == FLAPPER) && sc->choked && !sc->closing &&
+            sc->handshaked) {
             sc->choked = false;
             sc->nqueue = 0;
             struct buf out;
@@ -704,11 +716,11 @@ static void world_run(struct world *w)
 {
     for (size_t i = 0; i < w->nseeders; i++) {
         struct seeder *s = &w->seeders[i];
-        unsigned period = s->delay_ms ? s->delay_ms : s->unchoke_ms ? 5 : 0;
+        unsigned period = s->delay_ms ? s->delay_ms : s->unchoke_ms || s->script == FLAPPER ? 5 : 0;
         if (period > 0)
             uv_timer_start(&s->timer, seeder_tick, period, period);
     }
-    rv_session_opts_t so = {.on_event = on_event, .event_ud = w};
+    rv_session_opts_t so = {.on_event = on_event, .event_ud = w, .max_memory = w->max_memory};
     assert_int_equal(rv_session_new(&w->loop, &so, &w->s), 0);
     const char *peers[MAX_SEEDERS];
     for (size_t i = 0; i < w->nseeders; i++)
@@ -882,6 +894,31 @@ static void test_two_seeders(void **state)
                       a->served, b->served, a->cancels + b->cancels);
         assert_true(a->served > 0);
         assert_true(b->served > 0);
+        world_free(w);
+    }
+}
+
+/* ---- a peer that chokes whenever it is asked ---- */
+
+/* Its first requests each time are answered with a choke and no block, an unchoke follows a
+ * tick later; after eight such flaps it serves. With memory for two pieces, each flap leaves
+ * the pieces it was asked for started here with nothing in them: their buffers must come
+ * back, or they keep every other piece from starting (the download then stalls until the
+ * picker happens to start those very pieces again). */
+static void test_flapper(void **state)
+{
+    (void)state;
+    for (size_t k = 0; k < NSIZES; k++) {
+        struct world *w = world_new(piece_sizes[k]);
+        w->max_memory = 2 * (size_t)piece_sizes[k];
+        struct seeder *s = add_seeder(w, "127.0.0.1", FLAPPER);
+        s->choke_after = 8;
+        world_run(w);
+        assert_complete(w);
+        assert_int_equal(s->faults, 8);
+        assert_int_equal(count_events(w, RV_EVENT_PIECE_FAILED), 0);
+        print_message("%u-byte pieces: %u flaps, then %u blocks served\n", w->plen, s->faults,
+                      s->served);
         world_free(w);
     }
 }
@@ -1144,6 +1181,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_one_seeder, teardown),
         cmocka_unit_test_teardown(test_two_seeders, teardown),
+        cmocka_unit_test_teardown(test_flapper, teardown),
         cmocka_unit_test_teardown(test_liar_banned, teardown),
         cmocka_unit_test_teardown(test_liar_shares_pieces, teardown),
         cmocka_unit_test_teardown(test_bad_bitfield_length, teardown),
