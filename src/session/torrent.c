@@ -459,8 +459,6 @@ static uint32_t pieces_allowed(const rv_torrent_t *t)
 
 static void write_held(rv_torrent_t *t);
 
-/* Piece -> buffer through slot_of (one index per piece), free buffers on a stack: a block's
- * buffer is found in O(1) however many pieces are in progress. */
 static void buf_release(rv_torrent_t *t, struct piece_buf *b);
 
 /* Frees the buffers of pieces the picker gave back: a piece whose every request was dropped
@@ -476,6 +474,8 @@ static void buf_sweep(rv_torrent_t *t)
     }
 }
 
+/* Piece -> buffer through slot_of (one index per piece), free buffers on a stack: a block's
+ * buffer is found in O(1) however many pieces are in progress. */
 static struct piece_buf *buf_for(rv_torrent_t *t, uint32_t piece, bool create)
 {
     uint32_t slot = t->slot_of[piece];

@@ -3,7 +3,6 @@
 #define RV_UTIL_COPY_H
 
 #include <stddef.h>
-#include <stdint.h>
 #include <string.h>
 
 /* memcpy for non-overlapping copies of a few KiB and more, in 64-byte steps. glibc's memcpy
