@@ -303,6 +303,29 @@ void sha1x_final(struct sha1x *s, const uint8_t *const data[SHA1X_LANES], size_t
         }
 }
 
+void sha1x_advance(struct sha1_mid *const mid[], const uint8_t *const data[], unsigned n,
+                   size_t len)
+{
+    struct sha1x x;
+    const uint8_t *p[SHA1X_LANES];
+    len &= ~(size_t)63;
+    if (n == 0 || len == 0)
+        return;
+    sha1x_init(&x, n);
+    for (unsigned k = 0; k < SHA1X_LANES; k++) {
+        unsigned from = k < n ? k : 0; /* lanes past n hash message 0 again, unused */
+        p[k] = data[from];
+        for (int w = 0; w < 5; w++)
+            x.h[w][k] = mid[from]->h[w];
+    }
+    sha1x_update(&x, p, len);
+    for (unsigned k = 0; k < n; k++) {
+        for (int w = 0; w < 5; w++)
+            mid[k]->h[w] = x.h[w][k];
+        mid[k]->bytes += len;
+    }
+}
+
 int sha1x_digest_chunked(size_t n, uint64_t size, size_t chunk, uint8_t *buf, sha1x_read_fn read,
                          void *ud, bool live[SHA1X_LANES], uint8_t out[SHA1X_LANES][20])
 {

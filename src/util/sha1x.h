@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/sha.h"
+
 #define SHA1X_LANES 16
 
 /* The state of the lanes, word-major (h[word][lane]), the bytes each has had, and how many
@@ -46,6 +48,12 @@ void sha1x_update(struct sha1x *s, const uint8_t *const data[SHA1X_LANES], size_
 /* Hashes each lane's last len bytes (any length), pads, and writes the lanes' digests. */
 void sha1x_final(struct sha1x *s, const uint8_t *const data[SHA1X_LANES], size_t len,
                  uint8_t out[SHA1X_LANES][20]);
+
+/* Advances the n (1..SHA1X_LANES) states mid[k] by len bytes each (a multiple of 64; any
+ * rest is ignored), message k's next bytes at data[k], side by side in 8 lanes, or 16 when
+ * n > 8: messages at different points go on together. Only when sha1x_usable(). */
+void sha1x_advance(struct sha1_mid *const mid[], const uint8_t *const data[], unsigned n,
+                   size_t len);
 
 /* Reads message k's bytes [off, off + len) into dst. Returns 0; 1 to give up on message k
  * (it is read no more, and its digest means nothing); -1 to stop everything. */
