@@ -46,7 +46,7 @@
 #define DIRECT_UNALIGNED (-3)     /* write_direct_chunks: a chunk is not aligned in memory */
 _Static_assert(STORAGE_RUN_MAX <= SHA1X_LANES, "a run's pieces fit sha1x's lanes");
 
-enum op { OP_WRITE, OP_CHECK, OP_READ, OP_SYNC };
+enum op { OP_WRITE, OP_CHECK, OP_READ, OP_SYNC, OP_STEPS, OP_CHUNK };
 
 struct req {
     uv_work_t work; /* work.data points back here */
@@ -57,6 +57,16 @@ struct req {
     const uint8_t *run[STORAGE_RUN_MAX];
     int run_rc[STORAGE_RUN_MAX]; /* each piece's result: 0, RV_EHASH, or the write's error */
     uint8_t *out;        /* OP_READ */
+    /* OP_STEPS (storage_hash_chunks): steps[0..nsteps), chunk bytes the full ones; OP_CHUNK
+     * (storage_write_chunk): bytes [begin, begin + len) of piece at data. Either hands its
+     * data to release once done with it (OP_STEPS: only when canceled; steps_cb has it). */
+    struct storage_step *steps;
+    unsigned nsteps;
+    uint32_t chunk;
+    storage_steps_cb steps_cb;
+    const uint8_t *data;
+    storage_release_fn release;
+    void *rud;
     storage_cb cb;
     void *ud;
     int rc;
@@ -1066,6 +1076,75 @@ static int do_sync(struct storage *s, struct req *r)
     return rc;
 }
 
+/* Writes bytes [begin, begin + len) of piece from p: a write for each file it spans. */
+static int write_piece_range(struct storage *s, struct req *r, uint32_t piece, uint64_t begin,
+                             uint64_t len, const uint8_t *p)
+{
+    uint64_t start = piece_start(s, piece) + begin;
+    struct span_iter it;
+    struct span sp;
+    int rc = 0;
+    layout_span_begin(s->l, start, len, &it);
+    while (rc == 0 && layout_span_next(&it, &sp)) {
+        if (s->l->files[sp.file].attr & RV_FILE_PAD)
+            continue;
+        if (s->file_sel != NULL && !s->file_sel[sp.file])
+            continue;
+        struct chunk c = {p + span_pos(s, &sp, start), sp.file_offset, sp.length};
+        rc = write_file_run(s, r, sp.file, &c, 1);
+    }
+    return rc;
+}
+
+/* storage_hash_chunks on a worker: the full chunks side by side in sha1x's lanes when there
+ * are enough of them to gain, the others one at a time; the hash of each piece that ends here
+ * finished and compared. */
+static void do_steps(struct storage *s, struct req *r)
+{
+    uint64_t t0 = stats_now_ns(), bytes = 0, lane = 0;
+    unsigned min = sha1x_min_messages(), n = 0;
+    struct sha1_mid *mid[SHA1X_LANES];
+    const uint8_t *data[SHA1X_LANES];
+    bool in_lanes[STORAGE_STEPS_MAX] = {false};
+    for (unsigned i = 0; i < r->nsteps; i++)
+        if (r->steps[i].len == r->chunk && r->chunk % 64 == 0)
+            n++;
+    if (min > 0 && n >= min) {
+        n = 0;
+        for (unsigned i = 0; i < r->nsteps; i++) {
+            if (r->steps[i].len == r->chunk && r->chunk % 64 == 0) {
+                mid[n] = r->steps[i].mid;
+                data[n++] = r->steps[i].data;
+                in_lanes[i] = true;
+            }
+        }
+        sha1x_advance(mid, data, n, r->chunk);
+        lane = (uint64_t)n * r->chunk;
+    }
+    for (unsigned i = 0; i < r->nsteps; i++) {
+        struct storage_step *st = &r->steps[i];
+        bool end = st->off + st->len == layout_piece_size(s->l, st->piece);
+        uint8_t md[RV_SHA1_LEN];
+        bytes += st->len;
+        st->verdict = 1;
+        if (!in_lanes[i] && !end)
+            sha1_mid_update(st->mid, st->data, st->len);
+        if (end) {
+            if (in_lanes[i])
+                sha1_mid_final(st->mid, NULL, 0, md);
+            else
+                sha1_mid_final(st->mid, st->data, st->len, md);
+            st->verdict =
+                memcmp(md, s->ti->piece_hashes + (size_t)st->piece * RV_SHA1_LEN, RV_SHA1_LEN) == 0
+                    ? 0
+                    : RV_EHASH;
+        }
+    }
+    stats_add(&s->stats->hash_ns, stats_now_ns() - t0);
+    stats_add(&s->stats->hash_bytes, bytes);
+    stats_add(&s->stats->hash_lane_bytes, lane);
+}
+
 static void run_req(uv_work_t *w)
 {
     struct req *r = w->data;
@@ -1084,6 +1163,14 @@ static void run_req(uv_work_t *w)
         break;
     case OP_SYNC:
         r->rc = do_sync(r->s, r);
+        break;
+    case OP_STEPS:
+        do_steps(r->s, r);
+        break;
+    case OP_CHUNK:
+        r->rc = write_piece_range(r->s, r, r->piece, r->begin, r->len, r->data);
+        r->release(r->rud, r->data);
+        r->data = NULL;
         break;
     }
 }
@@ -1137,7 +1224,16 @@ static void after_req(uv_work_t *w, int status)
         r->next->prev = r->prev;
 
     /* Closing: the owner may already be gone, so its callback is not called. */
-    if (r->op == OP_WRITE || (r->op == OP_CHECK && r->count > 0)) {
+    if (r->op == OP_CHUNK && r->data != NULL) /* canceled before it ran */
+        r->release(r->rud, r->data);
+    if (r->op == OP_STEPS) {
+        if (s->closing || status == UV_ECANCELED) {
+            for (unsigned i = 0; i < r->nsteps; i++) /* steps_cb will not see them */
+                r->release(r->rud, r->steps[i].data);
+        } else {
+            r->steps_cb(r->ud, r->steps, r->nsteps);
+        }
+    } else if (r->op == OP_WRITE || (r->op == OP_CHECK && r->count > 0)) {
         /* one callback per piece, in order; one of them may close the storage */
         for (uint32_t i = 0; i < r->count && !s->closing && r->cb != NULL; i++) {
             rv_error_t e;
@@ -1163,8 +1259,10 @@ static void after_req(uv_work_t *w, int status)
     maybe_finish(s); /* also when cb itself called storage_close */
 }
 
-static int submit(struct storage *s, enum op op, uint32_t piece, uint32_t begin, uint32_t len,
-                  const uint8_t *const *run, uint32_t count, uint8_t *out, storage_cb cb, void *ud)
+/* A request, filled in; queued by queue_req (which takes it back on failure). */
+static int new_req(struct storage *s, enum op op, uint32_t piece, uint32_t begin, uint32_t len,
+                   const uint8_t *const *run, uint32_t count, uint8_t *out, storage_cb cb, void *ud,
+                   struct req **out_r)
 {
     if (s->closing)
         return RV_ECANCELED;
@@ -1187,8 +1285,21 @@ static int submit(struct storage *s, enum op op, uint32_t piece, uint32_t begin,
     r->cb = cb;
     r->ud = ud;
     r->rc = 0;
+    r->steps = NULL;
+    r->nsteps = 0;
+    r->chunk = 0;
+    r->steps_cb = NULL;
+    r->data = NULL;
+    r->release = NULL;
+    r->rud = NULL;
     err_clear(&r->err);
     r->work.data = r;
+    *out_r = r;
+    return 0;
+}
+
+static int queue_req(struct storage *s, struct req *r)
+{
     if (uv_queue_work(s->loop, &r->work, run_req, after_req) != 0) {
         r->next = s->free_reqs;
         s->free_reqs = r;
@@ -1203,6 +1314,58 @@ static int submit(struct storage *s, enum op op, uint32_t piece, uint32_t begin,
     s->stats->disk_queue++;
     stats_peak(&s->stats->disk_queue_max, s->stats->disk_queue);
     return 0;
+}
+
+static int submit(struct storage *s, enum op op, uint32_t piece, uint32_t begin, uint32_t len,
+                  const uint8_t *const *run, uint32_t count, uint8_t *out, storage_cb cb, void *ud)
+{
+    struct req *r;
+    int rc = new_req(s, op, piece, begin, len, run, count, out, cb, ud, &r);
+    return rc != 0 ? rc : queue_req(s, r);
+}
+
+int storage_hash_chunks(struct storage *s, struct storage_step *steps, unsigned n, uint32_t chunk,
+                        storage_release_fn release, void *rud, storage_steps_cb cb, void *ud)
+{
+    if (s->ti->piece_hashes == NULL || steps == NULL || n == 0 || n > STORAGE_STEPS_MAX ||
+        chunk == 0 || release == NULL || cb == NULL)
+        return RV_EINVAL;
+    for (unsigned i = 0; i < n; i++) {
+        const struct storage_step *st = &steps[i];
+        if (st->piece >= s->l->piece_count || st->data == NULL || st->mid == NULL || st->len == 0 ||
+            st->len > chunk || st->len > layout_piece_size(s->l, st->piece) ||
+            st->off > layout_piece_size(s->l, st->piece) - st->len || st->mid->bytes != st->off ||
+            (st->len % 64 != 0 && st->off + st->len != layout_piece_size(s->l, st->piece)))
+            return RV_EINVAL;
+    }
+    struct req *r;
+    int rc = new_req(s, OP_STEPS, steps[0].piece, 0, 0, NULL, 0, NULL, NULL, ud, &r);
+    if (rc != 0)
+        return rc;
+    r->steps = steps;
+    r->nsteps = n;
+    r->chunk = chunk;
+    r->steps_cb = cb;
+    r->release = release;
+    r->rud = rud;
+    return queue_req(s, r);
+}
+
+int storage_write_chunk(struct storage *s, uint32_t piece, uint32_t off, uint32_t len,
+                        const uint8_t *data, storage_release_fn release, void *rud, storage_cb cb,
+                        void *ud)
+{
+    if (piece >= s->l->piece_count || data == NULL || release == NULL || len == 0 ||
+        len > layout_piece_size(s->l, piece) || off > layout_piece_size(s->l, piece) - len)
+        return RV_EINVAL;
+    struct req *r;
+    int rc = new_req(s, OP_CHUNK, piece, off, len, NULL, 0, NULL, cb, ud, &r);
+    if (rc != 0)
+        return rc;
+    r->data = data;
+    r->release = release;
+    r->rud = rud;
+    return queue_req(s, r);
 }
 
 int storage_verify_and_write(struct storage *s, uint32_t piece, const uint8_t *data, uint32_t len,

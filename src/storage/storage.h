@@ -14,6 +14,7 @@
 #include "metainfo/layout.h"
 #include "rivulet/metainfo.h"
 #include "rivulet/session.h"
+#include "util/sha.h"
 
 /* Direct writes (storage_opts.direct): whole blocks of STORAGE_DIRECT_ALIGN, in memory and in
  * the file, go to disk with O_DIRECT; 4096 is a multiple of every logical block size Linux
@@ -61,6 +62,42 @@ int storage_verify_and_write(struct storage *s, uint32_t piece, const uint8_t *d
  * report it. data[] is copied; the buffers are borrowed until their cb. */
 int storage_verify_and_write_run(struct storage *s, uint32_t first, uint32_t n,
                                  const uint8_t *const *data, storage_cb cb, void *ud);
+/* Pieces hashed as their chunks arrive, side by side (the download's lockstep): the caller
+ * holds each piece in chunks of memory, hands a chunk to storage_write_chunk as soon as it is
+ * in and to storage_hash_chunks once the chunks at the same point of other pieces are in too,
+ * and gets the piece's verdict from the hash of its last chunk. A piece is so on disk before
+ * it is verified; one that fails is not counted, and its next download overwrites it. */
+
+/* Gives back a chunk of memory handed to the storage; called on a worker thread (or, for a
+ * job canceled before it ran, on the loop), so it must be thread-safe. */
+typedef void (*storage_release_fn)(void *rud, const uint8_t *data);
+/* One chunk of a piece: its bytes [off, off + len) at data, and the piece's SHA-1 of its first
+ * off bytes (mid->bytes == off, a multiple of 64 unless the piece ends with this chunk). */
+struct storage_step {
+    uint32_t piece;
+    uint32_t off, len;
+    const uint8_t *data;
+    struct sha1_mid *mid; /* advanced by len */
+    int verdict;          /* out: 1 while the piece goes on past this chunk; else 0 (its hash
+                             matches) or RV_EHASH */
+};
+typedef void (*storage_steps_cb)(void *ud, struct storage_step *steps, unsigned n);
+#define STORAGE_STEPS_MAX 16
+/* On a worker: advances each step's hash by its chunk, the ones chunk bytes long side by side
+ * in sha1x's lanes when enough of them gain (sha1x_min_messages), and finishes the hash of
+ * each piece that ends there. Nothing is written. cb(ud, steps, n) on the loop; the steps and
+ * their data stay the caller's (release is called only for a job that never runs: closing,
+ * canceled). steps is borrowed until then. RV_EINVAL for a step that does not fit its piece,
+ * a chunk longer than chunk, or mid not at off. */
+int storage_hash_chunks(struct storage *s, struct storage_step *steps, unsigned n, uint32_t chunk,
+                        storage_release_fn release, void *rud, storage_steps_cb cb, void *ud);
+/* On a worker: writes bytes [off, off + len) of piece from data (one write per file spanned;
+ * direct where it lines up, as for whole pieces), then hands data to release. cb as for
+ * storage_read. Nothing is checked. When it returns an error, data stays the caller's. */
+int storage_write_chunk(struct storage *s, uint32_t piece, uint32_t off, uint32_t len,
+                        const uint8_t *data, storage_release_fn release, void *rud, storage_cb cb,
+                        void *ud);
+
 /* On a worker: reads piece from disk and checks its hash (rc 0 match, RV_EHASH mismatch or
  * missing data, RV_EIO). Used to check data already there. */
 int storage_check(struct storage *s, uint32_t piece, storage_cb cb, void *ud);

@@ -1296,6 +1296,135 @@ static void test_write_runs(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ---- pieces hashed and written chunk by chunk (storage_hash_chunks) ---- */
+
+struct steps_ctx {
+    unsigned calls, released;
+    int verdict[MAXP];
+};
+
+static void on_step_released(void *rud, const uint8_t *chunk)
+{
+    struct steps_ctx *c = rud;
+    __atomic_fetch_add(&c->released, 1, __ATOMIC_RELAXED);
+    free((void *)(uintptr_t)chunk);
+}
+
+static void on_steps(void *ud, struct storage_step *st, unsigned n)
+{
+    struct steps_ctx *c = ud;
+    c->calls++;
+    for (unsigned i = 0; i < n; i++) {
+        assert_true(st[i].piece < MAXP);
+        if (st[i].verdict != 1)
+            c->verdict[st[i].piece] = st[i].verdict;
+    }
+}
+
+static void test_hash_chunks(void **state)
+{
+    (void)state;
+    const uint32_t chunk = 256u << 10;
+    for (int lanes = 1; lanes >= 0; lanes--) {
+        sha1x_enable(lanes != 0);
+        uv_loop_t loop;
+        assert_int_equal(uv_loop_init(&loop), 0);
+        /* 8 full pieces of 1 MiB and a 777-byte one, over two files (b.bin starts 5000 bytes
+         * in, so chunks straddle the boundary and none lines up with a page) */
+        static const struct tfile two[] = {{"a.bin", 5000, false},
+                                           {"b.bin", (8u << 20) - 5000 + 777, false}};
+        struct tt t;
+        tt_build(&t, "steps", 1u << 20, two, 2, 0, 77);
+        assert_int_equal(t.ti->piece_count, 9);
+        rv_session_stats_t st = {0};
+        struct storage *s = open_direct(&loop, &t, true, &st);
+        struct steps_ctx *c = calloc(1, sizeof(*c));
+        assert_non_null(c);
+        for (uint32_t p = 0; p < MAXP; p++)
+            c->verdict[p] = 1;
+        struct sha1_mid mid[9];
+        for (uint32_t p = 0; p < 9; p++)
+            sha1_mid_init(&mid[p]);
+        /* Row by row, as pieces arriving side by side: chunk r of every piece in one job.
+         * Piece 2 has a byte wrong in its second chunk. */
+        unsigned chunks = 0;
+        for (uint32_t r = 0; r < 4; r++) {
+            struct storage_step steps[STORAGE_STEPS_MAX];
+            unsigned n = 0;
+            for (uint32_t p = 0; p < 9; p++) {
+                uint32_t size = layout_piece_size(&t.l, p), off = r * chunk;
+                if (off >= size)
+                    continue;
+                uint32_t len = size - off < chunk ? size - off : chunk;
+                uint8_t *m;
+                assert_int_equal(posix_memalign((void **)&m, 4096, chunk), 0);
+                memcpy(m, piece_data(&t, p) + off, len);
+                if (p == 2 && r == 1)
+                    m[100] ^= 1;
+                steps[n++] = (struct storage_step){p, off, len, m, &mid[p], 1};
+            }
+            chunks += n;
+            assert_int_equal(
+                storage_hash_chunks(s, steps, n, chunk, on_step_released, c, on_steps, c), 0);
+            assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+            assert_int_equal(c->calls, r + 1);
+            struct ctx *wc = ctx_new();
+            for (unsigned i = 0; i < n; i++)
+                assert_int_equal(storage_write_chunk(s, steps[i].piece, steps[i].off, steps[i].len,
+                                                     steps[i].data, on_step_released, c, on_done,
+                                                     wc),
+                                 0);
+            assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+            for (unsigned i = 0; i < n; i++)
+                assert_int_equal(wc->rc[steps[i].piece], 0);
+            free(wc);
+        }
+        for (uint32_t p = 0; p < 9; p++)
+            assert_int_equal(c->verdict[p], p == 2 ? RV_EHASH : 0);
+        assert_int_equal(c->released, chunks);
+        assert_int_equal(st.hash_bytes, t.size);
+        /* eight full chunks a row: side by side wherever eight gain */
+        unsigned min = sha1x_min_messages();
+        assert_int_equal(st.hash_lane_bytes, lanes && min > 0 && min <= 8 ? 8u << 20 : 0);
+        /* Written before verified: every piece is on disk, piece 2 as it came. */
+        struct ctx *cc = ctx_new();
+        for (uint32_t p = 0; p < 9; p++)
+            assert_int_equal(check_one(&loop, s, p, cc), p == 2 ? RV_EHASH : 0);
+        free(cc);
+
+        /* Bad input: none, too many, an offset not a multiple of 64, past the piece. */
+        struct storage_step bad = {0, 0, chunk, piece_data(&t, 0), &mid[0], 1};
+        struct storage_step many[STORAGE_STEPS_MAX + 1];
+        for (unsigned i = 0; i <= STORAGE_STEPS_MAX; i++)
+            many[i] = bad;
+        assert_int_equal(storage_hash_chunks(s, &bad, 0, chunk, on_step_released, c, on_steps, c),
+                         RV_EINVAL);
+        assert_int_equal(storage_hash_chunks(s, many, STORAGE_STEPS_MAX + 1, chunk,
+                                             on_step_released, c, on_steps, c),
+                         RV_EINVAL);
+        bad.len = chunk - 100; /* short, and not the end of the piece */
+        assert_int_equal(storage_hash_chunks(s, &bad, 1, chunk, on_step_released, c, on_steps, c),
+                         RV_EINVAL);
+        bad.len = chunk;
+        bad.off = chunk; /* mid is at 0 */
+        sha1_mid_init(&mid[0]);
+        assert_int_equal(storage_hash_chunks(s, &bad, 1, chunk, on_step_released, c, on_steps, c),
+                         RV_EINVAL);
+        bad.off = 100;
+        assert_int_equal(storage_hash_chunks(s, &bad, 1, chunk, on_step_released, c, on_steps, c),
+                         RV_EINVAL);
+        bad.off = (1u << 20) - 4096;
+        assert_int_equal(storage_hash_chunks(s, &bad, 1, chunk, on_step_released, c, on_steps, c),
+                         RV_EINVAL);
+        assert_int_equal(storage_pending(s), 0);
+        close_storage(&loop, s);
+        free(c);
+        tt_free(&t);
+        assert_int_equal(uv_loop_close(&loop), 0);
+    }
+    sha1x_enable(true);
+}
+
 /* verify + write of 256 MiB in 1 MiB pieces, 4 in flight, into the page cache. Printed, not
  * asserted: the number depends on the machine. RV_STORAGE_BENCH_MIB changes the size (0:
  * skip). */
@@ -1430,6 +1559,7 @@ int main(void)
         cmocka_unit_test(test_close_in_flight),   cmocka_unit_test(test_max_open),
         cmocka_unit_test(test_direct_writes),     cmocka_unit_test(test_write_runs),
         cmocka_unit_test(test_check_runs),        cmocka_unit_test(test_throughput),
+        cmocka_unit_test(test_hash_chunks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
