@@ -90,6 +90,7 @@ struct picker {
     uint32_t random_first;
     uint32_t max_active;
     uint32_t start_limit; /* picker_set_start_limit; 0: none */
+    uint32_t spread;      /* picker_set_spread; 0: none */
     uint32_t extent;      /* pieces per EXTENT_BYTES extent (1: no affinity) */
     uint32_t last_started; /* the piece started last, NONE before the first */
     uint64_t rng;
@@ -751,6 +752,11 @@ void picker_set_wanted(struct picker *p, uint32_t piece, bool wanted)
         order_remove(p, piece);
 }
 
+void picker_set_spread(struct picker *p, uint32_t n)
+{
+    p->spread = n;
+}
+
 void picker_set_start_limit(struct picker *p, uint32_t n)
 {
     p->start_limit = n;
@@ -842,6 +848,38 @@ static size_t take_busy_blocks(struct picker *p, const struct bitfield *peer_has
     return count;
 }
 
+/* Starts pieces the peer has, taking up to per blocks of each, until count reaches max, no
+ * candidate is left, or the pieces in progress reach upto (0: no bound of its own) or a bound
+ * of the picker's (then *blocked). */
+static size_t start_pieces(struct picker *p, const struct bitfield *peer_has, void *peer,
+                           struct block_ref *out, size_t count, size_t max, size_t per,
+                           uint32_t upto, size_t nbytes, uint32_t *left, bool *blocked,
+                           struct walk *w)
+{
+    while (count<max && * left> 0) {
+        if ((p->max_active != 0 && p->active_count >= p->max_active) ||
+            (p->start_limit != 0 && p->active_count >= p->start_limit)) {
+            *blocked = true;
+            break;
+        }
+        if (upto != 0 && p->active_count >= upto)
+            break;
+        uint32_t piece;
+        if (p->have_count < p->random_first)
+            piece = nth_and(p->cand, peer_has, nbytes, rng_below(p, *left));
+        else
+            piece = extent_next(p, peer_has, walk_next(p, w, peer_has));
+        uint32_t s;
+        if (piece == NONE || activate(p, piece, &s) < 0) {
+            *blocked = true; /* out of memory (or a broken invariant): not end-game */
+            break;
+        }
+        (*left)--;
+        count = take_free_blocks(p, s, peer, out, count, count + per < max ? count + per : max);
+    }
+    return count;
+}
+
 size_t picker_pick(struct picker *p, const struct bitfield *peer_has, void *peer,
                    struct block_ref *out, size_t max, bool *endgame)
 {
@@ -850,9 +888,10 @@ size_t picker_pick(struct picker *p, const struct bitfield *peer_has, void *peer
         *endgame = false;
     if (max == 0 || peer_has == NULL || peer_has->bits == NULL || p->need_count == 0)
         return 0;
+    bool spread = p->spread > 1 && p->have_count >= p->random_first;
 
     /* (1) Finish what is started: partial pieces, oldest first. */
-    for (uint32_t s = p->active_head; s != NONE && count < max; s = p->slots[s].next) {
+    for (uint32_t s = p->active_head; !spread && s != NONE && count < max; s = p->slots[s].next) {
         if (p->slots[s].nnone > 0 && peer_holds(peer_has, p->slots[s].piece))
             count = take_free_blocks(p, s, peer, out, count, max);
     }
@@ -867,25 +906,31 @@ size_t picker_pick(struct picker *p, const struct bitfield *peer_has, void *peer
     uint32_t left = count_and(p->cand, peer_has, nbytes);
     bool blocked = false;
     struct walk w = {p->seeds > 0 ? 0 : bucket_end(p, 0), false};
-    while (count < max && left > 0) {
-        if ((p->max_active != 0 && p->active_count >= p->max_active) ||
-            (p->start_limit != 0 && p->active_count >= p->start_limit)) {
-            blocked = true;
-            break;
+
+    /* (1) with a spread: pieces started up to that many in progress, then a block of each
+     * piece in progress in turn, so that they arrive side by side. */
+    if (spread) {
+        count = start_pieces(p, peer_has, peer, out, count, max, 1, p->spread, nbytes, &left,
+                             &blocked, &w);
+        /* The block furthest behind first (the oldest piece among equals): a pick goes on
+         * row by row where the last one stopped, whatever its size. */
+        while (count < max) {
+            uint32_t best = NONE;
+            for (uint32_t s = p->active_head; s != NONE; s = p->slots[s].next) {
+                const struct active *a = &p->slots[s];
+                if (a->nnone > 0 && peer_holds(peer_has, a->piece) &&
+                    (best == NONE || a->first_none < p->slots[best].first_none))
+                    best = s;
+            }
+            if (best == NONE)
+                break;
+            count = take_free_blocks(p, best, peer, out, count, count + 1);
         }
-        uint32_t piece;
-        if (p->have_count < p->random_first)
-            piece = nth_and(p->cand, peer_has, nbytes, rng_below(p, left));
-        else
-            piece = extent_next(p, peer_has, walk_next(p, &w, peer_has));
-        uint32_t s;
-        if (piece == NONE || activate(p, piece, &s) < 0) {
-            blocked = true; /* out of memory (or a broken invariant): not end-game */
-            break;
-        }
-        left--;
-        count = take_free_blocks(p, s, peer, out, count, max);
     }
+
+    if (count < max)
+        count =
+            start_pieces(p, peer_has, peer, out, count, max, max, 0, nbytes, &left, &blocked, &w);
 
     /* (4) End-game, as libtorrent does it: only once every wanted piece is started (no
      * candidate left anywhere) and nothing unrequested is left that this peer could serve.

@@ -75,6 +75,10 @@ enum picker_block_result {
  * piece the picker started and the owner could not hold would be given back at once, and the
  * next pick would start it again. Like max_active, it also holds back end-game. */
 void picker_set_start_limit(struct picker *p, uint32_t n);
+/* n > 1: picker_pick keeps n pieces in progress where it can and hands out a block of each in
+ * turn, so that they arrive side by side (their hashes can then go side by side too); once
+ * random_first pieces are had. 0 or 1: partial pieces are finished oldest first. */
+void picker_set_spread(struct picker *p, uint32_t n);
 
 /* A block arrived from peer. *piece_done is set when it completed its piece (every block
  * received): the caller then verifies the piece and calls picker_piece_passed or _failed.

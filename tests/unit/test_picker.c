@@ -309,6 +309,67 @@ static void partial_pieces_before_new_ones(void **state)
     picker_free(p);
 }
 
+/* picker_set_spread: pieces started up to the spread, then a block of each in turn (rows),
+ * the next pick going on where the last stopped; a peer without one of them gets the others';
+ * before random_first pieces are had, and with a spread of 1, partial pieces are finished
+ * first as ever. */
+static void spread_hands_out_rows(void **state)
+{
+    (void)state;
+    struct picker *p = mk_rarest(16, 4 * KIB16, 5, 0);
+    picker_set_spread(p, 3);
+    struct bitfield bf;
+    bf_all_but_last(&bf, 16);
+    for (uint32_t i = 0; i < 15; i++)
+        inc_n(p, i, i < 3 ? 1 : 3); /* 0, 1, 2 rarest */
+    struct block_ref r[16];
+    bool eg;
+    assert_int_equal(picker_pick(p, &bf, A, r, 5, &eg), 5);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(r[i].piece, r[i % 3].piece);
+        assert_int_equal(r[i].begin, (uint32_t)(i / 3) * KIB16);
+    }
+    assert_true(r[0].piece < 3 && r[1].piece < 3 && r[2].piece < 3);
+    assert_true(r[0].piece != r[1].piece && r[1].piece != r[2].piece && r[0].piece != r[2].piece);
+    uint32_t row[3] = {r[0].piece, r[1].piece, r[2].piece};
+    assert_int_equal(picker_active_count(p), 3);
+    /* B has the first two only: their blocks, a row at a time, and no third piece started */
+    struct bitfield two;
+    assert_int_equal(bitfield_init(&two, 16), 0);
+    bitfield_set(&two, row[0]);
+    bitfield_set(&two, row[1]);
+    assert_int_equal(picker_pick(p, &bf, B, r, 1, &eg), 1);
+    assert_int_equal(r[0].piece, row[2]);
+    assert_int_equal(r[0].begin, KIB16);
+    assert_int_equal(picker_pick(p, &two, C, r, 4, &eg), 4);
+    assert_int_equal(r[0].piece, row[0]);
+    assert_int_equal(r[0].begin, 2 * KIB16);
+    assert_int_equal(r[1].piece, row[1]);
+    assert_int_equal(r[1].begin, 2 * KIB16);
+    assert_int_equal(r[2].piece, row[0]);
+    assert_int_equal(r[2].begin, 3 * KIB16);
+    assert_int_equal(r[3].piece, row[1]);
+    assert_int_equal(r[3].begin, 3 * KIB16);
+    /* Every block of the three asked for: a fourth piece and more start for what is left */
+    assert_int_equal(picker_pick(p, &bf, A, r, 6, &eg), 6);
+    assert_int_equal(r[0].piece, row[2]);
+    assert_int_equal(r[1].piece, row[2]);
+    assert_true(r[2].piece >= 3);
+    assert_int_equal(picker_active_count(p), 4);
+    bitfield_free(&two);
+    picker_free(p);
+
+    /* Before random_first pieces are had, no rows: a piece is finished first. */
+    p = mk(16, 4 * KIB16, 4 * KIB16, 5, 4, 0);
+    picker_set_spread(p, 3);
+    assert_int_equal(picker_pick(p, &bf, A, r, 5, &eg), 5);
+    for (int i = 1; i < 4; i++)
+        assert_int_equal(r[i].piece, r[0].piece);
+    assert_true(r[4].piece != r[0].piece);
+    picker_free(p);
+    bitfield_free(&bf);
+}
+
 static void max_active_is_respected(void **state)
 {
     (void)state;
@@ -1284,6 +1345,7 @@ int main(void)
         cmocka_unit_test(ties_broken_at_random_among_the_rarest),
         cmocka_unit_test(random_first_pieces),
         cmocka_unit_test(partial_pieces_before_new_ones),
+        cmocka_unit_test(spread_hands_out_rows),
         cmocka_unit_test(max_active_is_respected),
         cmocka_unit_test(start_limit_holds_back_new_pieces),
         cmocka_unit_test(extent_affinity_starts_neighbours),
