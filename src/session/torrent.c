@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,8 @@
 #include "util/fs.h"
 #include "util/hex.h"
 #include "util/rand.h"
+#include "util/sha.h"
+#include "util/sha1x.h"
 #include "util/stats.h"
 
 #define TICK_MS 1000
@@ -69,6 +72,24 @@
 /* ...but only while pieces complete less than this far apart, and a held piece waits no
  * longer: slower, a write per piece costs nothing worth waiting for. */
 #define RUN_WAIT_MS 10
+/* Lockstep: pieces of 1 MiB and more, where sha1x's lanes gain on this CPU, are held in chunks
+ * of LOCK_CHUNK and hashed as the chunks arrive, side by side. The picker keeps LOCK_SPREAD
+ * pieces in progress and asks for their blocks row by row (picker_set_spread), so that the
+ * same chunk of each piece comes in at about the same time; each chunk goes to the disk as
+ * soon as it is in (storage_write_chunk) and, once LOCK_LANES chunks are in (or every piece in
+ * progress has its next one in, or memory is short), to the lanes with the others
+ * (storage_hash_chunks), and its memory goes back to the pool when both are done. One 1 MiB
+ * piece alone cannot use the lanes (SHA-1 goes through it in order), and holding five or more
+ * whole pieces for them would take the memory the peak RSS goal does not have. From one
+ * libtorrent seeder, 1 GiB in 1 MiB pieces, three rounds alternating with whole pieces: 99 % of
+ * the bytes in the lanes, the leecher's CPU 1.10, 1.09, 1.30 s against 1.58, 1.44, 1.50; from
+ * four seeders 1.30, 1.18, 1.04 against 1.59, 1.56, 1.50; the same peak RSS. Chunks of 128 KiB
+ * cost more system time in writes than the lanes saved; 256 KiB writes cost little more than
+ * 1 MiB ones (dd: 0.23 s of system time per GiB against 0.18). */
+#define LOCK_CHUNK (256u << 10)
+#define LOCK_SPREAD 8
+#define LOCK_EXTRA 2 /* pieces in progress beyond the spread: the ones finishing */
+#define LOCK_LANES 8
 #define CHECK_JOBS 4 /* disk jobs checking data already there at once */
 #define SNUB_MS 30000
 #define RETRY_BASE_MS 3000
@@ -198,14 +219,37 @@ struct resume_job {
     rv_error_t err;
 };
 
+/* Lockstep's chunks of piece memory, page-aligned, each with a count of its holders (the
+ * piece, a write, a hash) after its chunk_size + PIECE_ALIGN bytes: handed out on the loop,
+ * given back on any thread (a worker that wrote one). */
+struct chunk_pool {
+    uv_mutex_t lock; /* guards free, nfree, allocated */
+    bool ready;      /* lock initialised */
+    size_t bytes;    /* each chunk's memory, before its count */
+    uint8_t **free;  /* nfree of them, up to cap */
+    size_t nfree, cap;
+    size_t allocated; /* chunks in existence, free or not (at most cap) */
+};
+
 struct piece_buf {
     bool used;
     bool held; /* complete, waiting for its neighbours to go to disk with them */
     bool writing;
     uint32_t piece;
     uint32_t size;
-    uint8_t *mem;  /* piece_length + piece_extra() bytes, page-aligned */
+    uint8_t *mem;  /* piece_length + piece_extra() bytes, page-aligned (not in lockstep) */
     uint8_t *data; /* the piece: mem + its shift (see piece_shift) */
+    /* Lockstep: the piece's chunks (NULL until a block of one is asked for, and once it is
+     * handed to a hash), the bytes in of each, each chunk's data that far into its memory
+     * (piece_shift), the bytes hashed and their SHA-1 state, whether a hash job has the chunk
+     * at hashed, its chunk writes in flight, and its verdict (1 until the last chunk is
+     * hashed; then 0 or RV_EHASH). */
+    uint8_t **chunk;
+    uint32_t *filled;
+    uint32_t shift, hashed, writes;
+    struct sha1_mid mid;
+    bool hashing;
+    int verdict;
     struct peer_addr contrib[MAX_CONTRIB];
     size_t ncontrib;
 };
@@ -256,6 +300,14 @@ struct rv_torrent {
     uint64_t complete_ms; /* when the last piece completed */
     size_t max_writing;  /* no new piece is started while this many are with the disk... */
     size_t soft_bufs;    /* ...and this many buffers are in use */
+    bool lockstep;       /* pieces in chunks, hashed side by side as they arrive (LOCK_CHUNK) */
+    uint32_t chunk_size, chunks_per_piece;
+    struct chunk_pool pool;
+    uint8_t **lock_chunks; /* nbufs * chunks_per_piece: each buffer's chunk array */
+    uint32_t *lock_filled; /* ...and filled array */
+    size_t nlock_jobs;     /* chunk writes and hash passes with the storage */
+    size_t nhash_jobs;     /* ...of them, hash passes */
+    bool mem_short;        /* a pick found no chunk: one block per pick until one is back */
     uint32_t *slot_of;    /* piece -> index in bufs, UINT32_MAX when none */
     uint32_t *free_slots; /* stack of unused indices in bufs */
     size_t nfree;
@@ -445,6 +497,89 @@ static size_t piece_shift(const rv_torrent_t *t, uint32_t piece)
     return shift;
 }
 
+/* ---- lockstep's chunk pool ---- */
+
+static int pool_init(struct chunk_pool *p, size_t bytes, size_t cap)
+{
+    if ((p->free = malloc(cap * sizeof(*p->free))) == NULL)
+        return RV_ENOMEM;
+    if (uv_mutex_init(&p->lock) != 0) {
+        free(p->free);
+        p->free = NULL;
+        return RV_ENOMEM;
+    }
+    p->ready = true;
+    p->bytes = bytes;
+    p->cap = cap;
+    return 0;
+}
+
+static void pool_free(struct chunk_pool *p)
+{
+    if (!p->ready)
+        return;
+    while (p->nfree > 0)
+        free(p->free[--p->nfree]);
+    free(p->free);
+    uv_mutex_destroy(&p->lock);
+    p->ready = false;
+}
+
+static atomic_int *chunk_count(const struct chunk_pool *p, uint8_t *mem)
+{
+    return (atomic_int *)(void *)(mem + p->bytes);
+}
+
+/* A chunk with one holder; NULL when cap of them are out, or no memory. On the loop. */
+static uint8_t *pool_get(struct chunk_pool *p)
+{
+    uint8_t *mem = NULL;
+    bool make = false;
+    uv_mutex_lock(&p->lock);
+    if (p->nfree > 0)
+        mem = p->free[--p->nfree];
+    else if (p->allocated < p->cap)
+        make = ++p->allocated > 0;
+    uv_mutex_unlock(&p->lock);
+    if (make && posix_memalign((void **)&mem, PIECE_ALIGN, p->bytes + sizeof(atomic_int)) != 0) {
+        mem = NULL;
+        uv_mutex_lock(&p->lock);
+        p->allocated--;
+        uv_mutex_unlock(&p->lock);
+    }
+    if (mem != NULL)
+        atomic_init(chunk_count(p, mem), 1);
+    return mem;
+}
+
+/* The chunk that data (anywhere in its first page) is in. */
+static uint8_t *chunk_of(const uint8_t *data)
+{
+    return (uint8_t *)((uintptr_t)data & ~(uintptr_t)(PIECE_ALIGN - 1));
+}
+
+static void chunk_hold(struct chunk_pool *p, const uint8_t *data)
+{
+    atomic_fetch_add(chunk_count(p, chunk_of(data)), 1);
+}
+
+/* A holder is done with the chunk data is in; the last gives it back. Any thread. */
+static void chunk_drop(struct chunk_pool *p, const uint8_t *data)
+{
+    uint8_t *mem = chunk_of(data);
+    if (atomic_fetch_sub(chunk_count(p, mem), 1) != 1)
+        return;
+    uv_mutex_lock(&p->lock);
+    p->free[p->nfree++] = mem; /* room: at most cap chunks exist */
+    uv_mutex_unlock(&p->lock);
+}
+
+/* storage_release_fn: the storage is done with a chunk (written, or a job that never ran). */
+static void on_chunk_released(void *rud, const uint8_t *data)
+{
+    chunk_drop(rud, data);
+}
+
 /* How many pieces may be in progress now: every buffer, or soft_bufs while the disk is behind
  * (max_writing pieces with it). buf_for starts no piece beyond it, and the picker is given it
  * before each pick: without that the picker started pieces buf_for refused; their blocks went
@@ -452,6 +587,9 @@ static size_t piece_shift(const rv_torrent_t *t, uint32_t piece)
  * seeders). */
 static uint32_t pieces_allowed(const rv_torrent_t *t)
 {
+    if (t->lockstep) /* the pool bounds the memory; the pieces in progress, the spread's */
+        return (uint32_t)(t->nbufs < LOCK_SPREAD + LOCK_EXTRA ? t->nbufs
+                                                              : LOCK_SPREAD + LOCK_EXTRA);
     if (t->nwriting >= t->max_writing && t->soft_bufs < t->nbufs)
         return (uint32_t)t->soft_bufs;
     return (uint32_t)t->nbufs;
@@ -469,7 +607,8 @@ static void buf_sweep(rv_torrent_t *t)
 {
     for (size_t i = 0; i < t->nbufs; i++) {
         struct piece_buf *b = &t->bufs[i];
-        if (b->used && !b->held && !b->writing && !picker_started(t->picker, b->piece))
+        if (b->used && !b->held && !b->writing && b->writes == 0 && !b->hashing &&
+            !picker_started(t->picker, b->piece))
             buf_release(t, b);
     }
 }
@@ -503,13 +642,23 @@ static struct piece_buf *buf_for(rv_torrent_t *t, uint32_t piece, bool create)
     }
     struct piece_buf *b = &t->bufs[t->free_slots[t->nfree - 1]];
     size_t bytes = (size_t)t->ti->piece_length + piece_extra(t);
-    if (b->mem == NULL && posix_memalign((void **)&b->mem, PIECE_ALIGN, bytes) != 0) {
-        b->mem = NULL;
-        return NULL;
+    if (t->lockstep) {
+        b->shift = (uint32_t)piece_shift(t, piece); /* memory comes chunk by chunk (buf_at) */
+        b->hashed = 0;
+        b->writes = 0;
+        b->hashing = false;
+        b->verdict = 1;
+        sha1_mid_init(&b->mid);
+        memset(b->filled, 0, t->chunks_per_piece * sizeof(*b->filled));
+    } else {
+        if (b->mem == NULL && posix_memalign((void **)&b->mem, PIECE_ALIGN, bytes) != 0) {
+            b->mem = NULL;
+            return NULL;
+        }
+        b->data = b->mem + piece_shift(t, piece);
+        stats_peak(&t->ctx->stats.pieces_in_memory_max, t->nbufs - t->nfree + 1);
     }
-    b->data = b->mem + piece_shift(t, piece);
     t->nfree--;
-    stats_peak(&t->ctx->stats.pieces_in_memory_max, t->nbufs - t->nfree);
     t->slot_of[piece] = (uint32_t)(b - t->bufs);
     b->used = true;
     b->held = false;
@@ -520,11 +669,34 @@ static struct piece_buf *buf_for(rv_torrent_t *t, uint32_t piece, bool create)
     return b;
 }
 
+/* Lockstep: where the block at begin of b's piece goes, its chunk taken from the pool when
+ * first asked for; NULL when the pool has none. */
+static uint8_t *buf_at(rv_torrent_t *t, struct piece_buf *b, uint32_t begin)
+{
+    uint32_t k = begin / t->chunk_size;
+    if (b->chunk[k] == NULL) {
+        if ((b->chunk[k] = pool_get(&t->pool)) == NULL)
+            return NULL;
+        uv_mutex_lock(&t->pool.lock);
+        uint64_t in_use = (uint64_t)(t->pool.allocated - t->pool.nfree) * t->chunk_size;
+        uv_mutex_unlock(&t->pool.lock);
+        stats_peak(&t->ctx->stats.pieces_in_memory_max,
+                   (in_use + t->ti->piece_length - 1) / t->ti->piece_length);
+    }
+    return b->chunk[k] + b->shift + begin % t->chunk_size;
+}
+
 static void buf_release(rv_torrent_t *t, struct piece_buf *b)
 {
-    /* The memory stays for the next piece: no allocation per piece in steady state. */
+    /* The memory stays for the next piece: no allocation per piece in steady state (in
+     * lockstep, the chunks go back to the pool). */
     if (!b->used)
         return;
+    for (uint32_t k = 0; t->lockstep && k < t->chunks_per_piece; k++) {
+        if (b->chunk[k] != NULL)
+            chunk_drop(&t->pool, b->chunk[k]);
+        b->chunk[k] = NULL;
+    }
     if (b->writing)
         t->nwriting--;
     if (b->held)
@@ -588,6 +760,8 @@ static bool in_list(const uint32_t *list, size_t n, uint32_t piece)
     return false;
 }
 
+static void lanes_kick(rv_torrent_t *t, bool force);
+
 /* Asks the picker for up to max blocks among the pieces in mask and sends the requests. */
 static void request_from(struct peer *p, const struct bitfield *mask, unsigned max)
 {
@@ -595,14 +769,31 @@ static void request_from(struct peer *p, const struct bitfield *mask, unsigned m
     struct block_ref picked[MAX_PIPELINE];
     bool endgame = false;
     picker_set_start_limit(t->picker, pieces_allowed(t));
+    if (t->mem_short && max > 1)
+        max = 1; /* each pick that finds no chunk gives its blocks back: keep those few */
     size_t n = picker_pick(t->picker, mask, p, picked, max, &endgame);
     for (size_t i = 0; i < n; i++) {
-        if (buf_for(t, picked[i].piece, true) == NULL) {
+        struct piece_buf *b = buf_for(t, picked[i].piece, true);
+        struct piece_buf *out_of_chunks = NULL;
+        if (b != NULL && t->lockstep && buf_at(t, b, picked[i].begin) == NULL) {
+            /* Out of chunks: the blocks of chunks already there may still be asked for, the
+             * others wait until a chunk is back (one block a pick until then). When no hash
+             * is on its way to free one, the chunks that are in are hashed now. */
+            t->mem_short = true;
+            if (t->nhash_jobs == 0)
+                lanes_kick(t, true);
+            out_of_chunks = b;
+            b = NULL;
+        }
+        if (b == NULL) {
             /* Out of piece memory: give the rest back. pieces_allowed keeps the picker from
              * starting a piece buf_for would refuse, so this only happens when allocation
-             * fails. */
+             * fails (or, in lockstep, the pool is out of chunks). */
             for (size_t k = i; k < n; k++)
                 picker_block_dropped(t->picker, picked[k].piece, picked[k].begin, p);
+            /* A piece started for that block alone holds nothing: its buffer goes now. */
+            if (out_of_chunks != NULL && !picker_started(t->picker, out_of_chunks->piece))
+                buf_release(t, out_of_chunks);
             break;
         }
         p->reqs[p->nreqs++] = picked[i];
@@ -891,6 +1082,157 @@ static void piece_complete(rv_torrent_t *t, struct piece_buf *b)
         write_run(t, lo, hi);
 }
 
+/* ---- lockstep: pieces hashed chunk by chunk as they arrive, side by side ---- */
+
+struct lock_job {
+    rv_torrent_t *t;
+    struct storage_step steps[STORAGE_STEPS_MAX];
+};
+
+/* A chunk came back from the disk, or a hash pass did: a piece with its verdict and nothing
+ * left with the disk is done; memory short, requests held back may go now. */
+static void lock_job_done(rv_torrent_t *t, struct piece_buf *b)
+{
+    if (b != NULL && b->verdict != 1 && b->writes == 0 && !b->hashing)
+        on_piece_stored(t, b->piece, b->verdict, NULL);
+    if (t->stopping) {
+        stop_if_done(t);
+        return;
+    }
+    if (t->mem_short) {
+        t->mem_short = false;
+        for (struct peer *p = t->peers; p != NULL; p = p->next)
+            refill_soon(p);
+    }
+}
+
+/* storage_write_chunk's callback. A write error fails the torrent (as for whole pieces). */
+static void on_chunk_written(void *ud, uint32_t piece, int rc, const rv_error_t *err)
+{
+    rv_torrent_t *t = ud;
+    t->nlock_jobs--;
+    struct piece_buf *b = buf_for(t, piece, false);
+    if (b != NULL)
+        b->writes--;
+    if (rc != 0) {
+        on_piece_stored(t, piece, rc, err);
+        return;
+    }
+    lock_job_done(t, b);
+}
+
+static void on_chunks_hashed(void *ud, struct storage_step *steps, unsigned n)
+{
+    struct lock_job *j = ud;
+    rv_torrent_t *t = j->t;
+    t->nlock_jobs--;
+    t->nhash_jobs--;
+    for (unsigned i = 0; i < n; i++) {
+        chunk_drop(&t->pool, steps[i].data);
+        struct piece_buf *b = buf_for(t, steps[i].piece, false);
+        if (b == NULL) /* a write failed meanwhile and the torrent with it */
+            continue;
+        b->hashing = false;
+        b->hashed += steps[i].len;
+        b->verdict = steps[i].verdict;
+        if (b->verdict != 1)
+            lock_job_done(t, b);
+    }
+    free(j);
+    lock_job_done(t, NULL);
+    if (!t->stopping)
+        lanes_kick(t, false);
+}
+
+/* Whether the chunk at b's hash is all in and no hash has it. */
+static bool lane_ready(const rv_torrent_t *t, const struct piece_buf *b)
+{
+    if (!b->used || b->hashing || b->hashed >= b->size)
+        return false;
+    uint32_t k = b->hashed / t->chunk_size;
+    uint32_t len = b->size - b->hashed < t->chunk_size ? b->size - b->hashed : t->chunk_size;
+    return b->chunk[k] != NULL && b->filled[k] == len;
+}
+
+/* Hands the chunks that are in to the lanes together once LOCK_LANES of them are, or every
+ * piece in progress has its next chunk in or in a hash already (none will come sooner), or
+ * force (memory is short and no hash is on its way, the tick). */
+static void lanes_kick(rv_torrent_t *t, bool force)
+{
+    if (!t->lockstep || t->storage == NULL || t->stopping)
+        return;
+    for (;;) {
+        struct piece_buf *ready[STORAGE_STEPS_MAX];
+        unsigned n = 0;
+        size_t waiting = 0;
+        for (size_t i = 0; i < t->nbufs; i++) {
+            struct piece_buf *b = &t->bufs[i];
+            if (lane_ready(t, b)) {
+                if (n < STORAGE_STEPS_MAX)
+                    ready[n++] = b;
+            } else if (b->used && b->hashed < b->size) {
+                waiting++; /* its chunk is coming, or with a hash and the next one behind it */
+            }
+        }
+        if (n == 0 || (n < LOCK_LANES && !force && waiting > 0))
+            return;
+        struct lock_job *j = malloc(sizeof(*j));
+        if (j == NULL)
+            return;
+        j->t = t;
+        for (unsigned i = 0; i < n; i++) {
+            struct piece_buf *b = ready[i];
+            uint32_t k = b->hashed / t->chunk_size;
+            uint32_t len =
+                b->size - b->hashed < t->chunk_size ? b->size - b->hashed : t->chunk_size;
+            j->steps[i] =
+                (struct storage_step){b->piece, b->hashed, len, b->chunk[k] + b->shift, &b->mid, 1};
+        }
+        if (storage_hash_chunks(t->storage, j->steps, n, t->chunk_size, on_chunk_released, &t->pool,
+                                on_chunks_hashed, j) != 0) {
+            free(j); /* only when closing: the chunks stay with their pieces */
+            return;
+        }
+        t->nlock_jobs++;
+        t->nhash_jobs++;
+        for (unsigned i = 0; i < n; i++) {
+            ready[i]->hashing = true;
+            ready[i]->chunk[ready[i]->hashed / t->chunk_size] = NULL; /* the hash holds it */
+        }
+        force = false;
+        if (n < STORAGE_STEPS_MAX)
+            return;
+    }
+}
+
+/* Lockstep: the block at begin (len bytes) of b's piece is in; a chunk now complete goes to the
+ * disk at once (it is written before the piece is verified, which its hash tells later) and to
+ * the lanes when they go. */
+static void lock_block_in(rv_torrent_t *t, struct piece_buf *b, uint32_t begin, uint32_t len)
+{
+    uint32_t k = begin / t->chunk_size;
+    uint32_t clen = b->size - k * t->chunk_size;
+    if (clen > t->chunk_size)
+        clen = t->chunk_size;
+    b->filled[k] += len;
+    if (b->filled[k] != clen)
+        return;
+    const uint8_t *data = b->chunk[k] + b->shift;
+    chunk_hold(&t->pool, data);
+    int rc = storage_write_chunk(t->storage, b->piece, k * t->chunk_size, clen, data,
+                                 on_chunk_released, &t->pool, on_chunk_written, t);
+    if (rc != 0) {
+        chunk_drop(&t->pool, data);
+        rv_error_t e;
+        err_set(&e, rc, "cannot queue piece %u for writing", b->piece);
+        on_piece_stored(t, b->piece, rc, &e);
+        return;
+    }
+    b->writes++;
+    t->nlock_jobs++;
+    lanes_kick(t, false);
+}
+
 static int handle_block(struct peer *p, const struct wire_msg *m)
 {
     rv_torrent_t *t = p->t;
@@ -935,11 +1277,16 @@ static int handle_block(struct peer *p, const struct wire_msg *m)
         return 0;
     }
     struct piece_buf *b = buf_for(t, m->index, true);
-    if (b == NULL) {
+    uint8_t *dst = NULL;
+    if (b != NULL && !t->lockstep)
+        dst = b->data + m->begin;
+    else if (b != NULL && m->begin % t->chunk_size + m->data_len <= t->chunk_size)
+        dst = buf_at(t, b, m->begin); /* blocks we ask for never straddle chunks */
+    if (dst == NULL) {
         picker_block_dropped(t->picker, m->index, m->begin, p);
         return 0;
     }
-    copy_block(b->data + m->begin, m->data, m->data_len);
+    copy_block(dst, m->data, m->data_len);
     buf_add_contrib(b, &p->conn->addr);
     /* End-game: the others asked for the same block; tell them we have it. */
     for (size_t i = 0; i < nothers; i++) {
@@ -954,7 +1301,9 @@ static int handle_block(struct peer *p, const struct wire_msg *m)
     }
     if (t->nheld > 0 && now_ms(t) - t->held_ms > RUN_WAIT_MS)
         write_held(t); /* a neighbour is slow: do not wait for it */
-    if (done)
+    if (t->lockstep)
+        lock_block_in(t, b, m->begin, (uint32_t)m->data_len);
+    else if (done)
         piece_complete(t, b);
     /* Keep the pipe full: each block that arrives makes room for another request. */
     fill_requests(p);
@@ -986,17 +1335,38 @@ static void on_cache_read(void *ud, uint32_t piece, int rc, const rv_error_t *er
             serve(p);
 }
 
+/* The pieces p's queued requests name, up to max (at most 32 looked for). */
+static size_t queued_pieces(const struct peer *p, size_t max)
+{
+    uint32_t seen[32];
+    size_t n = 0;
+    for (size_t i = 0; i < p->nupq && n < max && n < 32; i++) {
+        uint32_t x = p->upq[(p->uphead + i) % MAX_UPLOAD_QUEUE].piece;
+        size_t k = 0;
+        while (k < n && seen[k] != x)
+            k++;
+        if (k == n)
+            seen[n++] = x;
+    }
+    return n;
+}
+
 /* How many cache entries to fill before reusing the least recently used one: a peer being
  * served needs the piece it is on and the one read ahead (serve_queue), so two per peer
- * asking, and two more. The cache (--read-cache) is the most; one leecher takes 4 MiB of it
- * in 1 MiB pieces, not all 16: each new entry is pages the kernel must hand over and zero,
- * and the read cache had been half of a seeder's peak RSS. */
+ * asking, and two more; a peer asking for several pieces row by row (rivulet's lockstep asks
+ * for a block of each of eight in turn) needs those it names, and one more. The cache
+ * (--read-cache) is the most; one leecher taking pieces in order takes 4 MiB of it in 1 MiB
+ * pieces, not all 16: each new entry is pages the kernel must hand over and zero, and the read
+ * cache had been half of a seeder's peak RSS. */
 static size_t cache_want(const rv_torrent_t *t)
 {
     size_t want = 2;
-    for (const struct peer *p = t->peers; p != NULL && want < t->ncache; p = p->next)
-        if (p->nupq > 0)
-            want += 2;
+    for (const struct peer *p = t->peers; p != NULL && want < t->ncache; p = p->next) {
+        if (p->nupq > 0) {
+            size_t q = queued_pieces(p, t->ncache) + 1;
+            want += q > 2 ? q : 2;
+        }
+    }
     return want < t->ncache ? want : t->ncache;
 }
 
@@ -2215,6 +2585,7 @@ static void on_tick(uv_timer_t *h)
     uint64_t now = now_ms(t);
     t->ticks++;
     write_held(t); /* a piece waits for a neighbour a tick at most */
+    lanes_kick(t, true); /* ...and a chunk for others to go side by side with */
     t->rate = (t->rate * 3 + t->window * 7) / 10;
     t->window = 0;
     t->up_rate = (t->up_rate * 3 + t->up_window * 7) / 10;
@@ -2695,7 +3066,7 @@ static void stop_if_done(rv_torrent_t *t)
             /* A sync in flight calls back (the storage is not closing yet). Then the final
              * snapshot is synced before the close and written after it. Pieces being written
              * come back first, so that it counts them. */
-            if (t->save_syncing || t->nwriting > 0)
+            if (t->save_syncing || t->nwriting > 0 || t->nlock_jobs > 0)
                 return;
             if (t->resume_on && t->checked && !t->final_sync_started) {
                 t->final_sync_started = true;
@@ -2770,8 +3141,14 @@ void torrent_free(rv_torrent_t *t)
     picker_free(t->picker);
     peers_free(&t->known);
     free(t->cands);
-    for (size_t i = 0; i < t->nbufs; i++)
+    for (size_t i = 0; t->bufs != NULL && i < t->nbufs; i++) {
         free(t->bufs[i].mem);
+        for (uint32_t k = 0; t->lockstep && k < t->chunks_per_piece; k++)
+            free(t->bufs[i].chunk[k]); /* the storage is closed: none is with it */
+    }
+    pool_free(&t->pool);
+    free(t->lock_chunks);
+    free(t->lock_filled);
     free(t->bufs);
     free(t->slot_of);
     free(t->free_slots);
@@ -2861,6 +3238,25 @@ static int data_init(rv_torrent_t *t, rv_torrent_info_t *ti, rv_error_t *err)
     if (t->soft_bufs < t->max_writing)
         t->soft_bufs = t->max_writing;
     t->bufs = calloc(active, sizeof(*t->bufs));
+    /* Lockstep where it gains (LOCK_CHUNK): with memory for two rows of the spread at least. */
+    size_t pool_bytes = ctx->opts.max_memory < (PIECES_IN_MEMORY_BYTES) ? ctx->opts.max_memory
+                                                                        : (PIECES_IN_MEMORY_BYTES);
+    if (t->bufs != NULL && ti->piece_hashes != NULL && ti->piece_length >= RUN_PIECE_MAX &&
+        ti->piece_length % LOCK_CHUNK == 0 && pool_bytes / LOCK_CHUNK >= 2 * LOCK_SPREAD &&
+        sha1x_min_messages() > 0) {
+        t->chunk_size = LOCK_CHUNK;
+        t->chunks_per_piece = ti->piece_length / LOCK_CHUNK;
+        t->lock_chunks = calloc(active * t->chunks_per_piece, sizeof(*t->lock_chunks));
+        t->lock_filled = calloc(active * t->chunks_per_piece, sizeof(*t->lock_filled));
+        if (t->lock_chunks == NULL || t->lock_filled == NULL ||
+            pool_init(&t->pool, LOCK_CHUNK + piece_extra(t), pool_bytes / LOCK_CHUNK) != 0)
+            return err_set(err, RV_ENOMEM, "out of memory");
+        for (size_t i = 0; i < active; i++) {
+            t->bufs[i].chunk = t->lock_chunks + i * t->chunks_per_piece;
+            t->bufs[i].filled = t->lock_filled + i * t->chunks_per_piece;
+        }
+        t->lockstep = true;
+    }
     t->slot_of = malloc(ti->piece_count * sizeof(*t->slot_of));
     t->free_slots = malloc(active * sizeof(*t->free_slots));
     if (t->slot_of != NULL)
@@ -2878,6 +3274,8 @@ static int data_init(rv_torrent_t *t, rv_torrent_info_t *ti, rv_error_t *err)
     for (uint32_t i = 0; t->file_sel != NULL && i < ti->piece_count; i++)
         if (!bitfield_has(&t->wanted, i))
             picker_set_wanted(picker, i, false);
+    if (t->lockstep)
+        picker_set_spread(picker, LOCK_SPREAD);
     /* Storage last: it closes asynchronously, so nothing after it may fail. */
     struct storage_opts so = {.dir = t->save_dir,
                               .file_sel = t->file_sel,
