@@ -141,6 +141,8 @@ struct candidate {
 struct peer {
     struct conn *conn;
     bool alt;         /* dialled with the other handshake (dial_crypto) */
+    bool parole;      /* it shared in a piece that failed: it gets pieces of its own only
+                         (picker_pick_alone) until one of them passes */
     rv_torrent_t *t;
     struct peer *next, *prev;
     struct bitfield have;
@@ -771,7 +773,8 @@ static void request_from(struct peer *p, const struct bitfield *mask, unsigned m
     picker_set_start_limit(t->picker, pieces_allowed(t));
     if (t->mem_short && max > 1)
         max = 1; /* each pick that finds no chunk gives its blocks back: keep those few */
-    size_t n = picker_pick(t->picker, mask, p, picked, max, &endgame);
+    size_t n = p->parole ? picker_pick_alone(t->picker, mask, p, picked, max)
+                         : picker_pick(t->picker, mask, p, picked, max, &endgame);
     for (size_t i = 0; i < n; i++) {
         struct piece_buf *b = buf_for(t, picked[i].piece, true);
         struct piece_buf *out_of_chunks = NULL;
@@ -910,6 +913,15 @@ static void refill_soon(struct peer *p)
         conn_flush(p->conn);
 }
 
+/* The connected peer at addr, or NULL. */
+static struct peer *peer_at(rv_torrent_t *t, const struct peer_addr *addr)
+{
+    for (struct peer *p = t->peers; p != NULL; p = p->next)
+        if (p->conn != NULL && memcmp(&p->conn->addr, addr, sizeof(*addr)) == 0)
+            return p;
+    return NULL;
+}
+
 static void piece_stored(rv_torrent_t *t, uint32_t piece, int rc, const rv_error_t *err)
 {
     struct piece_buf *b = buf_for(t, piece, false);
@@ -943,6 +955,9 @@ static void piece_stored(rv_torrent_t *t, uint32_t piece, int rc, const rv_error
             struct candidate *c = cand_find(t, &b->contrib[i]);
             if (c != NULL && c->trust < TRUST_MAX)
                 c->trust++;
+            struct peer *pp = peer_at(t, &b->contrib[i]);
+            if (pp != NULL && b->ncontrib == 1)
+                pp->parole = false; /* a piece of its own passed */
         }
         for (struct peer *p = t->peers; p != NULL; p = p->next) {
             wire_put_have(conn_out(p->conn), piece);
@@ -962,10 +977,19 @@ static void piece_stored(rv_torrent_t *t, uint32_t piece, int rc, const rv_error
         t->wasted += b ? b->size : 0;
         emit(t, RV_EVENT_PIECE_FAILED, piece, rc, "piece %u failed its hash check", piece);
         /* A peer that alone sent a bad piece lied. Among several, any one may have: each
-         * loses trust, and only a peer whose bad pieces outweigh its good ones is banned, so
-         * a liar cannot get an honest peer banned by sharing pieces with it. */
+         * loses trust and goes on parole (libtorrent's): from then on it gets pieces of its
+         * own only, so its next bad piece is its alone. Pieces shared before that (the
+         * lockstep asks several peers for blocks of the same pieces) cost a peer on parole
+         * nothing more. Only a peer whose bad pieces outweigh its good ones is banned for
+         * shared ones, so a liar cannot get an honest peer banned by sharing pieces with it. */
         for (size_t i = 0; b != NULL && i < b->ncontrib; i++) {
             struct candidate *c = cand_find(t, &b->contrib[i]);
+            struct peer *pp = peer_at(t, &b->contrib[i]);
+            if (b->ncontrib > 1 && pp != NULL) {
+                if (pp->parole)
+                    continue;
+                pp->parole = true;
+            }
             if (c == NULL)
                 continue;
             c->trust -= 2;

@@ -75,6 +75,7 @@ struct active {
     uint32_t nrequested; /* blocks requested and not received */
     uint32_t nreceived;
     uint32_t first_none; /* no BLOCK_NONE below this block index */
+    void *owner;         /* the peer on parole it was started for (picker_pick_alone), or NULL */
     uint32_t prev, next; /* the in-progress list (slot indices), oldest first; next: free list */
     uint8_t *state;      /* enum block_state per block */
     uint8_t *nreq;       /* requesters per block */
@@ -403,6 +404,7 @@ static int activate(struct picker *p, uint32_t piece, uint32_t *slot)
     a->nrequested = 0;
     a->nreceived = 0;
     a->first_none = 0;
+    a->owner = NULL;
     memset(a->state, BLOCK_NONE, a->nblocks);
     memset(a->nreq, 0, a->nblocks);
     a->next = NONE;
@@ -833,7 +835,7 @@ static size_t take_busy_blocks(struct picker *p, const struct bitfield *peer_has
     for (uint32_t level = 1; level < PICKER_MAX_REQUESTERS && count < max; level++) {
         for (uint32_t s = p->active_head; s != NONE && count < max; s = p->slots[s].next) {
             struct active *a = &p->slots[s];
-            if (a->nrequested == 0 || !peer_holds(peer_has, a->piece))
+            if (a->nrequested == 0 || !peer_holds(peer_has, a->piece) || a->owner != NULL)
                 continue;
             for (uint32_t b = 0; b < a->nblocks && count < max; b++) {
                 if (a->state[b] != BLOCK_REQUESTED || a->nreq[b] != level ||
@@ -856,7 +858,7 @@ static size_t start_pieces(struct picker *p, const struct bitfield *peer_has, vo
                            uint32_t upto, size_t nbytes, uint32_t *left, bool *blocked,
                            struct walk *w)
 {
-    while (count<max && * left> 0) {
+    while (count < max && left[0] > 0) {
         if ((p->max_active != 0 && p->active_count >= p->max_active) ||
             (p->start_limit != 0 && p->active_count >= p->start_limit)) {
             *blocked = true;
@@ -892,7 +894,8 @@ size_t picker_pick(struct picker *p, const struct bitfield *peer_has, void *peer
 
     /* (1) Finish what is started: partial pieces, oldest first. */
     for (uint32_t s = p->active_head; !spread && s != NONE && count < max; s = p->slots[s].next) {
-        if (p->slots[s].nnone > 0 && peer_holds(peer_has, p->slots[s].piece))
+        if (p->slots[s].nnone > 0 && (p->slots[s].owner == NULL || p->slots[s].owner == peer) &&
+            peer_holds(peer_has, p->slots[s].piece))
             count = take_free_blocks(p, s, peer, out, count, max);
     }
 
@@ -918,7 +921,8 @@ size_t picker_pick(struct picker *p, const struct bitfield *peer_has, void *peer
             uint32_t best = NONE;
             for (uint32_t s = p->active_head; s != NONE; s = p->slots[s].next) {
                 const struct active *a = &p->slots[s];
-                if (a->nnone > 0 && peer_holds(peer_has, a->piece) &&
+                if (a->nnone > 0 && (a->owner == NULL || a->owner == peer) &&
+                    peer_holds(peer_has, a->piece) &&
                     (best == NONE || a->first_none < p->slots[best].first_none))
                     best = s;
             }
@@ -941,6 +945,30 @@ size_t picker_pick(struct picker *p, const struct bitfield *peer_has, void *peer
         if (count > before && endgame != NULL)
             *endgame = true;
     }
+    return count;
+}
+
+size_t picker_pick_alone(struct picker *p, const struct bitfield *peer_has, void *peer,
+                         struct block_ref *out, size_t max)
+{
+    size_t count = 0;
+    if (max == 0 || peer_has == NULL || peer_has->bits == NULL || p->need_count == 0)
+        return 0;
+    for (uint32_t s = p->active_head; s != NONE && count < max; s = p->slots[s].next) {
+        if (p->slots[s].owner == peer && p->slots[s].nnone > 0)
+            count = take_free_blocks(p, s, peer, out, count, max);
+    }
+    if (count > 0)
+        return count;
+    size_t nbytes = common_bytes(p, peer_has);
+    uint32_t left = count_and(p->cand, peer_has, nbytes);
+    bool blocked = false;
+    struct walk w = {p->seeds > 0 ? 0 : bucket_end(p, 0), false};
+    uint32_t tail = p->active_tail;
+    count = start_pieces(p, peer_has, peer, out, 0, max, max, p->active_count + 1, nbytes, &left,
+                         &blocked, &w);
+    if (p->active_tail != tail && p->active_tail != NONE)
+        p->slots[p->active_tail].owner = peer;
     return count;
 }
 
@@ -1005,6 +1033,8 @@ void picker_block_dropped(struct picker *p, uint32_t piece, uint32_t begin, void
     struct active *a = &p->slots[s];
     if (a->state[b] != BLOCK_REQUESTED || !unrequest(p, a, b, peer))
         return;
+    if (a->owner == peer)
+        a->owner = NULL; /* its owner let it go: anyone may finish it */
     if (a->nrequested == 0 && a->nreceived == 0)
         deactivate(p, s);
 }
@@ -1015,6 +1045,8 @@ void picker_peer_gone(struct picker *p, void *peer)
     while (s != NONE) {
         struct active *a = &p->slots[s];
         uint32_t next = a->next;
+        if (a->owner == peer)
+            a->owner = NULL;
         for (uint32_t b = 0; b < a->nblocks && a->nrequested > 0; b++)
             if (a->state[b] == BLOCK_REQUESTED)
                 unrequest(p, a, b, peer);

@@ -70,6 +70,13 @@ enum picker_block_result {
     PICKER_BLOCK_UNWANTED   /* not in progress at all (never requested, or piece had) */
 };
 
+/* picker_pick for a peer on parole (it shared in a piece that failed its hash): blocks of a
+ * piece of its own only, so that the next piece it sends is checked alone. The pieces it
+ * started first (oldest first); when none has a block left, one new piece, which no other
+ * peer gets blocks of (picker_pick, end-game included) until it is passed, failed, or the
+ * owner drops a request of it or goes. No end-game. */
+size_t picker_pick_alone(struct picker *p, const struct bitfield *peer_has, void *peer,
+                         struct block_ref *out, size_t max);
 /* Until called again, picker_pick starts no piece while n or more are in progress (0: no such
  * limit; max_active still holds). For an owner whose memory for pieces shrinks and grows: a
  * piece the picker started and the owner could not hold would be given back at once, and the

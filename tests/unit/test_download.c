@@ -37,6 +37,7 @@
 #include "swarm/picker.h"
 #include "util/bitfield.h"
 #include "util/buf.h"
+#include "util/sha1x.h"
 
 #define MAX_SEEDERS 3
 #define MAX_QUEUE 512
@@ -55,6 +56,7 @@ static const struct {
     {"sub/c.bin", 177777},
 };
 #define NFILES (sizeof(files) / sizeof(files[0]))
+static size_t file_scale = 1; /* each file is this many times its size above (test_lockstep) */
 
 enum script {
     HONEST,
@@ -213,12 +215,13 @@ static struct world *world_new(uint32_t plen)
     assert_int_equal(mkdir(path, 0755), 0);
     rng_state = 0x9e3779b97f4a7c15ull ^ plen;
     for (size_t i = 0; i < NFILES; i++) {
-        uint8_t *data = malloc(files[i].size + 1);
+        size_t size = files[i].size * file_scale;
+        uint8_t *data = malloc(size + 1);
         assert_non_null(data);
-        for (size_t k = 0; k < files[i].size; k++)
+        for (size_t k = 0; k < size; k++)
             data[k] = rng_byte();
         snprintf(path, sizeof(path), "%s/%s", w->src, files[i].path);
-        write_file(path, data, files[i].size);
+        write_file(path, data, size);
         free(data);
     }
 
@@ -1164,6 +1167,75 @@ static void test_stop_midway(void **state)
     }
 }
 
+/* ---- (g) 1 MiB pieces: lockstep, where sha1x's lanes gain here ---- */
+
+/* The files forty times as large: 27 MB in 26 pieces of 1 MiB, their chunks straddling the
+ * files' boundaries. From one honest seeder (most bytes in the lanes where they gain), from
+ * a liar beside an honest one (its pieces fail their hash when their last chunk is hashed,
+ * after the chunks were written; it is banned, the pieces come again), from a peer choking
+ * whenever asked, and stopped halfway: every verified piece is on disk, and nothing but the
+ * payload or zeros is anywhere (chunks of pieces not yet verified may be there). */
+static void test_lockstep(void **state)
+{
+    (void)state;
+    const uint32_t plen = 1u << 20;
+    file_scale = 40;
+    for (int c = 0; c < 4; c++) {
+        struct world *w = world_new(plen);
+        struct seeder *liar = NULL, *s = NULL;
+        if (c == 1)
+            liar = add_seeder(w, "127.0.0.2", LIAR);
+        if (c == 3) {
+            s = add_seeder(w, "127.0.0.1", CHOKER);
+            s->delay_ms = 1;
+            s->choke_after = block_count(w) / 2;
+            w->stop_after = 4;
+        } else {
+            s = add_seeder(w, "127.0.0.1", c == 2 ? FLAPPER : HONEST);
+            s->choke_after = c == 2 ? 8 : 0;
+        }
+        world_run(w);
+        if (c == 3) {
+            assert_true(w->stop_called);
+            assert_int_equal(w->evs[w->nevs - 1].type, RV_EVENT_STOPPED);
+            assert_true(w->nverified >= 4 && w->nverified < w->npieces);
+            uint8_t *got = read_space(w, w->out);
+            for (uint32_t p = 0; p < w->npieces; p++) {
+                uint64_t off = (uint64_t)p * w->plen;
+                uint32_t len = p == w->npieces - 1 ? w->last_len : w->plen;
+                if (w->verified[p] && memcmp(got + off, w->payload + off, len) != 0)
+                    fail_msg("piece %u was reported verified but differs on disk", p);
+                for (uint32_t i = 0; i < len; i++)
+                    if (got[off + i] != 0 && got[off + i] != w->payload[off + i])
+                        fail_msg("piece %u: byte %u is neither the payload's nor zero", p, i);
+            }
+            free(got);
+        } else {
+            assert_complete(w);
+        }
+        if (c == 1) {
+            assert_true(count_events(w, RV_EVENT_PIECE_FAILED) >= 1);
+            assert_non_null(event_for(w, RV_EVENT_PEER_BANNED, liar->addr));
+        } else {
+            assert_int_equal(count_events(w, RV_EVENT_PIECE_FAILED), 0);
+        }
+        if (c == 0) {
+            assert_int_equal(w->ss.hash_bytes, w->total);
+            if (sha1x_min_messages() > 0)
+                assert_true(w->ss.hash_lane_bytes > w->total / 2);
+        }
+        print_message("%s: %u of %u pieces, %llu of %llu bytes hashed in lanes\n",
+                      c == 0   ? "honest"
+                      : c == 1 ? "liar and honest"
+                      : c == 2 ? "flapper"
+                               : "stopped halfway",
+                      w->nverified, w->npieces, (unsigned long long)w->ss.hash_lane_bytes,
+                      (unsigned long long)w->ss.hash_bytes);
+        world_free(w);
+    }
+    file_scale = 1;
+}
+
 static int teardown(void **state)
 {
     (void)state;
@@ -1194,6 +1266,7 @@ int main(void)
         cmocka_unit_test_teardown(test_unrequested_block, teardown),
         cmocka_unit_test_teardown(test_choke_midway, teardown),
         cmocka_unit_test_teardown(test_stop_midway, teardown),
+        cmocka_unit_test_teardown(test_lockstep, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

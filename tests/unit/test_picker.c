@@ -370,6 +370,43 @@ static void spread_hands_out_rows(void **state)
     bitfield_free(&bf);
 }
 
+/* picker_pick_alone: a peer on parole gets a piece of its own, which others get no block of,
+ * end-game included, until its owner drops a request of it. */
+static void alone_pieces_are_not_shared(void **state)
+{
+    (void)state;
+    struct picker *p = mk_rarest(4, 4 * KIB16, 9, 0);
+    struct bitfield bf;
+    bf_all_but_last(&bf, 4);
+    for (uint32_t i = 0; i < 3; i++)
+        inc_n(p, i, 2);
+    struct block_ref r[16];
+    bool eg;
+    assert_int_equal(picker_pick_alone(p, &bf, A, r, 2), 2);
+    uint32_t own = r[0].piece;
+    assert_int_equal(r[1].piece, own);
+    /* B takes every block of the other two pieces, and none of A's, even in end-game */
+    size_t n = picker_pick(p, &bf, B, r, 16, &eg);
+    assert_int_equal(n, 8);
+    for (size_t i = 0; i < n; i++)
+        assert_true(r[i].piece != own);
+    assert_int_equal(picker_pick(p, &bf, C, r, 16, &eg), 8);
+    for (size_t i = 0; i < 8; i++)
+        assert_true(r[i].piece != own);
+    /* A goes on with its own piece, then (nothing left of it) starts none other: none left */
+    assert_int_equal(picker_pick_alone(p, &bf, A, r, 16), 2);
+    assert_int_equal(r[0].piece, own);
+    assert_int_equal(r[0].begin, 2 * KIB16);
+    assert_int_equal(picker_pick_alone(p, &bf, A, r, 16), 0);
+    /* A drops a request: the piece is everyone's again */
+    picker_block_dropped(p, own, 0, A);
+    assert_int_equal(picker_pick(p, &bf, B, r, 1, &eg), 1);
+    assert_int_equal(r[0].piece, own);
+    assert_int_equal(r[0].begin, 0);
+    bitfield_free(&bf);
+    picker_free(p);
+}
+
 static void max_active_is_respected(void **state)
 {
     (void)state;
@@ -1346,6 +1383,7 @@ int main(void)
         cmocka_unit_test(random_first_pieces),
         cmocka_unit_test(partial_pieces_before_new_ones),
         cmocka_unit_test(spread_hands_out_rows),
+        cmocka_unit_test(alone_pieces_are_not_shared),
         cmocka_unit_test(max_active_is_respected),
         cmocka_unit_test(start_limit_holds_back_new_pieces),
         cmocka_unit_test(extent_affinity_starts_neighbours),
