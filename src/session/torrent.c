@@ -1359,12 +1359,15 @@ static void on_cache_read(void *ud, uint32_t piece, int rc, const rv_error_t *er
             serve(p);
 }
 
-/* The pieces p's queued requests name, up to max (at most 32 looked for). */
+/* The pieces p's next QUEUE_WINDOW queued requests name, up to max: one or two for a leecher
+ * taking pieces in order (libtorrent's queue spans many pieces, but in order), more for one
+ * asking for several side by side. */
+#define QUEUE_WINDOW 32
 static size_t queued_pieces(const struct peer *p, size_t max)
 {
-    uint32_t seen[32];
+    uint32_t seen[QUEUE_WINDOW];
     size_t n = 0;
-    for (size_t i = 0; i < p->nupq && n < max && n < 32; i++) {
+    for (size_t i = 0; i < p->nupq && i < QUEUE_WINDOW && n < max; i++) {
         uint32_t x = p->upq[(p->uphead + i) % MAX_UPLOAD_QUEUE].piece;
         size_t k = 0;
         while (k < n && seen[k] != x)
@@ -1378,7 +1381,8 @@ static size_t queued_pieces(const struct peer *p, size_t max)
 /* How many cache entries to fill before reusing the least recently used one: a peer being
  * served needs the piece it is on and the one read ahead (serve_queue), so two per peer
  * asking, and two more; a peer asking for several pieces row by row (rivulet's lockstep asks
- * for a block of each of eight in turn) needs those it names, and one more. The cache
+ * for a block of each of eight in turn) needs those the head of its queue names, and one
+ * more (with four, each piece was read again for every few blocks sent). The cache
  * (--read-cache) is the most; one leecher taking pieces in order takes 4 MiB of it in 1 MiB
  * pieces, not all 16: each new entry is pages the kernel must hand over and zero, and the read
  * cache had been half of a seeder's peak RSS. */

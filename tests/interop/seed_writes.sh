@@ -6,7 +6,9 @@
 # together, one write for several blocks (net_writes at most a quarter of blocks_out; one
 # write per block was what rivulet did before: 40,363 writes per GiB, 65,536 blocks); and the
 # read cache filled no more pieces than one leecher needs, the one being sent and the one read
-# ahead with a little slack (read_cache_pieces_max <= 4, of the 16 the default cache allows).
+# ahead with a little slack (read_cache_pieces_max <= 4, of the 16 the default cache allows;
+# up to 13 for a rivulet leecher, which asks for blocks of 8 to 10 pieces side by side where
+# its CPU hashes them in lanes).
 #
 # usage: tests/interop/seed_writes.sh path/to/rivulet
 set -euo pipefail
@@ -61,9 +63,11 @@ run() {
     [ "$writes" -ge 1 ] && [ $((writes * 4)) -le "$out" ] \
         && ok "$label: $writes writes for $out blocks ($((out / writes)) blocks a write)" \
         || bad "$label: $writes writes for $out blocks (want at most one for every 4 blocks)"
-    [ "$cached" -ge 1 ] && [ "$cached" -le 4 ] \
+    local most=4
+    [ "$label" = rivulet ] && most=13
+    [ "$cached" -ge 1 ] && [ "$cached" -le "$most" ] \
         && ok "$label: the read cache held at most $cached pieces" \
-        || bad "$label: the read cache held $cached pieces (want 1 to 4 for one leecher)"
+        || bad "$label: the read cache held $cached pieces (want 1 to $most for this leecher)"
 }
 
 run libtorrent 127.0.0.3
