@@ -80,12 +80,13 @@
  * progress has its next one in, or memory is short), to the lanes with the others
  * (storage_hash_chunks), and its memory goes back to the pool when both are done. One 1 MiB
  * piece alone cannot use the lanes (SHA-1 goes through it in order), and holding five or more
- * whole pieces for them would take the memory the peak RSS goal does not have. From one
- * libtorrent seeder, 1 GiB in 1 MiB pieces, three rounds alternating with whole pieces: 99 % of
- * the bytes in the lanes, the leecher's CPU 1.10, 1.09, 1.30 s against 1.58, 1.44, 1.50; from
- * four seeders 1.30, 1.18, 1.04 against 1.59, 1.56, 1.50; the same peak RSS. Chunks of 128 KiB
- * cost more system time in writes than the lanes saved; 256 KiB writes cost little more than
- * 1 MiB ones (dd: 0.23 s of system time per GiB against 0.18). */
+ * whole pieces for them would take the memory the peak RSS goal does not have. 1 GiB in 1 MiB
+ * pieces, three rounds alternating with whole pieces (2026-12-06, an Intel Xeon): from one
+ * libtorrent seeder 98 % of the bytes in the lanes, the leecher's CPU 0.96, 0.99, 1.04 s
+ * against 1.30, 1.46, 1.36; from four 82-84 % in the lanes, 1.10, 1.16, 1.17 s against 1.16,
+ * 1.33, 1.55; peak RSS within 0.3 MiB. Chunks of 128 KiB cost more system time in writes than
+ * the lanes saved; 256 KiB writes cost little more than 1 MiB ones (dd: 0.23 s of system time
+ * per GiB against 0.18). */
 #define LOCK_CHUNK (256u << 10)
 #define LOCK_SPREAD 8
 #define LOCK_EXTRA 2 /* pieces in progress beyond the spread: the ones finishing */
@@ -500,6 +501,8 @@ static size_t piece_shift(const rv_torrent_t *t, uint32_t piece)
 }
 
 /* ---- lockstep's chunk pool ---- */
+
+bool torrent_lockstep_always;
 
 static int pool_init(struct chunk_pool *p, size_t bytes, size_t cap)
 {
@@ -3271,7 +3274,7 @@ static int data_init(rv_torrent_t *t, rv_torrent_info_t *ti, rv_error_t *err)
                                                                         : (PIECES_IN_MEMORY_BYTES);
     if (t->bufs != NULL && ti->piece_hashes != NULL && ti->piece_length >= RUN_PIECE_MAX &&
         ti->piece_length % LOCK_CHUNK == 0 && pool_bytes / LOCK_CHUNK >= 2 * LOCK_SPREAD &&
-        sha1x_min_messages() > 0) {
+        (sha1x_min_messages() > 0 || torrent_lockstep_always)) {
         t->chunk_size = LOCK_CHUNK;
         t->chunks_per_piece = ti->piece_length / LOCK_CHUNK;
         t->lock_chunks = calloc(active * t->chunks_per_piece, sizeof(*t->lock_chunks));

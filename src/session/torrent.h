@@ -38,6 +38,10 @@ int torrent_start(struct session_ctx *ctx, rv_torrent_info_t *ti, const rv_magne
 void torrent_stop(rv_torrent_t *t);
 /* Frees a stopped torrent (its handles must be closed: after on_stopped, run the loop once). */
 void torrent_free(rv_torrent_t *t);
+/* Tests: lockstep hashing (torrent.c, LOCK_CHUNK) for every torrent of 1 MiB pieces and more
+ * started from now on, also where sha1x's lanes do not gain (there its chunks are hashed one
+ * at a time), so that its paths run under the sanitizers and on any CPU. */
+extern bool torrent_lockstep_always;
 int torrent_error(const rv_torrent_t *t);
 struct conn;
 struct handshake;
