@@ -535,16 +535,20 @@ static atomic_int *chunk_count(const struct chunk_pool *p, uint8_t *mem)
     return (atomic_int *)(void *)(mem + p->bytes);
 }
 
-/* A chunk with one holder; NULL when cap of them are out, or no memory. On the loop. */
-static uint8_t *pool_get(struct chunk_pool *p)
+/* A chunk with one holder; NULL when cap of them are out, or no memory. *in_use: the chunks
+ * out of the pool now, this one included. On the loop. */
+static uint8_t *pool_get(struct chunk_pool *p, size_t *in_use)
 {
     uint8_t *mem = NULL;
     bool make = false;
     uv_mutex_lock(&p->lock);
-    if (p->nfree > 0)
+    if (p->nfree > 0) {
         mem = p->free[--p->nfree];
-    else if (p->allocated < p->cap)
-        make = ++p->allocated > 0;
+    } else if (p->allocated < p->cap) {
+        p->allocated++;
+        make = true;
+    }
+    *in_use = p->allocated - p->nfree;
     uv_mutex_unlock(&p->lock);
     if (make && posix_memalign((void **)&mem, PIECE_ALIGN, p->bytes + sizeof(atomic_int)) != 0) {
         mem = NULL;
@@ -680,13 +684,12 @@ static uint8_t *buf_at(rv_torrent_t *t, struct piece_buf *b, uint32_t begin)
 {
     uint32_t k = begin / t->chunk_size;
     if (b->chunk[k] == NULL) {
-        if ((b->chunk[k] = pool_get(&t->pool)) == NULL)
+        size_t in_use;
+        if ((b->chunk[k] = pool_get(&t->pool, &in_use)) == NULL)
             return NULL;
-        uv_mutex_lock(&t->pool.lock);
-        uint64_t in_use = (uint64_t)(t->pool.allocated - t->pool.nfree) * t->chunk_size;
-        uv_mutex_unlock(&t->pool.lock);
+        uint64_t bytes = (uint64_t)in_use * t->chunk_size;
         stats_peak(&t->ctx->stats.pieces_in_memory_max,
-                   (in_use + t->ti->piece_length - 1) / t->ti->piece_length);
+                   (bytes + t->ti->piece_length - 1) / t->ti->piece_length);
     }
     return b->chunk[k] + b->shift + begin % t->chunk_size;
 }
@@ -958,8 +961,8 @@ static void piece_stored(rv_torrent_t *t, uint32_t piece, int rc, const rv_error
             struct candidate *c = cand_find(t, &b->contrib[i]);
             if (c != NULL && c->trust < TRUST_MAX)
                 c->trust++;
-            struct peer *pp = peer_at(t, &b->contrib[i]);
-            if (pp != NULL && b->ncontrib == 1)
+            struct peer *pp = b->ncontrib == 1 ? peer_at(t, &b->contrib[i]) : NULL;
+            if (pp != NULL)
                 pp->parole = false; /* a piece of its own passed */
         }
         for (struct peer *p = t->peers; p != NULL; p = p->next) {
