@@ -4,7 +4,8 @@
  * and missing data; block reads across file boundaries; symlinks, "..", a file where a folder
  * should be and write errors refused with the path named; closing with work in flight; a
  * handle cache smaller than the file count; direct (O_DIRECT) writes from aligned and unaligned
- * memory, with the partial blocks at span ends through the cache. Ends with a throughput
+ * memory, with the partial blocks at span ends through the cache; the space of a file reserved
+ * at its first write. Ends with a throughput
  * measurement (printed only).
  * Every test works in its own mkdtemp folder and removes it. */
 /* cmocka.h needs these first */
@@ -522,6 +523,66 @@ static void test_single_file(void **state)
     s = open_storage(&loop, &t, 0);
     check_all(&loop, s, &t, 0);
     close_storage(&loop, s);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    tt_free(&t);
+}
+
+/* Whether the file system under dir reserves space with fallocate(2). */
+static bool can_fallocate(const char *dir)
+{
+    char *p = join(dir, "probe");
+    int fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    bool ok = fd >= 0 && fallocate(fd, 0, 0, 4096) == 0;
+    if (fd >= 0)
+        close(fd);
+    unlink(p);
+    free(p);
+    return ok;
+}
+
+/* The first write to a file reserves its whole length where the file system can (ext4 takes
+ * direct writes into reserved blocks side by side; into a sparse file it serialised them),
+ * and gives it its final size either way; the data already there stays. */
+static void test_space_reserved(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct tt t;
+    tt_build(&t, "single.bin", PL, NULL, 0, 64 * PL + 123, 5);
+    struct storage *s = open_storage(&loop, &t, 0);
+    struct ctx *c = ctx_new();
+    assert_int_equal(write_one(&loop, s, &t, 3, NULL, c), 0);
+    char *path = join(t.dl, "single.bin");
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, 64 * PL + 123);
+    bool reserved = can_fallocate(t.dl);
+    if (reserved)
+        assert_true((uint64_t)st.st_blocks * 512 >= 64 * PL + 123);
+    else
+        print_message("(the file system here cannot reserve space: only the size checked)\n");
+    uint8_t got[PL];
+    assert_int_equal(read_one(&loop, s, 3, 0, PL, got, c), 0);
+    assert_memory_equal(got, t.payload + 3 * PL, PL);
+    close_storage(&loop, s);
+
+    /* a shorter file already there (another client's, cut short) grows and keeps its bytes */
+    int fd = open(path, O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, t.payload, PL), (ssize_t)PL);
+    close(fd);
+    s = open_storage(&loop, &t, 0);
+    assert_int_equal(write_one(&loop, s, &t, 5, NULL, c), 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, 64 * PL + 123);
+    if (reserved)
+        assert_true((uint64_t)st.st_blocks * 512 >= 64 * PL + 123);
+    assert_int_equal(check_one(&loop, s, 0, c), 0);
+    assert_int_equal(check_one(&loop, s, 5, c), 0);
+    close_storage(&loop, s);
+    free(path);
+    free(c);
     assert_int_equal(uv_loop_close(&loop), 0);
     tt_free(&t);
 }
@@ -1551,15 +1612,15 @@ static void test_check_runs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_single_file),       cmocka_unit_test(test_multi_file),
-        cmocka_unit_test(test_hash_mismatch),     cmocka_unit_test(test_check_states),
-        cmocka_unit_test(test_read_blocks),       cmocka_unit_test(test_symlink_outside),
-        cmocka_unit_test(test_unsafe_components), cmocka_unit_test(test_not_a_folder),
-        cmocka_unit_test(test_readonly_folder),   cmocka_unit_test(test_write_error),
-        cmocka_unit_test(test_close_in_flight),   cmocka_unit_test(test_max_open),
-        cmocka_unit_test(test_direct_writes),     cmocka_unit_test(test_write_runs),
-        cmocka_unit_test(test_check_runs),        cmocka_unit_test(test_throughput),
-        cmocka_unit_test(test_hash_chunks),
+        cmocka_unit_test(test_single_file),     cmocka_unit_test(test_space_reserved),
+        cmocka_unit_test(test_multi_file),      cmocka_unit_test(test_hash_mismatch),
+        cmocka_unit_test(test_check_states),    cmocka_unit_test(test_read_blocks),
+        cmocka_unit_test(test_symlink_outside), cmocka_unit_test(test_unsafe_components),
+        cmocka_unit_test(test_not_a_folder),    cmocka_unit_test(test_readonly_folder),
+        cmocka_unit_test(test_write_error),     cmocka_unit_test(test_close_in_flight),
+        cmocka_unit_test(test_max_open),        cmocka_unit_test(test_direct_writes),
+        cmocka_unit_test(test_write_runs),      cmocka_unit_test(test_check_runs),
+        cmocka_unit_test(test_throughput),      cmocka_unit_test(test_hash_chunks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
