@@ -1253,10 +1253,6 @@ static void lock_block_in(rv_torrent_t *t, struct piece_buf *b, uint32_t begin, 
     b->filled[k] += len;
     if (b->filled[k] != clen)
         return;
-#ifdef HACK_PASSWRITE
-    lanes_kick(t, false);
-    return;
-#endif
     const uint8_t *data = b->chunk[k] + b->shift;
     chunk_hold(&t->pool, data);
     int rc = storage_write_chunk(t->storage, b->piece, k * t->chunk_size, clen, data,
