@@ -198,12 +198,12 @@ EOF
     if ! grep -q "Verification is done" "$log"; then
         echo "transmission-cli did not finish verifying:" >&2
         tr '\r' '\n' <"$log" | tail -n 20 >&2
-        exit 1
+        return 1
     fi
     if ! tr '\r' '\n' <"$log" | grep -q "^Seeding"; then
         echo "transmission-cli found the data incomplete:" >&2
         tr '\r' '\n' <"$log" | grep -v '^\s*$' | tail -n 5 >&2
-        exit 1
+        return 1
     fi
     start=$(grep -m1 "Verifying torrent" "$log" | log_ms)
     end=$(grep -m1 "Verification is done" "$log" | log_ms)
@@ -212,6 +212,7 @@ EOF
 }
 
 TOOLS=rivulet
+TR_FAILED=0
 [ $HAVE_LT = 1 ] && TOOLS="$TOOLS lt-default lt-threads"
 [ $HAVE_TR = 1 ] && TOOLS="$TOOLS transmission"
 for _ in $(seq "$RUNS"); do
@@ -224,10 +225,21 @@ for _ in $(seq "$RUNS"); do
         run_libtorrent lt-threads "$NPROC"
     fi
     if [ $HAVE_TR = 1 ]; then
+        # transmission-cli 3.00 -v now and then stops short of its check (it logged the check
+        # done at 0.09 % and then went on verifying): one more try, then the run is left out
+        # of its row (an anchor's flake must not take rivulet's figures with it)
         warm
-        run_transmission
+        if ! run_transmission; then
+            echo "transmission-cli: trying that run once more" >&2
+            warm
+            run_transmission || { echo "transmission-cli: run left out" >&2; TR_FAILED=$((TR_FAILED + 1)); }
+        fi
     fi
 done
+if [ $HAVE_TR = 1 ] && [ ! -s "$WORK/transmission.times" ]; then
+    echo "note: every transmission-cli run failed; its row is left out" >&2
+    TOOLS=${TOOLS% transmission}
+fi
 
 sha_k=$(openssl speed -bytes 16384 -seconds 2 sha1 2>/dev/null |
     awk '$1 == "sha1" { sub(/k$/, "", $2); print $2 }')
@@ -259,7 +271,7 @@ for t in $TOOLS; do
         ws = w > 0 ? w : 0.001; rws = rw > 0 ? rw : 0.001
         printf "%-26s %8.2f %8.2f %9.0f %9.2fx %8.0f%%\n", t, w, c, s / ws, ws / rws,
                100 * s / ws / lim }'
-    [ -z "${RESULTS:-}" ] || awk -v t="$t" -v w="$wall" -v c="$cpu" -v s="$SIZE" -v lim="$limit" -v n="$RUNS" \
+    [ -z "${RESULTS:-}" ] || awk -v t="$t" -v w="$wall" -v c="$cpu" -v s="$SIZE" -v lim="$limit" -v n="$(wc -l <"$WORK/$t.times")" \
         -v m="$multi" 'BEGIN { ws = w > 0 ? w : 0.001
         printf "verify tool=%s runs=%d wall=%.3f cpu=%.3f mibs=%.1f limit_mibs=%d multi_mibs=%d\n", t, n, w, c, s / ws, lim, m }' >>"$RESULTS"
 done
@@ -270,3 +282,4 @@ awk -v k="$sha_k" -v n="$NPROC" -v lim="$limit" -v m="$multi" 'BEGIN {
     if (m > 0) printf "(openssl speed -multi %d sha1, every core at once: %d MiB/s)\n", n, m
     printf "(one piece at a time; rivulet hashes up to 16 at once where the CPU has AVX-512)\n" }'
 echo "(\"vs rivulet\": wall time relative to rivulet's; 2.00x = twice as long)"
+[ "$TR_FAILED" -eq 0 ] || echo "transmission-cli: $TR_FAILED of $RUNS runs failed twice and are left out of its row"
