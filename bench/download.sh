@@ -531,10 +531,11 @@ for t in rivulet rivulet-cached; do
     [ -s $t.tail ] || continue
     echo "$t exited $(sort -g $t.tail | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }') s after its hook (median): the fsync of every file and the resume data"
 done
-rvstats=$(grep -o 'max_rss_kib=[0-9]*\|pieces_in_memory_max=[0-9]*\|disk_queue_max=[0-9]*\|peer_requests_max=[0-9]*\|hash_s=[0-9.]*\|hash_lane_bytes=[0-9]*' \
+rvstats=$(grep -o 'max_rss_kib=[0-9]*\|pieces_in_memory_max=[0-9]*\|disk_queue_max=[0-9]*\|peer_requests_max=[0-9]*\|hash_s=[0-9.]*\|hash_lane_bytes=[0-9]*\|disk_direct_bytes=[0-9]*\|disk_overflow_bytes=[0-9]*' \
     rivulet.log 2>/dev/null | tr '\n' ' ' || true)
 [ -z "$rvstats" ] || echo "rivulet --stats, last run: ${rvstats}(piece buffers held: pieces_in_memory_max x $PIECE_KIB KiB)"
 echo "libtorrent 2.0 and rtorrent write through mmap: their peak RSS counts the mapped file pages."
 echo "the payload stays in the page cache (read before each run) and each leecher's writes go to"
 echo "the page cache too (sync between runs), except rivulet's: by default it writes whole 4 KiB"
-echo "blocks with O_DIRECT (rivulet-cached, in LEECHERS, is the same binary with --cached-writes)."
+echo "blocks with O_DIRECT, two writes at a time, any more through the cache (disk_overflow_bytes)"
+echo "(rivulet-cached, in LEECHERS, is the same binary with --cached-writes)."

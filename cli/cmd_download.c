@@ -73,7 +73,8 @@ static const char usage[] =
     "      --cached-writes     write every piece through the OS page cache (default: a\n"
     "                          piece's whole 4 KiB blocks go straight to disk with O_DIRECT\n"
     "                          where the file system allows it, which costs less CPU and\n"
-    "                          leaves nothing to flush; reads use the cache either way)\n"
+    "                          leaves nothing to flush, two writes at a time, any more\n"
+    "                          through the cache; reads use the cache either way)\n"
     "  -v, --verbose           log peers, trackers and pieces on stderr\n"
     "  -q, --quiet             print only errors\n"
     "  -j, --json              NDJSON events and status on stdout\n"
@@ -347,6 +348,8 @@ static void print_stats(const struct ui *u, double secs)
         {"disk_read_bytes", (double)st.disk_read_bytes},
         {"disk_write_bytes", (double)st.disk_write_bytes},
         {"disk_direct_bytes", (double)st.disk_direct_bytes},
+        {"disk_overflow_bytes", (double)st.disk_overflow_bytes},
+        {"disk_direct_max", (double)st.disk_direct_max},
         {"disk_syncs", (double)st.disk_syncs},
         {"disk_s", (double)st.disk_ns / 1e9},
         {"disk_jobs", (double)st.disk_jobs},

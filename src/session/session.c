@@ -254,6 +254,8 @@ void rv_session_stats(const rv_session_t *s, rv_session_stats_t *out)
     out->disk_read_bytes = stats_load(&st->disk_read_bytes);
     out->disk_write_bytes = stats_load(&st->disk_write_bytes);
     out->disk_direct_bytes = stats_load(&st->disk_direct_bytes);
+    out->disk_overflow_bytes = stats_load(&st->disk_overflow_bytes);
+    out->disk_direct_max = __atomic_load_n(&st->disk_direct_max, __ATOMIC_RELAXED);
     out->disk_syncs = stats_load(&st->disk_syncs);
     out->disk_ns = stats_load(&st->disk_ns);
     out->requests_queued = out->uploads_queued = 0;

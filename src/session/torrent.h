@@ -26,6 +26,7 @@ struct session_ctx {
     struct limit_sched down_q, up_q;
     uint32_t next_conn_id;
     rv_session_stats_t stats; /* workers add to the disk and hash counters atomically */
+    unsigned direct_running;  /* direct writes on the disk now, every torrent (storage's) */
     void (*on_stopped)(void *ud, rv_torrent_t *t);
     void *ud;
 };

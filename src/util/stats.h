@@ -25,6 +25,15 @@ static inline void stats_peak(uint32_t *peak, uint64_t v)
         *peak = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
 }
 
+/* Raises *peak to v if v is larger, from any thread. */
+static inline void stats_peak_atomic(uint32_t *peak, uint32_t v)
+{
+    uint32_t cur = __atomic_load_n(peak, __ATOMIC_RELAXED);
+    while (v > cur &&
+           !__atomic_compare_exchange_n(peak, &cur, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
 static inline uint64_t stats_now_ns(void)
 {
     struct timespec ts;

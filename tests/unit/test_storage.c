@@ -1232,8 +1232,58 @@ static void test_direct_writes(void **state)
     assert_int_equal(st.disk_write_bytes, t.size);
     /* The whole pages inside each span of 64 KiB or more: b.bin's parts of pieces 0-2
      * (253952 + 258048 + 176128), c.bin's of pieces 2-3 (77824 + 217088); d.bin's 43575
-     * bytes in piece 3 (40960 in whole pages) and the 26425-byte last piece are cached. */
-    assert_int_equal(st.disk_direct_bytes, direct ? 983040 : 0);
+     * bytes in piece 3 (40960 in whole pages) and the 26425-byte last piece are cached;
+     * written side by side, a piece that finds two direct writes running goes through the
+     * cache as well (test_direct_overflow). */
+    assert_int_equal(st.disk_direct_bytes + st.disk_overflow_bytes, direct ? 983040 : 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    tt_free(&t);
+}
+
+/* Direct writes beyond direct_max at once go through the cache: 48 pieces queued together on
+ * four workers, at most one direct write at a time; the rest overflow, every byte lands. */
+static void test_direct_overflow(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct tt t;
+    tt_build(&t, "over.bin", 256u << 10, NULL, 0, 12u << 20, 45);
+    if (!direct_supported(t.root)) {
+        print_message("O_DIRECT is refused in %s: nothing to test\n", t.root);
+        tt_free(&t);
+        assert_int_equal(uv_loop_close(&loop), 0);
+        return;
+    }
+    rv_session_stats_t st = {0};
+    /* Four workers writing at once nearly always overlap; a run where they happened not to
+     * is tried again, a few times. */
+    for (int attempt = 0; attempt < 5 && st.disk_overflow_bytes == 0; attempt++) {
+        rm_tree(t.dl);
+        memset(&st, 0, sizeof(st));
+        struct storage_opts o = {.dir = t.dl, .direct = true, .stats = &st, .direct_max = 1};
+        struct storage *s = NULL;
+        rv_error_t err;
+        assert_int_equal(storage_new(&loop, t.ti, &t.l, &o, &s, &err), 0);
+        write_all(&loop, s, &t, 9);
+        close_storage(&loop, s);
+        assert_files_match(&t);
+        assert_int_equal(st.disk_write_bytes, t.size);
+        assert_int_equal(st.disk_direct_bytes + st.disk_overflow_bytes, t.size);
+        assert_int_equal(st.disk_direct_max, 1);
+    }
+    assert_true(st.disk_overflow_bytes > 0);
+    assert_true(st.disk_direct_bytes > 0);
+
+    /* the default: two at once */
+    rm_tree(t.dl);
+    memset(&st, 0, sizeof(st));
+    struct storage *s = open_direct(&loop, &t, true, &st);
+    write_all(&loop, s, &t, 10);
+    close_storage(&loop, s);
+    assert_files_match(&t);
+    assert_true(st.disk_direct_max >= 1 && st.disk_direct_max <= STORAGE_DIRECT_BUSY);
+    assert_int_equal(st.disk_direct_bytes + st.disk_overflow_bytes, t.size);
     assert_int_equal(uv_loop_close(&loop), 0);
     tt_free(&t);
 }
@@ -1619,8 +1669,9 @@ int main(void)
         cmocka_unit_test(test_not_a_folder),    cmocka_unit_test(test_readonly_folder),
         cmocka_unit_test(test_write_error),     cmocka_unit_test(test_close_in_flight),
         cmocka_unit_test(test_max_open),        cmocka_unit_test(test_direct_writes),
-        cmocka_unit_test(test_write_runs),      cmocka_unit_test(test_check_runs),
-        cmocka_unit_test(test_throughput),      cmocka_unit_test(test_hash_chunks),
+        cmocka_unit_test(test_direct_overflow), cmocka_unit_test(test_write_runs),
+        cmocka_unit_test(test_check_runs),      cmocka_unit_test(test_throughput),
+        cmocka_unit_test(test_hash_chunks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
