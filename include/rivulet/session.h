@@ -101,10 +101,10 @@ typedef struct rv_session_opts {
      * where the file system allows it (ext4, XFS, btrfs; a file it is refused for is written
      * through the cache), skipping the copy into the page cache and the writeback and fsync
      * that follow it; the partial blocks at file and piece edges, and pieces under 64 KiB, go
-     * through the cache. Two direct writes wait on the disk at most: a write that finds two
-     * running goes through the cache too, so a disk slower than the network delays nothing
-     * (stats: disk_overflow_bytes). true: every write goes through the page cache. Reads
-     * always use the cache. */
+     * through the cache. When the disk is behind (two direct writes running and two more
+     * writes waiting for a worker), a write goes through the cache too, so a disk slower than
+     * the network delays nothing (stats: disk_overflow_bytes). true: every write goes through
+     * the page cache. Reads always use the cache. */
     bool cached_writes;
     unsigned peer_timeout_ms; /* a peer is dropped when it sends nothing this long, or reads
                                  nothing we send this long, or (when under 10 s) has not
@@ -213,9 +213,9 @@ typedef struct rv_session_stats {
     uint64_t disk_direct_bytes;            /* of disk_write_bytes, those written with O_DIRECT
                                               (see rv_session_opts.cached_writes) */
     uint64_t disk_overflow_bytes;          /* of the rest, those that would have gone with
-                                              O_DIRECT but found the most direct writes
-                                              already waiting on the disk (2) and went
-                                              through the page cache */
+                                              O_DIRECT but found the disk behind (two direct
+                                              writes running, two more writes queued) and
+                                              went through the page cache */
     uint32_t disk_direct_max;              /* most direct writes waiting on the disk at once */
     uint64_t disk_syncs;                   /* fsync calls */
     uint64_t disk_ns;                      /* time in pread, pwrite and fsync: wall time,

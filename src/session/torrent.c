@@ -3321,7 +3321,7 @@ static int data_init(rv_torrent_t *t, rv_torrent_info_t *ti, rv_error_t *err)
                               .file_sel = t->file_sel,
                               .stats = &t->ctx->stats,
                               .direct = !t->ctx->opts.cached_writes,
-                              .direct_running = &t->ctx->direct_running};
+                              .disk = &t->ctx->disk};
     t->existing = data_on_disk(t, t->save_dir);
     int rc = storage_new(ctx->loop, ti, &t->layout, &so, &t->storage, err);
     if (rc != 0) {

@@ -11,6 +11,7 @@
 #include "peer/conn.h"
 #include "rivulet/session.h"
 #include "session/limits.h"
+#include "storage/storage.h"
 #include "tracker/client.h"
 
 struct session_ctx {
@@ -26,7 +27,7 @@ struct session_ctx {
     struct limit_sched down_q, up_q;
     uint32_t next_conn_id;
     rv_session_stats_t stats; /* workers add to the disk and hash counters atomically */
-    unsigned direct_running;  /* direct writes on the disk now, every torrent (storage's) */
+    struct storage_disk disk; /* the disk's state, shared by every torrent's storage */
     void (*on_stopped)(void *ud, rv_torrent_t *t);
     void *ud;
 };

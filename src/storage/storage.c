@@ -13,22 +13,26 @@
  *   pieces from one libtorrent seeder, 3 runs each: workers' write time 2.7-2.9 s against
  *   4.3-4.5, the download done in 1.20-1.44 s against 1.48-1.52, and 0.86-1.02 CPU s against
  *   1.09-1.11).
- * - Direct writes run at most direct_max at once (two by default, across the session); a write that
- * finds them all busy goes through the page cache and returns at once. The disk bounds a download
- * only where the network outruns it: on this machine's virtual disk four 256 KiB direct writers
- * reach 1.45 GB/s and one 1.05, so a rivulet seeder on loopback (~1 GB/s) kept all four workers
- *   waiting on the disk (3.9 s of write time in a 1.2 s download) and hashing waited behind
- *   them. With two: 1 GiB from a rivulet seeder in 0.97-1.01 s against 1.17-1.28 (4 runs
- *   each, alternating), the same CPU, about half the data through the cache.
+ * - A write that finds direct_max direct writes running (two by default) and two more write
+ *   jobs waiting for a worker (counts shared by a session's storages) goes through the page
+ *   cache and returns at once. The disk bounds a download only where the network outruns it:
+ *   on this machine's virtual disk four 256 KiB direct writers reach 1.45 GB/s and one 1.05,
+ *   so a rivulet seeder on loopback (~1 GB/s) kept all four workers waiting on the disk (3.9 s
+ *   of write time in a 1.2 s download) and hashing waited behind them. 1 GiB from a rivulet
+ *   seeder, 3 rounds alternating: 1.11-1.13 s (a quarter of the data through the cache)
+ *   against 1.26-1.32 all direct. Overflowing on the running count alone (1.06-1.20 s) sent
+ *   a third of the data through the cache from a libtorrent seeder too, where the disk kept
+ *   up, and cost 0.1 CPU s per GiB there (the copy, and its writeback in the fsync at the
+ *   end): 1.26 against 1.14 all direct and 1.16 with the queue condition (4 rounds, noisy).
  * - Handles are cached (at most max_open, least recently used closed first) and shared by the
  *   workers under one mutex. A worker holds a reference on a handle for each read or write, and
  *   only a handle nobody holds is closed, so no fd is closed (and its number reused) under a
  *   worker. While every cached handle is in use the cache may briefly hold more than max_open;
  *   the excess is closed as the references are dropped.
- * - Only the fd cache and the count of direct writes running (an atomic, shared by a session's
- *   torrents, as the workers are) are shared between threads. Workers read the torrent, the
- *   layout, the folder's fd and name (all fixed after storage_new) and their own request;
- *   everything else (pending work, the close state) belongs to the loop thread.
+ * - Only the fd cache and the disk's counts (struct storage_disk: atomics, shared by a
+ *   session's torrents, as the workers are) are shared between threads. Workers read the
+ *   torrent, the layout, the folder's fd and name (all fixed after storage_new) and their own
+ *   request; everything else (pending work, the close state) belongs to the loop thread.
  * - storage_new creates the folder and the zero-length files on the calling (loop) thread: it
  *   runs once per torrent and its errors must reach the caller. */
 #include "storage/storage.h"
@@ -116,8 +120,8 @@ struct storage {
     rv_session_stats_t own_stats;
     bool direct;              /* storage_opts.direct */
     unsigned direct_max;      /* storage_opts.direct_max, or STORAGE_DIRECT_BUSY */
-    unsigned *direct_running; /* direct writes waiting on the disk now (atomic): opts' or own */
-    unsigned own_running;
+    struct storage_disk *disk; /* opts.disk, or own_disk */
+    struct storage_disk own_disk;
 
     uv_mutex_t lock; /* guards fents, lru_head, lru_tail, open_count, bounce */
     uint8_t *bounce[BOUNCE_MAX];
@@ -712,10 +716,11 @@ static int write_chunks(struct storage *s, const struct fh *h, const struct chun
     if (!s->direct || b <= a || b - a < STORAGE_DIRECT_MIN || (n > 1 && b - a > IO_MAX) ||
         (dfd = fh_direct(s, h)) < 0)
         return write_cached_chunks(s, h->fd, c, n, off, end);
-    unsigned running = __atomic_add_fetch(s->direct_running, 1, __ATOMIC_RELAXED);
-    if (running > s->direct_max) {
+    unsigned running = __atomic_add_fetch(&s->disk->running, 1, __ATOMIC_RELAXED);
+    if (running > s->direct_max &&
+        __atomic_load_n(&s->disk->queued, __ATOMIC_RELAXED) >= STORAGE_WRITES_QUEUED) {
         /* the disk is behind: this one goes to the page cache and returns at once */
-        __atomic_sub_fetch(s->direct_running, 1, __ATOMIC_RELAXED);
+        __atomic_sub_fetch(&s->disk->running, 1, __ATOMIC_RELAXED);
         stats_add(&s->stats->disk_overflow_bytes, b - a);
         return write_cached_chunks(s, h->fd, c, n, off, end);
     }
@@ -725,7 +730,7 @@ static int write_chunks(struct storage *s, const struct fh *h, const struct chun
         e = write_direct(s, dfd, c[0].p + (a - off), b - a, a, &done);
     else
         e = write_direct_chunks(s, dfd, c, n, a, b, &done);
-    __atomic_sub_fetch(s->direct_running, 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&s->disk->running, 1, __ATOMIC_RELAXED);
     if (e == DIRECT_UNALIGNED) {
         for (size_t i = 0; i < n; i++)
             if ((e = write_chunks(s, h, &c[i], 1)) != 0)
@@ -1178,6 +1183,8 @@ static void do_steps(struct storage *s, struct req *r)
 static void run_req(uv_work_t *w)
 {
     struct req *r = w->data;
+    if (r->op == OP_WRITE || r->op == OP_CHUNK)
+        __atomic_sub_fetch(&r->s->disk->queued, 1, __ATOMIC_RELAXED);
     switch (r->op) {
     case OP_WRITE:
         do_write(r->s, r);
@@ -1241,6 +1248,8 @@ static void after_req(uv_work_t *w, int status)
     struct req *r = w->data;
     struct storage *s = r->s;
 
+    if (status == UV_ECANCELED && (r->op == OP_WRITE || r->op == OP_CHUNK))
+        __atomic_sub_fetch(&s->disk->queued, 1, __ATOMIC_RELAXED); /* never started */
     s->pending--;
     s->stats->disk_queue--;
     s->stats->disk_jobs++;
@@ -1335,6 +1344,8 @@ static int queue_req(struct storage *s, struct req *r)
         s->free_reqs = r;
         return RV_EINVAL;
     }
+    if (r->op == OP_WRITE || r->op == OP_CHUNK)
+        __atomic_add_fetch(&s->disk->queued, 1, __ATOMIC_RELAXED);
     r->prev = NULL;
     r->next = s->inflight;
     if (s->inflight != NULL)
@@ -1571,7 +1582,7 @@ int storage_new(uv_loop_t *loop, const rv_torrent_info_t *ti, const struct layou
     s->stats = opts->stats != NULL ? opts->stats : &s->own_stats;
     s->direct = opts->direct;
     s->direct_max = opts->direct_max > 0 ? opts->direct_max : STORAGE_DIRECT_BUSY;
-    s->direct_running = opts->direct_running != NULL ? opts->direct_running : &s->own_running;
+    s->disk = opts->disk != NULL ? opts->disk : &s->own_disk;
     s->lru_head = s->lru_tail = NONE;
     s->dir = strdup(opts->dir);
     /* one extra entry so a torrent of no files still gets a non-NULL array */

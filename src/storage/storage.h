@@ -22,12 +22,24 @@
  * the cache, so a piece shorter than that never needs to be aligned in memory. */
 #define STORAGE_DIRECT_ALIGN 4096u
 #define STORAGE_DIRECT_MIN (64u << 10)
-/* Direct writes waiting on the disk at once, by default: half of libuv's four workers, so the
- * other half keep hashing. A write that finds this many running goes through the page cache
- * instead (a copy, and the kernel writes it back later): where the disk keeps up, every
- * write goes direct; where the network outruns it (loopback; a slow disk), the cache takes
- * the overflow instead of the download waiting for the disk. */
+/* When the disk is behind: a write that finds STORAGE_DIRECT_BUSY direct writes running (by
+ * default: half of libuv's four workers, the other half hashing) and STORAGE_WRITES_QUEUED
+ * more write jobs waiting for a worker goes through the page cache instead (a copy, and the
+ * kernel writes it back later), so the download does not wait for the disk. Where the disk
+ * keeps up, every write goes direct. */
+#ifndef STORAGE_DIRECT_BUSY
 #define STORAGE_DIRECT_BUSY 2u
+#endif
+#ifndef STORAGE_WRITES_QUEUED
+#define STORAGE_WRITES_QUEUED 2u
+#endif
+
+/* What the storages of one session share about the disk, as they share libuv's workers
+ * (atomics). */
+struct storage_disk {
+    unsigned running; /* direct writes waiting on the disk */
+    unsigned queued;  /* write jobs queued for a worker, not started yet */
+};
 
 struct storage_opts {
     const char *dir;        /* the download folder (created if missing) */
@@ -39,10 +51,10 @@ struct storage_opts {
                     page cache, where the file system allows it (else, and for the partial
                     blocks at span ends, through the cache). Data 4 KiB-aligned in memory is
                     written as it is; other data is copied through a bounce buffer. */
-    unsigned direct_max;      /* direct writes at once, more through the cache; 0: the default,
-                                 STORAGE_DIRECT_BUSY */
-    unsigned *direct_running; /* the count of direct writes running, shared by the storages
-                                 of one session (atomic; borrowed); NULL: this one's own */
+    unsigned direct_max;       /* direct writes running before writes may go through the cache
+                                  (STORAGE_DIRECT_BUSY); 0: STORAGE_DIRECT_BUSY */
+    struct storage_disk *disk; /* shared by the session's storages (borrowed); NULL: this
+                                  storage's own */
 };
 
 struct storage;
