@@ -1233,8 +1233,8 @@ static void test_direct_writes(void **state)
     /* The whole pages inside each span of 64 KiB or more: b.bin's parts of pieces 0-2
      * (253952 + 258048 + 176128), c.bin's of pieces 2-3 (77824 + 217088); d.bin's 43575
      * bytes in piece 3 (40960 in whole pages) and the 26425-byte last piece are cached;
-     * written side by side, a piece that finds two direct writes running goes through the
-     * cache as well (test_direct_overflow). */
+     * written side by side, a piece may find the disk behind (two direct writes running, two
+     * more queued) and go through the cache as well (test_direct_overflow). */
     assert_int_equal(st.disk_direct_bytes + st.disk_overflow_bytes, direct ? 983040 : 0);
     assert_int_equal(uv_loop_close(&loop), 0);
     tt_free(&t);
