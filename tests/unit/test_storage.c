@@ -1149,14 +1149,21 @@ static bool direct_supported(const char *dir)
     return ok;
 }
 
-static struct storage *open_direct(uv_loop_t *loop, struct tt *t, bool direct,
-                                   rv_session_stats_t *st)
+/* direct_max: storage_opts.direct_max (0: the default) */
+static struct storage *open_direct_max(uv_loop_t *loop, struct tt *t, bool direct,
+                                       rv_session_stats_t *st, unsigned direct_max)
 {
-    struct storage_opts o = {.dir = t->dl, .direct = direct, .stats = st};
+    struct storage_opts o = {.dir = t->dl, .direct = direct, .stats = st, .direct_max = direct_max};
     struct storage *s = NULL;
     rv_error_t err;
     assert_int_equal(storage_new(loop, t->ti, &t->l, &o, &s, &err), 0);
     return s;
+}
+
+static struct storage *open_direct(uv_loop_t *loop, struct tt *t, bool direct,
+                                   rv_session_stats_t *st)
+{
+    return open_direct_max(loop, t, direct, st, 0);
 }
 
 /* Writes every piece from a copy starting shift bytes into a page-aligned buffer. */
@@ -1262,10 +1269,7 @@ static void test_direct_overflow(void **state)
     for (int attempt = 0; attempt < 5 && st.disk_overflow_bytes == 0; attempt++) {
         rm_tree(t.dl);
         memset(&st, 0, sizeof(st));
-        struct storage_opts o = {.dir = t.dl, .direct = true, .stats = &st, .direct_max = 1};
-        struct storage *s = NULL;
-        rv_error_t err;
-        assert_int_equal(storage_new(&loop, t.ti, &t.l, &o, &s, &err), 0);
+        struct storage *s = open_direct_max(&loop, &t, true, &st, 1);
         write_all(&loop, s, &t, 9);
         close_storage(&loop, s);
         assert_files_match(&t);
@@ -1279,10 +1283,7 @@ static void test_direct_overflow(void **state)
     /* One at a time (each write waits for the one before): every one direct. */
     rm_tree(t.dl);
     memset(&st, 0, sizeof(st));
-    struct storage_opts o = {.dir = t.dl, .direct = true, .stats = &st, .direct_max = 1};
-    struct storage *s = NULL;
-    rv_error_t err;
-    assert_int_equal(storage_new(&loop, t.ti, &t.l, &o, &s, &err), 0);
+    struct storage *s = open_direct_max(&loop, &t, true, &st, 1);
     write_all_shifted(&loop, s, &t, 0);
     close_storage(&loop, s);
     assert_files_match(&t);
