@@ -537,5 +537,5 @@ rvstats=$(grep -o 'max_rss_kib=[0-9]*\|pieces_in_memory_max=[0-9]*\|disk_queue_m
 echo "libtorrent 2.0 and rtorrent write through mmap: their peak RSS counts the mapped file pages."
 echo "the payload stays in the page cache (read before each run) and each leecher's writes go to"
 echo "the page cache too (sync between runs), except rivulet's: by default it writes whole 4 KiB"
-echo "blocks with O_DIRECT, two writes at a time, any more through the cache (disk_overflow_bytes)"
+echo "blocks with O_DIRECT, and through the cache only while the disk is behind (disk_overflow_bytes)"
 echo "(rivulet-cached, in LEECHERS, is the same binary with --cached-writes)."

@@ -67,6 +67,12 @@ _Static_assert(STORAGE_RUN_MAX <= SHA1X_LANES, "a run's pieces fit sha1x's lanes
 
 enum op { OP_WRITE, OP_CHECK, OP_READ, OP_SYNC, OP_STEPS, OP_CHUNK };
 
+/* The jobs storage_disk.queued counts. */
+static bool is_write(enum op op)
+{
+    return op == OP_WRITE || op == OP_CHUNK;
+}
+
 struct req {
     uv_work_t work; /* work.data points back here */
     struct storage *s;
@@ -1183,7 +1189,7 @@ static void do_steps(struct storage *s, struct req *r)
 static void run_req(uv_work_t *w)
 {
     struct req *r = w->data;
-    if (r->op == OP_WRITE || r->op == OP_CHUNK)
+    if (is_write(r->op))
         __atomic_sub_fetch(&r->s->disk->queued, 1, __ATOMIC_RELAXED);
     switch (r->op) {
     case OP_WRITE:
@@ -1248,7 +1254,7 @@ static void after_req(uv_work_t *w, int status)
     struct req *r = w->data;
     struct storage *s = r->s;
 
-    if (status == UV_ECANCELED && (r->op == OP_WRITE || r->op == OP_CHUNK))
+    if (status == UV_ECANCELED && is_write(r->op))
         __atomic_sub_fetch(&s->disk->queued, 1, __ATOMIC_RELAXED); /* never started */
     s->pending--;
     s->stats->disk_queue--;
@@ -1344,7 +1350,7 @@ static int queue_req(struct storage *s, struct req *r)
         s->free_reqs = r;
         return RV_EINVAL;
     }
-    if (r->op == OP_WRITE || r->op == OP_CHUNK)
+    if (is_write(r->op))
         __atomic_add_fetch(&s->disk->queued, 1, __ATOMIC_RELAXED);
     r->prev = NULL;
     r->next = s->inflight;

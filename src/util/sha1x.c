@@ -171,12 +171,10 @@ TARGET static inline void transpose16(__m512i r[16])
         _Pragma("GCC unroll 20") for (int t = 60; t < 80; t++) ROUND(V, t, 0x96, 0xCA62C1D6u);     \
     } while (0)
 
-/* One 64-byte block of every lane, its words w[0..15] transposed (vectors of type T): to big
- * endian, the eighty rounds, added to the state a..e. */
-#define BLOCK(V, T, bswap)                                                                         \
+/* One 64-byte block of every lane, its big-endian words w[0..15] transposed (vectors of type
+ * T): the eighty rounds, added to the state a..e. */
+#define COMPRESS(V, T)                                                                             \
     do {                                                                                           \
-        for (int t = 0; t < 16; t++)                                                               \
-            w[t] = V##_shuffle_epi8(w[t], bswap);                                                  \
         T a0 = a, b0 = b, c0 = c, d0 = d, e0 = e;                                                  \
         ROUNDS(V);                                                                                 \
         a = V##_add_epi32(a, a0);                                                                  \
@@ -184,6 +182,14 @@ TARGET static inline void transpose16(__m512i r[16])
         c = V##_add_epi32(c, c0);                                                                  \
         d = V##_add_epi32(d, d0);                                                                  \
         e = V##_add_epi32(e, e0);                                                                  \
+    } while (0)
+
+/* The same from words still in memory order: each byte-swapped first. */
+#define BLOCK(V, T, bswap)                                                                         \
+    do {                                                                                           \
+        for (int t = 0; t < 16; t++)                                                               \
+            w[t] = V##_shuffle_epi8(w[t], bswap);                                                  \
+        COMPRESS(V, T);                                                                            \
     } while (0)
 
 TARGET static void blocks16(struct sha1x *s, const uint8_t *const data[SHA1X_LANES], size_t nblocks)
@@ -244,13 +250,7 @@ TARGET static void blocks8(struct sha1x *s, const uint8_t *const data[SHA1X_LANE
             w[j + 4] = _mm512_castsi512_si256(z1);
             w[j + 12] = _mm512_extracti64x4_epi64(z1, 1);
         }
-        __m256i a0 = a, b0 = b, c0 = c, d0 = d, e0 = e;
-        ROUNDS(_mm256);
-        a = _mm256_add_epi32(a, a0);
-        b = _mm256_add_epi32(b, b0);
-        c = _mm256_add_epi32(c, c0);
-        d = _mm256_add_epi32(d, d0);
-        e = _mm256_add_epi32(e, e0);
+        COMPRESS(_mm256, __m256i);
     }
     _mm256_storeu_si256((__m256i *)s->h[0], a);
     _mm256_storeu_si256((__m256i *)s->h[1], b);
