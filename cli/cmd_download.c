@@ -339,6 +339,7 @@ static void print_stats(const struct ui *u, double secs)
         {"net_writes", (double)st.net_writes},
         {"blocks_in", (double)st.blocks_in},
         {"blocks_out", (double)st.blocks_out},
+        {"blocks_in_place", (double)st.blocks_in_place},
         {"requests_out", (double)st.requests_out},
         {"hash_bytes", (double)st.hash_bytes},
         {"hash_s", (double)st.hash_ns / 1e9},

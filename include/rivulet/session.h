@@ -204,6 +204,9 @@ typedef struct rv_session_stats {
     uint64_t net_reads;                    /* socket reads that returned data */
     uint64_t net_writes;                   /* writes handed to the socket (uv_write calls) */
     uint64_t blocks_in, blocks_out;        /* PIECE messages received and sent */
+    uint64_t blocks_in_place;              /* of blocks_in, those read from the socket straight
+                                              into their piece (no copy out of a receive
+                                              buffer) */
     uint64_t requests_out;                 /* REQUEST messages sent */
     uint64_t hash_bytes, hash_ns;          /* SHA-1 on the workers: bytes and time */
     uint64_t hash_lane_bytes;              /* of hash_bytes, those hashed several pieces side

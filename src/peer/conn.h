@@ -21,6 +21,13 @@
 
 struct conn;
 
+/* A block to receive in place: the payload of the piece message for (index, begin, length)
+ * goes from the socket straight to p, not through the receive buffer. */
+struct conn_block {
+    uint32_t index, begin, length;
+    uint8_t *p;
+};
+
 struct conn_handler {
     /* The peer's handshake arrived and matched our info-hash. Return 0 to go on, or a negative
      * code to drop the peer (e.g. a connection to ourselves, a banned peer id). */
@@ -32,6 +39,18 @@ struct conn_handler {
     void (*on_close)(void *owner, struct conn *c, int rc, const char *why);
     /* Optional: a write to the kernel finished (room to queue more uploads). */
     void (*on_sent)(void *owner, struct conn *c);
+    /* Optional: receiving blocks in place. Fills out[0..max) with the blocks the peer should
+     * send next, in the order they were asked for, starting with `from` (with the oldest block
+     * asked for when from is NULL), each with where its payload may be written as it arrives;
+     * stops at the first that may not be (not asked of this peer alone, or nowhere to put it
+     * yet). started: from's payload is already arriving at from->p; it only needs to be still
+     * asked of this peer and not arrived. Returns how many were filled, 0 when from may not
+     * be. The memory named stays the owner's until that block's on_message (data == p), or
+     * until this function no longer names it. Blocks received in place (or handed on from
+     * where a wrong guess put them) reach on_message in the order sent, like every message;
+     * the owner copies a block whose data is not at its home. */
+    size_t (*expect)(void *owner, struct conn *c, const struct conn_block *from, bool started,
+                     struct conn_block *out, size_t max);
 };
 
 struct conn_opts {
@@ -106,6 +125,12 @@ struct conn {
     struct limit_chain rchain;
     struct limit_waiter rwait;
     size_t rcredit;     /* bytes granted and not yet read */
+    /* Receiving in place (handler->expect): the piece message whose header was taken and
+     * whose payload is arriving at cur.p, cur_got bytes of it so far. */
+    struct conn_block cur;
+    uint32_t cur_got;
+    bool has_cur;
+    bool read_self; /* on_alloc gave libuv no buffer: on_read reads (read_in_place) */
 };
 
 /* Starts an outgoing connection to addr; the handshake (ours) is sent once connected. */

@@ -132,7 +132,7 @@ static void set_encryption(rv_session_t *s)
     }
 }
 
-static const struct conn_handler router = {route_handshake, route_message, route_close, NULL};
+static const struct conn_handler router = {route_handshake, route_message, route_close, NULL, NULL};
 
 static void on_connection(uv_stream_t *server, int status)
 {

@@ -851,6 +851,15 @@ static void fill_requests(struct peer *p)
         request_from(p, &p->have, depth - (unsigned)p->nreqs);
 }
 
+/* p->reqs stays in the order the requests went out: the order the peer answers in, which
+ * receiving in place (peer_expect) relies on. The block that arrives is nearly always the
+ * first. */
+static void unlist_request(struct peer *p, size_t i)
+{
+    memmove(&p->reqs[i], &p->reqs[i + 1], (p->nreqs - i - 1) * sizeof(p->reqs[0]));
+    p->nreqs--;
+}
+
 /* A fast peer that chokes us keeps our requests for the pieces it allowed; the others are
  * gone (it rejects them, or sends nothing). */
 static void drop_requests_not_allowed(struct peer *p)
@@ -861,7 +870,7 @@ static void drop_requests_not_allowed(struct peer *p)
             continue;
         }
         picker_block_dropped(p->t->picker, p->reqs[i].piece, p->reqs[i].begin, p);
-        p->reqs[i] = p->reqs[--p->nreqs];
+        unlist_request(p, i);
     }
 }
 
@@ -870,7 +879,7 @@ static bool remove_request(struct peer *p, uint32_t piece, uint32_t begin, uint3
     for (size_t i = 0; i < p->nreqs; i++) {
         if (p->reqs[i].piece == piece && p->reqs[i].begin == begin) {
             *length = p->reqs[i].length;
-            p->reqs[i] = p->reqs[--p->nreqs];
+            unlist_request(p, i);
             return true;
         }
     }
@@ -1322,7 +1331,8 @@ static int handle_block(struct peer *p, const struct wire_msg *m)
         picker_block_dropped(t->picker, m->index, m->begin, p);
         return 0;
     }
-    copy_block(dst, m->data, m->data_len);
+    if (dst != m->data) /* else it was received in place (peer_expect) */
+        copy_block(dst, m->data, m->data_len);
     buf_add_contrib(b, &p->conn->addr);
     /* End-game: the others asked for the same block; tell them we have it. */
     for (size_t i = 0; i < nothers; i++) {
@@ -1344,6 +1354,55 @@ static int handle_block(struct peer *p, const struct wire_msg *m)
     /* Keep the pipe full: each block that arrives makes room for another request. */
     fill_requests(p);
     return 0;
+}
+
+/* Where the block asked for in r goes, when its memory is there already (never allocated
+ * here: a guess must not take a buffer or a chunk). */
+static uint8_t *block_home(rv_torrent_t *t, const struct block_ref *r)
+{
+    struct piece_buf *b = buf_for(t, r->piece, false);
+    if (b == NULL)
+        return NULL;
+    if (!t->lockstep)
+        return b->data + r->begin;
+    uint32_t k = r->begin / t->chunk_size;
+    if (b->chunk[k] == NULL || r->begin % t->chunk_size + r->length > t->chunk_size)
+        return NULL;
+    return b->chunk[k] + b->shift + r->begin % t->chunk_size;
+}
+
+/* conn_handler.expect: our requests to this peer in the order they went out, from `from` on,
+ * with where each block goes. A block may be received in place only while it is asked of this
+ * peer alone and has not arrived: then no other peer writes there (end-game asks a second
+ * peer only later, and that one then gets it through its receive buffer), and nothing reads
+ * it before it arrives. One already arriving (started) needs only to be still asked of it. */
+static size_t peer_expect(void *owner, struct conn *c, const struct conn_block *from, bool started,
+                          struct conn_block *out, size_t max)
+{
+    rv_torrent_t *t = owner;
+    struct peer *p = c->data;
+    if (p == NULL || t->stopping || t->bufs == NULL)
+        return 0;
+    size_t i = 0;
+    if (from != NULL) {
+        while (i < p->nreqs && (p->reqs[i].piece != from->index || p->reqs[i].begin != from->begin))
+            i++;
+        if (i == p->nreqs || p->reqs[i].length != from->length)
+            return 0;
+    }
+    size_t n = 0;
+    for (; i < p->nreqs && n < max; i++) {
+        const struct block_ref *r = &p->reqs[i];
+        uint32_t askers = picker_block_requesters(t->picker, r->piece, r->begin, p);
+        bool going = started && n == 0;
+        if (going ? askers == 0 : askers != 1)
+            break;
+        uint8_t *home = block_home(t, r);
+        if (home == NULL || (going && home != from->p))
+            break;
+        out[n++] = (struct conn_block){r->piece, r->begin, r->length, home};
+    }
+    return n;
 }
 
 /* ---- uploading: a read cache of whole pieces, each peer's request queue ---- */
@@ -2493,7 +2552,8 @@ static void on_close(void *owner, struct conn *c, int rc, const char *why)
     }
 }
 
-static const struct conn_handler handler = {on_handshake, on_message, on_close, on_sent};
+static const struct conn_handler handler = {on_handshake, on_message, on_close, on_sent,
+                                            peer_expect};
 
 int torrent_accept(rv_torrent_t *t, struct conn *c, const struct handshake *h)
 {

@@ -437,12 +437,12 @@ static void deactivate(struct picker *p, uint32_t s)
         order_insert(p, piece);
 }
 
-static void **requesters(struct active *a, uint32_t b)
+static void **requesters(const struct active *a, uint32_t b)
 {
     return a->req + (size_t)b * PICKER_MAX_REQUESTERS;
 }
 
-static bool requested_by(struct active *a, uint32_t b, const void *peer)
+static bool requested_by(const struct active *a, uint32_t b, const void *peer)
 {
     void **r = requesters(a, b);
     for (uint32_t i = 0; i < a->nreq[b]; i++)
@@ -1023,6 +1023,18 @@ enum picker_block_result picker_block_received(struct picker *p, uint32_t piece,
     if (piece_done != NULL)
         *piece_done = a->nreceived == a->nblocks;
     return PICKER_BLOCK_NEW;
+}
+
+uint32_t picker_block_requesters(const struct picker *p, uint32_t piece, uint32_t begin,
+                                 const void *peer)
+{
+    uint32_t s, b;
+    if (!find_block(p, piece, begin, &s, &b))
+        return 0;
+    const struct active *a = &p->slots[s];
+    if (a->state[b] != BLOCK_REQUESTED || !requested_by(a, b, peer))
+        return 0;
+    return a->nreq[b];
 }
 
 void picker_block_dropped(struct picker *p, uint32_t piece, uint32_t begin, void *peer)

@@ -94,6 +94,10 @@ void picker_set_spread(struct picker *p, uint32_t n);
 enum picker_block_result picker_block_received(struct picker *p, uint32_t piece, uint32_t begin,
                                                void *peer, bool *piece_done, void **others,
                                                size_t *nothers);
+/* How many peers hold a request for this block, when peer is one of them and it has not
+ * arrived yet; else 0. (1: peer's alone, which is what receiving a block in place needs.) */
+uint32_t picker_block_requesters(const struct picker *p, uint32_t piece, uint32_t begin,
+                                 const void *peer);
 /* A request is gone without data (choked, rejected, cancelled, timed out). */
 void picker_block_dropped(struct picker *p, uint32_t piece, uint32_t begin, void *peer);
 /* Forgets every request peer holds. */
