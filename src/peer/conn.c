@@ -713,14 +713,20 @@ static int out_of_order(struct conn *c, struct walk *w, size_t r)
 }
 
 /* The download rate limit: the read is paid for before it happens, as in on_alloc; the
- * iovecs are cut to the bytes granted. False when none are. */
+ * iovecs are cut to the bytes granted. False when none are. Without a limit, true at once
+ * (a grant smaller than the plan would only cut reads short). */
 static bool in_place_credit(struct conn *c, struct iovec *iov, int *k)
 {
+    bool limited = false;
+    for (int i = 0; i < LIMIT_LEVELS; i++)
+        limited = limited || limit_bucket_is_limited(c->rchain.level[i]);
+    if (!limited)
+        return true;
     size_t want = 0;
     for (int i = 0; i < *k; i++)
         want += iov[i].iov_len;
-    if (c->rcredit < want)
-        c->rcredit += limit_take(&c->rchain, want - c->rcredit, now_ms(c));
+    if (c->rcredit == 0)
+        c->rcredit = limit_take(&c->rchain, want, now_ms(c));
     if (c->rcredit == 0)
         return false;
     size_t room = c->rcredit;
