@@ -443,6 +443,31 @@ static int sniff(struct conn *c)
     return 1;
 }
 
+/* n bytes came from the socket: counted, and paid for under a rate limit. */
+static void count_read(struct conn *c, size_t n)
+{
+    c->bytes_in += (uint64_t)n;
+    if (c->opts.stats != NULL) {
+        c->opts.stats->net_reads++;
+        c->opts.stats->net_bytes_in += (uint64_t)n;
+    }
+    if (c->rsched != NULL)
+        c->rcredit -= n < c->rcredit ? n : c->rcredit;
+    c->last_recv_ms = now_ms(c);
+}
+
+/* Hands one message to the owner. 0 to go on, < 0 when the connection is closing (the owner
+ * refused the message, or closed it). */
+static int deliver(struct conn *c, const struct wire_msg *m)
+{
+    int rc = c->handler->on_message(c->owner, c, m);
+    if (rc != 0) {
+        conn_close(c, rc, c->close_reason[0] ? c->close_reason : rv_strerror(rc));
+        return rc;
+    }
+    return c->state == CONN_CLOSING ? RV_ENET : 0;
+}
+
 static void process(struct conn *c)
 {
     rv_error_t err;
@@ -485,11 +510,8 @@ static void process(struct conn *c)
         }
         if (rc == 0)
             break;
-        rc = c->handler->on_message(c->owner, c, &m);
-        if (rc != 0) {
-            conn_close(c, rc, c->close_reason[0] ? c->close_reason : rv_strerror(rc));
+        if (deliver(c, &m) != 0)
             return;
-        }
         off += used;
     }
     if (c->state != CONN_CLOSING && off > 0)
@@ -608,12 +630,7 @@ static int dispatch_in_place(struct conn *c, const struct conn_block *b)
                          .data_len = b->length};
     if (c->opts.stats != NULL)
         c->opts.stats->blocks_in_place++;
-    int rc = c->handler->on_message(c->owner, c, &m);
-    if (rc != 0) {
-        conn_close(c, rc, c->close_reason[0] ? c->close_reason : rv_strerror(rc));
-        return rc;
-    }
-    return c->state == CONN_CLOSING ? RV_ENET : 0;
+    return deliver(c, &m);
 }
 
 /* What one in-place read brought, message by message. Slot s is where plan[s]'s header and
@@ -704,12 +721,7 @@ static int out_of_order(struct conn *c, struct walk *w, size_t r)
                          .length = w->plan[s].length,
                          .data = w->plan[s].p,
                          .data_len = w->plan[s].length};
-    int rc = c->handler->on_message(c->owner, c, &m);
-    if (rc != 0) {
-        conn_close(c, rc, c->close_reason[0] ? c->close_reason : rv_strerror(rc));
-        return rc;
-    }
-    return c->state == CONN_CLOSING ? RV_ENET : 1;
+    return deliver(c, &m) == 0 ? 1 : RV_ENET;
 }
 
 /* The download rate limit: the read is paid for before it happens, as in on_alloc; the
@@ -826,14 +838,7 @@ static int in_place_round(struct conn *c)
         fail(c, RV_ENET, "the peer closed the connection");
         return RV_ENET;
     }
-    c->bytes_in += (uint64_t)got;
-    if (c->opts.stats != NULL) {
-        c->opts.stats->net_reads++;
-        c->opts.stats->net_bytes_in += (uint64_t)got;
-    }
-    if (c->rsched != NULL)
-        c->rcredit -= (size_t)got < c->rcredit ? (size_t)got : c->rcredit;
-    c->last_recv_ms = now_ms(c);
+    count_read(c, (size_t)got);
 
     struct walk w = {
         .plan = plan, .hdr = hdr, .iov = iov, .first = first, .n = n, .got = (size_t)got};
@@ -935,14 +940,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     if (c->rc4)
         mse_decrypt(c->mse, c->rbuf.data + c->rbuf.len, (size_t)nread);
     c->rbuf.len += (size_t)nread;
-    c->bytes_in += (uint64_t)nread;
-    if (c->opts.stats != NULL) {
-        c->opts.stats->net_reads++;
-        c->opts.stats->net_bytes_in += (uint64_t)nread;
-    }
-    if (c->rsched != NULL)
-        c->rcredit -= (size_t)nread < c->rcredit ? (size_t)nread : c->rcredit;
-    c->last_recv_ms = now_ms(c);
+    count_read(c, (size_t)nread);
     process(c);
     if (c->state != CONN_CLOSING)
         conn_flush(c);

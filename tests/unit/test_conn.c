@@ -1228,17 +1228,27 @@ static void ip_run_until_recs(struct ctx *x, size_t n)
     assert_int_equal(x->nrecs, n);
 }
 
+/* A connection asking for blocks 0..n-1 (shared: those asked of another peer too), active
+ * (the handshake's bitfield and have received), counting into st. */
+static struct ctx *ip_start(rv_session_stats_t *st, size_t n, size_t shared)
+{
+    struct ctx *x = ctx_new();
+    x->opts.stats = st;
+    ip_ask(x, n);
+    if (shared < n)
+        x->shared[shared] = true;
+    ip_connect(x);
+    ip_run_until_recs(x, 2);
+    return x;
+}
+
 /* Eight blocks in the order asked, in one write after the handshake: every one read from the
  * socket straight to its home, none through the receive buffer. */
 static void test_in_place_in_order(void **state)
 {
     (void)state;
-    struct ctx *x = ctx_new();
     rv_session_stats_t st = {0};
-    x->opts.stats = &st;
-    ip_ask(x, 8);
-    ip_connect(x);
-    ip_run_until_recs(x, 2); /* the handshake's bitfield and have: the conn is active */
+    struct ctx *x = ip_start(&st, 8, SIZE_MAX);
     struct buf b;
     buf_init(&b, 0);
     for (size_t k = 0; k < 8; k++)
@@ -1268,13 +1278,8 @@ static const size_t ip_order[] = {1, 0, 2, SIZE_MAX, 3, 5, 4, 7, 6};
 
 static void in_place_out_of_order(const size_t *chunks, size_t nchunks)
 {
-    struct ctx *x = ctx_new();
     rv_session_stats_t st = {0};
-    x->opts.stats = &st;
-    ip_ask(x, 8);
-    x->shared[7] = true;
-    ip_connect(x);
-    ip_run_until_recs(x, 2);
+    struct ctx *x = ip_start(&st, 8, 7);
     for (size_t i = 0; i < sizeof(ip_order) / sizeof(ip_order[0]); i++) {
         if (ip_order[i] == SIZE_MAX)
             wire_put_have(&x->f.out, 5);
@@ -1329,12 +1334,8 @@ static void test_in_place_out_of_order_split(void **state)
 static void test_in_place_taken_back(void **state)
 {
     (void)state;
-    struct ctx *x = ctx_new();
     rv_session_stats_t st = {0};
-    x->opts.stats = &st;
-    ip_ask(x, 2);
-    ip_connect(x);
-    ip_run_until_recs(x, 2);
+    struct ctx *x = ip_start(&st, 2, SIZE_MAX);
     struct buf b;
     buf_init(&b, 0);
     ip_put_block(&b, 0);
