@@ -47,8 +47,11 @@ snapshot() { (cd "$WORK" && find . -mindepth 1 -not -name .rv-ports "$@" -printf
 
 # Seeds TORRENT from SRC (the files at their literal names) through libtorrent on 127.0.0.2:
 # SRC is copied into SEEDDIR at the paths libtorrent gives the torrent's files.
-start_seeder() { # TORRENT SRC SEEDDIR READY LOG -> prints the port
-    local port
+# Not in a command substitution: the seeder's PID must reach pids here, for cleanup (a
+# subshell's pids+= was lost, and the seeders outlived the test by their 600 s).
+start_seeder() { # VAR TORRENT SRC SEEDDIR READY LOG: sets VAR to the seeder's port
+    local var=$1 port
+    shift
     $PY - "$1" "$2" "$3" <<'PY'
 import os, shutil, sys, libtorrent as lt
 tor, src, dst = sys.argv[1:4]
@@ -65,7 +68,7 @@ PY
     $PY "$HERE/lt_seeder.py" "$1" "$3" 127.0.0.2 "$port" "$4" --ready listen >"$5" 2>&1 &
     pids+=($!)
     wait_file "$4" || { echo "FAIL seeder for $1: $(tail -n 3 "$5")" >&2; return 1; }
-    echo "$port"
+    printf -v "$var" '%s' "$port"
 }
 
 # ---- 1. literal names
@@ -83,7 +86,7 @@ done
 nfiles=$("$RV" info --json names.torrent | $PY -c 'import json,sys; print(len(json.load(sys.stdin)["files"]))')
 [ "$nfiles" -eq ${#names[@]} ] && ok "names: the torrent lists the ${#names[@]} files" \
     || bad "names: the torrent lists $nfiles files, not ${#names[@]}"
-SP=$(start_seeder names.torrent src seed1 seed1.ready seed1.log)
+start_seeder SP names.torrent src seed1 seed1.ready seed1.log
 
 mkdir -p logs box/cwd box/out st1
 LP=$(free_port 127.0.0.3) # before the stamp: free_port.py writes its ledger, ./.rv-ports
@@ -122,7 +125,7 @@ head -c 300000 /dev/urandom >src/sym/dir/a.bin
 head -c 200000 /dev/urandom >src/sym/b.bin
 head -c 100000 /dev/urandom >src/sym/c.bin
 "$RV" create src/sym -o sym.torrent -l 16K >/dev/null 2>&1
-SP2=$(start_seeder sym.torrent src seed2 seed2.ready seed2.log)
+start_seeder SP2 sym.torrent src seed2 seed2.ready seed2.log
 mkdir -p outside/dir outside/top
 cp src/sym/b.bin outside/b.bin          # the right data, outside: must be neither used nor touched
 echo "keep me" >outside/keep.txt
@@ -206,7 +209,7 @@ mkdir -p "src/$deep_rel"
 head -c 500000 /dev/urandom >"src/$deep_rel/f.bin"
 head -c 1000 /dev/urandom >src/deep/top.bin
 "$RV" create src/deep -o deep.torrent -l 16K >/dev/null 2>&1
-SP3=$(start_seeder deep.torrent src seed3 seed3.ready seed3.log)
+start_seeder SP3 deep.torrent src seed3 seed3.ready seed3.log
 deep_out=$WORK/o-deep
 for i in $(seq 12); do deep_out+=/$(comp o 250); done
 mkdir -p "$deep_out"
