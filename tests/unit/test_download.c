@@ -1228,14 +1228,19 @@ static void test_lockstep(void **state)
             assert_int_equal(w->ss.hash_bytes, w->total);
             if (sha1x_min_messages() > 0)
                 assert_true(w->ss.hash_lane_bytes > w->total / 2);
+            /* the seeder answers in the order asked: most blocks go straight to their chunk */
+            assert_true(w->ss.blocks_in_place > w->ss.blocks_in / 2);
         }
-        print_message("%s: %u of %u pieces, %llu of %llu bytes hashed in lanes\n",
+        print_message("%s: %u of %u pieces, %llu of %llu bytes hashed in lanes, %llu of %llu "
+                      "blocks received in place\n",
                       c == 0   ? "honest"
                       : c == 1 ? "liar and honest"
                       : c == 2 ? "flapper"
                                : "stopped halfway",
                       w->nverified, w->npieces, (unsigned long long)w->ss.hash_lane_bytes,
-                      (unsigned long long)w->ss.hash_bytes);
+                      (unsigned long long)w->ss.hash_bytes,
+                      (unsigned long long)w->ss.blocks_in_place,
+                      (unsigned long long)w->ss.blocks_in);
         world_free(w);
     }
     file_scale = 1;

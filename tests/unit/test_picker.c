@@ -370,6 +370,42 @@ static void spread_hands_out_rows(void **state)
     bitfield_free(&bf);
 }
 
+/* picker_block_requesters (receiving in place asks it): how many peers hold a request for a
+ * block, when the one asking is among them and the block has not arrived; else 0. */
+static void block_requesters_counted(void **state)
+{
+    (void)state;
+    struct picker *p = mk_rarest(2, 2 * KIB16, 9, 0); /* piece 1 is had */
+    struct bitfield bf;
+    bf_all_but_last(&bf, 2);
+    inc_n(p, 0, 2);
+    struct block_ref r[4];
+    bool eg;
+    assert_int_equal(picker_block_requesters(p, 0, 0, A), 0); /* not asked yet */
+    assert_int_equal(picker_pick(p, &bf, A, r, 2, &eg), 2);
+    assert_int_equal(picker_block_requesters(p, 0, r[0].begin, A), 1);
+    assert_int_equal(picker_block_requesters(p, 0, r[0].begin, B), 0); /* not B's */
+    assert_int_equal(picker_block_requesters(p, 0, 7, A), 0);          /* no such block */
+    assert_int_equal(picker_block_requesters(p, 1, 0, A), 0);          /* a piece had */
+    assert_int_equal(picker_block_requesters(p, 5, 0, A), 0);          /* no such piece */
+    /* End-game: B asks for the same blocks; each now has two askers, for either of them */
+    assert_int_equal(picker_pick(p, &bf, B, r, 2, &eg), 2);
+    assert_true(eg);
+    assert_int_equal(picker_block_requesters(p, 0, 0, A), 2);
+    assert_int_equal(picker_block_requesters(p, 0, 0, B), 2);
+    /* Arrived: no one's to receive any more */
+    bool done;
+    assert_int_equal(picker_block_received(p, 0, 0, A, &done, NULL, NULL), PICKER_BLOCK_NEW);
+    assert_int_equal(picker_block_requesters(p, 0, 0, A), 0);
+    assert_int_equal(picker_block_requesters(p, 0, 0, B), 0);
+    /* Dropped: the other asker alone is left */
+    picker_block_dropped(p, 0, KIB16, B);
+    assert_int_equal(picker_block_requesters(p, 0, KIB16, A), 1);
+    assert_int_equal(picker_block_requesters(p, 0, KIB16, B), 0);
+    picker_free(p);
+    bitfield_free(&bf);
+}
+
 /* picker_pick_alone: a peer on parole gets a piece of its own, which others get no block of,
  * end-game included, until its owner drops a request of it. */
 static void alone_pieces_are_not_shared(void **state)
@@ -1376,6 +1412,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bad_options_refused),
+        cmocka_unit_test(block_requesters_counted),
         cmocka_unit_test(rarest_first_with_known_availability),
         cmocka_unit_test(rarest_first_follows_changes),
         cmocka_unit_test(uncounted_pieces_still_picked),
