@@ -755,8 +755,8 @@ static bool in_place_credit(struct conn *c, struct iovec *iov, int *k)
 
 /* One readv: into the plan when there is one, else into rbuf as libuv would. Returns 0 to
  * read again, 1 when the socket is empty or reading waits for the rate limit, < 0 when the
- * connection closed. */
-static int in_place_round(struct conn *c)
+ * connection closed. *full: the read filled all it was offered (more may be waiting). */
+static int in_place_round(struct conn *c, bool *full)
 {
     struct conn_block plan[PLAN_MAX], from;
     size_t n = 0;
@@ -824,6 +824,9 @@ static int in_place_round(struct conn *c)
         fail(c, RV_ENET, "receive failed: no socket");
         return RV_ENET;
     }
+    size_t offered = 0;
+    for (int i = 0; i < k; i++)
+        offered += iov[i].iov_len;
     ssize_t got;
     do
         got = readv(fd, iov, k);
@@ -839,6 +842,7 @@ static int in_place_round(struct conn *c)
         return RV_ENET;
     }
     count_read(c, (size_t)got);
+    *full = (size_t)got == offered;
 
     struct walk w = {
         .plan = plan, .hdr = hdr, .iov = iov, .first = first, .n = n, .got = (size_t)got};
@@ -902,11 +906,14 @@ static int in_place_round(struct conn *c)
 static void read_in_place(struct conn *c)
 {
     for (int round = 0; round < IN_PLACE_ROUNDS; round++) {
-        int rc = in_place_round(c);
+        bool full = false;
+        int rc = in_place_round(c, &full);
         if (c->state == CONN_CLOSING)
             return;
         conn_flush(c); /* the requests the blocks made room for */
-        if (rc != 0 || !(in_place_ok(c) || c->has_cur))
+        /* A short read emptied the socket: asking again would only return EAGAIN (libuv's
+         * loop stops there too; its poll wakes us when more comes). */
+        if (rc != 0 || !full || !(in_place_ok(c) || c->has_cur))
             return;
     }
 }
