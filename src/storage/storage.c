@@ -64,6 +64,7 @@
 #define DIRECT_SKIPPED (-2)       /* write_direct: fall back to the cache, this time */
 #define DIRECT_UNALIGNED (-3)     /* write_direct_chunks: a chunk is not aligned in memory */
 _Static_assert(STORAGE_RUN_MAX <= SHA1X_LANES, "a run's pieces fit sha1x's lanes");
+_Static_assert(STORAGE_CHUNKS_MAX <= STORAGE_RUN_MAX, "a job's chunks have a result each");
 
 enum op { OP_WRITE, OP_CHECK, OP_READ, OP_SYNC, OP_STEPS, OP_CHUNK };
 
@@ -78,18 +79,21 @@ struct req {
     struct storage *s;
     enum op op;
     uint32_t piece, begin, len;
-    uint32_t count; /* OP_WRITE: pieces piece..piece+count-1, piece+i's data at run[i] */
+    uint32_t count; /* OP_WRITE: pieces piece..piece+count-1, piece+i's data at run[i]; OP_CHUNK:
+                       chunks */
     const uint8_t *run[STORAGE_RUN_MAX];
-    int run_rc[STORAGE_RUN_MAX]; /* each piece's result: 0, RV_EHASH, or the write's error */
+    int run_rc[STORAGE_RUN_MAX]; /* each piece's (OP_CHUNK: chunk's) result: 0, RV_EHASH, or
+                                    the write's error */
     uint8_t *out;        /* OP_READ */
     /* OP_STEPS (storage_hash_chunks): steps[0..nsteps), chunk bytes the full ones; OP_CHUNK
-     * (storage_write_chunk): bytes [begin, begin + len) of piece at data. Either hands its
-     * data to release once done with it (OP_STEPS: only when canceled; steps_cb has it). */
+     * (storage_write_chunks): chunks[0..count), each data set to NULL once released. Either
+     * hands its data to release once done with it (OP_STEPS: only when canceled; steps_cb has
+     * it). */
     struct storage_step *steps;
     unsigned nsteps;
     uint32_t chunk;
     storage_steps_cb steps_cb;
-    const uint8_t *data;
+    struct storage_chunk chunks[STORAGE_CHUNKS_MAX];
     storage_release_fn release;
     void *rud;
     storage_cb cb;
@@ -1117,24 +1121,49 @@ static int do_sync(struct storage *s, struct req *r)
     return rc;
 }
 
-/* Writes bytes [begin, begin + len) of piece from p: a write for each file it spans. */
-static int write_piece_range(struct storage *s, struct req *r, uint32_t piece, uint64_t begin,
-                             uint64_t len, const uint8_t *p)
+/* storage_write_chunks on a worker: chunks that follow each other in a file go in one write,
+ * as write_pieces does for pieces. A write error stops the job: the chunks in that write and
+ * every later one report it. */
+static void do_chunks(struct storage *s, struct req *r)
 {
-    uint64_t start = piece_start(s, piece) + begin;
-    struct span_iter it;
-    struct span sp;
+    struct chunk c[STORAGE_CHUNKS_MAX * 2];
+    size_t nc = 0, file = 0;
+    uint32_t first = 0; /* the first chunk with bytes in c[] */
     int rc = 0;
-    layout_span_begin(s->l, start, len, &it);
-    while (rc == 0 && layout_span_next(&it, &sp)) {
-        if (s->l->files[sp.file].attr & RV_FILE_PAD)
-            continue;
-        if (s->file_sel != NULL && !s->file_sel[sp.file])
-            continue;
-        struct chunk c = {p + span_pos(s, &sp, start), sp.file_offset, sp.length};
-        rc = write_file_run(s, r, sp.file, &c, 1);
+    for (uint32_t i = 0; i < r->count && rc == 0; i++) {
+        const struct storage_chunk *ch = &r->chunks[i];
+        uint64_t start = piece_start(s, ch->piece) + ch->off;
+        struct span_iter it;
+        struct span sp;
+        layout_span_begin(s->l, start, ch->len, &it);
+        while (rc == 0 && layout_span_next(&it, &sp)) {
+            if (s->l->files[sp.file].attr & RV_FILE_PAD)
+                continue;
+            if (s->file_sel != NULL && !s->file_sel[sp.file])
+                continue;
+            if (nc > 0 && (sp.file != file || sp.file_offset != c[nc - 1].off + c[nc - 1].len ||
+                           nc == sizeof(c) / sizeof(c[0]))) {
+                if ((rc = write_file_run(s, r, file, c, nc)) != 0)
+                    break;
+                nc = 0;
+            }
+            if (nc == 0)
+                first = i;
+            file = sp.file;
+            c[nc].p = ch->data + span_pos(s, &sp, start);
+            c[nc].off = sp.file_offset;
+            c[nc++].len = sp.length;
+        }
+        if (rc != 0)
+            first = nc > 0 ? first : i;
     }
-    return rc;
+    if (rc == 0 && nc > 0)
+        rc = write_file_run(s, r, file, c, nc);
+    for (uint32_t i = 0; i < r->count; i++) {
+        r->run_rc[i] = rc != 0 && i >= first ? rc : 0;
+        r->release(r->rud, r->chunks[i].data);
+        r->chunks[i].data = NULL;
+    }
 }
 
 /* storage_hash_chunks on a worker: the full chunks side by side in sha1x's lanes when there
@@ -1211,9 +1240,7 @@ static void run_req(uv_work_t *w)
         do_steps(r->s, r);
         break;
     case OP_CHUNK:
-        r->rc = write_piece_range(r->s, r, r->piece, r->begin, r->len, r->data);
-        r->release(r->rud, r->data);
-        r->data = NULL;
+        do_chunks(r->s, r);
         break;
     }
 }
@@ -1269,8 +1296,9 @@ static void after_req(uv_work_t *w, int status)
         r->next->prev = r->prev;
 
     /* Closing: the owner may already be gone, so its callback is not called. */
-    if (r->op == OP_CHUNK && r->data != NULL) /* canceled before it ran */
-        r->release(r->rud, r->data);
+    for (uint32_t i = 0; r->op == OP_CHUNK && i < r->count; i++)
+        if (r->chunks[i].data != NULL) /* canceled before it ran */
+            r->release(r->rud, r->chunks[i].data);
     if (r->op == OP_STEPS) {
         if (s->closing || status == UV_ECANCELED) {
             for (unsigned i = 0; i < r->nsteps; i++) /* steps_cb will not see them */
@@ -1278,20 +1306,21 @@ static void after_req(uv_work_t *w, int status)
         } else {
             r->steps_cb(r->ud, r->steps, r->nsteps);
         }
-    } else if (r->op == OP_WRITE || (r->op == OP_CHECK && r->count > 0)) {
-        /* one callback per piece, in order; one of them may close the storage */
+    } else if (r->op == OP_WRITE || r->op == OP_CHUNK || (r->op == OP_CHECK && r->count > 0)) {
+        /* one callback per piece (chunk), in order; one of them may close the storage */
         for (uint32_t i = 0; i < r->count && !s->closing && r->cb != NULL; i++) {
             rv_error_t e;
             const rv_error_t *err = &r->err;
             int rc = r->run_rc[i];
+            uint32_t piece = r->op == OP_CHUNK ? r->chunks[i].piece : r->piece + i;
             err_clear(&e);
             if (status == UV_ECANCELED)
-                rc = err_set(&e, RV_ECANCELED, "piece %u: canceled", r->piece + i);
+                rc = err_set(&e, RV_ECANCELED, "piece %u: canceled", piece);
             else if (rc == RV_EHASH)
-                err_set(&e, rc, "piece %u does not match its SHA-1 hash", r->piece + i);
+                err_set(&e, rc, "piece %u does not match its SHA-1 hash", piece);
             if (rc == 0 || status == UV_ECANCELED || rc == RV_EHASH)
                 err = &e;
-            r->cb(r->ud, r->piece + i, rc, err);
+            r->cb(r->ud, piece, rc, err);
         }
     } else if (!s->closing && r->cb != NULL) {
         if (status == UV_ECANCELED && r->rc == 0)
@@ -1334,7 +1363,6 @@ static int new_req(struct storage *s, enum op op, uint32_t piece, uint32_t begin
     r->nsteps = 0;
     r->chunk = 0;
     r->steps_cb = NULL;
-    r->data = NULL;
     r->release = NULL;
     r->rud = NULL;
     err_clear(&r->err);
@@ -1398,18 +1426,21 @@ int storage_hash_chunks(struct storage *s, struct storage_step *steps, unsigned 
     return queue_req(s, r);
 }
 
-int storage_write_chunk(struct storage *s, uint32_t piece, uint32_t off, uint32_t len,
-                        const uint8_t *data, storage_release_fn release, void *rud, storage_cb cb,
-                        void *ud)
+int storage_write_chunks(struct storage *s, const struct storage_chunk *c, unsigned n,
+                         storage_release_fn release, void *rud, storage_cb cb, void *ud)
 {
-    if (piece >= s->l->piece_count || data == NULL || release == NULL || len == 0 ||
-        len > layout_piece_size(s->l, piece) || off > layout_piece_size(s->l, piece) - len)
+    if (c == NULL || n == 0 || n > STORAGE_CHUNKS_MAX || release == NULL)
         return RV_EINVAL;
+    for (unsigned i = 0; i < n; i++)
+        if (c[i].piece >= s->l->piece_count || c[i].data == NULL || c[i].len == 0 ||
+            c[i].len > layout_piece_size(s->l, c[i].piece) ||
+            c[i].off > layout_piece_size(s->l, c[i].piece) - c[i].len)
+            return RV_EINVAL;
     struct req *r;
-    int rc = new_req(s, OP_CHUNK, piece, off, len, NULL, 0, NULL, cb, ud, &r);
+    int rc = new_req(s, OP_CHUNK, c[0].piece, 0, 0, NULL, n, NULL, cb, ud, &r);
     if (rc != 0)
         return rc;
-    r->data = data;
+    memcpy(r->chunks, c, n * sizeof(*c));
     r->release = release;
     r->rud = rud;
     return queue_req(s, r);

@@ -85,7 +85,7 @@ int storage_verify_and_write(struct storage *s, uint32_t piece, const uint8_t *d
 int storage_verify_and_write_run(struct storage *s, uint32_t first, uint32_t n,
                                  const uint8_t *const *data, storage_cb cb, void *ud);
 /* Pieces hashed as their chunks arrive, side by side (the download's lockstep): the caller
- * holds each piece in chunks of memory, hands a chunk to storage_write_chunk as soon as it is
+ * holds each piece in chunks of memory, hands chunks to storage_write_chunks as soon as they are
  * in and to storage_hash_chunks once the chunks at the same point of other pieces are in too,
  * and gets the piece's verdict from the hash of its last chunk. A piece is so on disk before
  * it is verified; one that fails is not counted, and its next download overwrites it. */
@@ -113,12 +113,21 @@ typedef void (*storage_steps_cb)(void *ud, struct storage_step *steps, unsigned 
  * a chunk longer than chunk, or mid not at off. */
 int storage_hash_chunks(struct storage *s, struct storage_step *steps, unsigned n, uint32_t chunk,
                         storage_release_fn release, void *rud, storage_steps_cb cb, void *ud);
-/* On a worker: writes bytes [off, off + len) of piece from data (one write per file spanned;
- * direct where it lines up, as for whole pieces), then hands data to release. cb as for
- * storage_read. Nothing is checked. When it returns an error, data stays the caller's. */
-int storage_write_chunk(struct storage *s, uint32_t piece, uint32_t off, uint32_t len,
-                        const uint8_t *data, storage_release_fn release, void *rud, storage_cb cb,
-                        void *ud);
+/* One chunk of a piece to write: its bytes [off, off + len) at data. */
+struct storage_chunk {
+    uint32_t piece;
+    uint32_t off, len;
+    const uint8_t *data;
+};
+#define STORAGE_CHUNKS_MAX 8
+/* On a worker, in one job: writes the n (1..STORAGE_CHUNKS_MAX) chunks in order (one write per
+ * file each spans; direct where it lines up, as for whole pieces), then hands each chunk's data
+ * to release. A job per chunk cost a worker's wake-up, a context switch and a callback for
+ * every 256 KiB. cb(ud, piece, rc, err) runs once per chunk, in order, as for storage_read;
+ * after a write error the job stops, and that chunk and every later one report it. Nothing is
+ * checked. c[] is copied. When it returns an error, the data stays the caller's. */
+int storage_write_chunks(struct storage *s, const struct storage_chunk *c, unsigned n,
+                         storage_release_fn release, void *rud, storage_cb cb, void *ud);
 
 /* On a worker: reads piece from disk and checks its hash (rc 0 match, RV_EHASH mismatch or
  * missing data, RV_EIO). Used to check data already there. */

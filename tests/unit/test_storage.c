@@ -312,6 +312,8 @@ struct ctx {
     int sys_errno[MAXP];
     char msg[MAXP][256];
     unsigned total;
+    uint32_t seq[32]; /* the first callbacks' pieces and results, in order */
+    int seq_rc[32];
     /* for tests that act from inside a callback */
     struct storage *s;
     bool close_in_cb;
@@ -333,6 +335,10 @@ static void on_done(void *ud, uint32_t piece, int rc, const rv_error_t *err)
     c->rc[piece] = rc;
     c->sys_errno[piece] = err->sys_errno;
     snprintf(c->msg[piece], sizeof(c->msg[piece]), "%s", err->msg);
+    if (c->total < 32) {
+        c->seq[c->total] = piece;
+        c->seq_rc[c->total] = rc;
+    }
     c->total++;
     if (c->close_in_cb && c->s != NULL) {
         struct storage *s = c->s;
@@ -970,6 +976,13 @@ static void test_readonly_folder(void **state)
     tt_free(&t);
 }
 
+/* storage_release_fn for test data the test keeps: counts the calls. */
+static void on_kept(void *rud, const uint8_t *data)
+{
+    (void)data;
+    __atomic_fetch_add((unsigned *)rud, 1, __ATOMIC_RELAXED);
+}
+
 /* A write the kernel refuses (EFBIG past RLIMIT_FSIZE, which binds root as well): RV_EIO,
  * the file and the reason named. */
 static void test_write_error(void **state)
@@ -1006,6 +1019,36 @@ static void test_write_error(void **state)
     assert_int_equal(c->sys_errno[1], EFBIG);
     snprintf(want, sizeof(want), "cannot set the size of %s/name/sub/dir/b.bin", t.dl);
     assert_contains(c->msg[1], want);
+
+    /* Chunks in one job: the first two fit under the limit, the third does not; the job stops
+     * there, and the fourth (piece 0, elsewhere) reports the same error unwritten. */
+    unsigned released = 0;
+    const struct storage_chunk ch[] = {{3, 0, PL, piece_data(&t, 3)},
+                                       {4, 0, 3000, piece_data(&t, 4)},
+                                       {4, 4000, 8000, piece_data(&t, 4) + 4000},
+                                       {0, 0, PL, piece_data(&t, 0)}};
+    struct ctx *wc = ctx_new();
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    oldsig = signal(SIGXFSZ, SIG_IGN);
+    rc = storage_write_chunks(s, ch, 4, on_kept, &released, on_done, wc);
+    if (rc == 0)
+        assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, oldsig);
+    assert_int_equal(rc, 0);
+    assert_int_equal(wc->total, 4);
+    assert_int_equal(released, 4);
+    const uint32_t want_seq[] = {3, 4, 4, 0};
+    const int want_rc[] = {0, 0, RV_EIO, RV_EIO};
+    for (unsigned i = 0; i < 4; i++) {
+        assert_int_equal(wc->seq[i], want_seq[i]);
+        assert_int_equal(wc->seq_rc[i], want_rc[i]);
+    }
+    snprintf(want, sizeof(want), "cannot write %s/name/sub/c.bin: %s", t.dl, strerror(EFBIG));
+    assert_contains(wc->msg[0], want); /* piece 0's call names c.bin: the write that failed */
+    assert_int_equal(wc->sys_errno[0], EFBIG);
+    assert_int_equal(check_one(&loop, s, 0, c), RV_EHASH); /* never written */
+    free(wc);
 
     /* with the limit gone the same pieces go through */
     assert_int_equal(write_one(&loop, s, &t, 4, NULL, c), 0);
@@ -1438,6 +1481,61 @@ static void on_steps(void *ud, struct storage_step *st, unsigned n)
     }
 }
 
+/* storage_write_chunks: 128 KiB chunks, each in memory of its own placed as the torrent
+ * places pieces (3192 bytes into a page, where b.bin's pages start), are written together
+ * wherever they follow each other in the file, whatever their order in the job. */
+static void test_write_chunks_merged(void **state)
+{
+    (void)state;
+    const uint32_t chunk = 128u << 10, shift = 3192;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    static const struct tfile two[] = {{"a.bin", 5000, false},
+                                       {"b.bin", (2u << 20) - 5000 + 777, false}};
+    struct tt t;
+    tt_build(&t, "merge", 1u << 20, two, 2, 0, 43);
+    assert_int_equal(t.ti->piece_count, 3);
+    bool direct = direct_supported(t.root);
+    rv_session_stats_t st = {0};
+    struct storage *s = open_direct(&loop, &t, true, &st);
+    unsigned released = 0;
+    struct ctx *c = ctx_new();
+    /* piece 0 in order; piece 1 in adjacent pairs, out of order; piece 2 (777 bytes) alone */
+    static const uint32_t order[2][8] = {{0, 1, 2, 3, 4, 5, 6, 7}, {0, 1, 4, 5, 2, 3, 6, 7}};
+    uint8_t *mem[17];
+    unsigned nmem = 0;
+    for (uint32_t p = 0; p < 3; p++) {
+        struct storage_chunk ch[STORAGE_CHUNKS_MAX];
+        unsigned n = 0;
+        uint32_t size = layout_piece_size(&t.l, p);
+        for (uint32_t i = 0; i < 8 && i * chunk < size; i++) {
+            uint32_t off = (p < 2 ? order[p][i] : i) * chunk;
+            uint32_t len = size - off < chunk ? size - off : chunk;
+            assert_int_equal(posix_memalign((void **)&mem[nmem], 4096, chunk + 4096), 0);
+            memcpy(mem[nmem] + shift, piece_data(&t, p) + off, len);
+            ch[n++] = (struct storage_chunk){p, off, len, mem[nmem++] + shift};
+        }
+        assert_int_equal(storage_write_chunks(s, ch, n, on_kept, &released, on_done, c), 0);
+    }
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(c->total, 17);
+    assert_int_equal(released, 17);
+    for (uint32_t p = 0; p < 3; p++)
+        assert_int_equal(c->rc[p], 0);
+    close_storage(&loop, s);
+    assert_files_match(&t);
+    assert_int_equal(st.disk_write_bytes, t.size);
+    /* Piece 0: a.bin, then b.bin's part as one run (its whole pages direct, its last partial
+     * page cached); piece 1: four runs of two chunks, each with a partial page at either end;
+     * piece 2: one. Chunk by chunk it was 3 + 3 * 7 + 3 * 8 + 1 = 49. */
+    assert_int_equal(st.disk_writes, direct ? 3 + 4 * 3 + 1 : 2 + 4 + 1);
+    for (unsigned i = 0; i < nmem; i++)
+        free(mem[i]);
+    free(c);
+    tt_free(&t);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 static void test_hash_chunks(void **state)
 {
     (void)state;
@@ -1485,15 +1583,30 @@ static void test_hash_chunks(void **state)
                 storage_hash_chunks(s, steps, n, chunk, on_step_released, c, on_steps, c), 0);
             assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
             assert_int_equal(c->calls, r + 1);
+            /* written three to a job: one callback per chunk */
             struct ctx *wc = ctx_new();
-            for (unsigned i = 0; i < n; i++)
-                assert_int_equal(storage_write_chunk(s, steps[i].piece, steps[i].off, steps[i].len,
-                                                     steps[i].data, on_step_released, c, on_done,
-                                                     wc),
+            for (unsigned i = 0; i < n; i += 3) {
+                struct storage_chunk ch[3];
+                unsigned m = n - i < 3 ? n - i : 3;
+                for (unsigned k = 0; k < m; k++)
+                    ch[k] = (struct storage_chunk){steps[i + k].piece, steps[i + k].off,
+                                                   steps[i + k].len, steps[i + k].data};
+                assert_int_equal(storage_write_chunks(s, ch, m, on_step_released, c, on_done, wc),
                                  0);
+            }
             assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
-            for (unsigned i = 0; i < n; i++)
-                assert_int_equal(wc->rc[steps[i].piece], 0);
+            /* jobs finish in any order, each job's chunks together and in order */
+            assert_int_equal(wc->total, n);
+            for (unsigned i = 0; i < n; i += 3) {
+                unsigned at = 0;
+                while (at < n && wc->seq[at] != steps[i].piece)
+                    at++;
+                for (unsigned k = 0; k < 3 && i + k < n; k++) {
+                    assert_true(at + k < n);
+                    assert_int_equal(wc->seq[at + k], steps[i + k].piece);
+                    assert_int_equal(wc->seq_rc[at + k], 0);
+                }
+            }
             free(wc);
         }
         for (uint32_t p = 0; p < 9; p++)
@@ -1533,6 +1646,28 @@ static void test_hash_chunks(void **state)
         bad.off = (1u << 20) - 4096;
         assert_int_equal(storage_hash_chunks(s, &bad, 1, chunk, on_step_released, c, on_steps, c),
                          RV_EINVAL);
+        /* ...and for writes: none, too many, past the piece (the last one is 777 bytes), no
+         * data, no piece 9 */
+        struct storage_chunk wbad[STORAGE_CHUNKS_MAX + 1];
+        for (unsigned i = 0; i <= STORAGE_CHUNKS_MAX; i++)
+            wbad[i] = (struct storage_chunk){0, 0, chunk, piece_data(&t, 0)};
+        struct ctx *wc = ctx_new();
+        assert_int_equal(storage_write_chunks(s, wbad, 0, on_step_released, c, on_done, wc),
+                         RV_EINVAL);
+        assert_int_equal(
+            storage_write_chunks(s, wbad, STORAGE_CHUNKS_MAX + 1, on_step_released, c, on_done, wc),
+            RV_EINVAL);
+        wbad[1] = (struct storage_chunk){8, 512, 300, piece_data(&t, 8)};
+        assert_int_equal(storage_write_chunks(s, wbad, 2, on_step_released, c, on_done, wc),
+                         RV_EINVAL);
+        wbad[1] = (struct storage_chunk){7, 0, chunk, NULL};
+        assert_int_equal(storage_write_chunks(s, wbad, 2, on_step_released, c, on_done, wc),
+                         RV_EINVAL);
+        wbad[1] = (struct storage_chunk){9, 0, 1, piece_data(&t, 0)};
+        assert_int_equal(storage_write_chunks(s, wbad, 2, on_step_released, c, on_done, wc),
+                         RV_EINVAL);
+        assert_int_equal(wc->total, 0);
+        free(wc);
         assert_int_equal(storage_pending(s), 0);
         close_storage(&loop, s);
         free(c);
@@ -1677,7 +1812,7 @@ int main(void)
         cmocka_unit_test(test_max_open),        cmocka_unit_test(test_direct_writes),
         cmocka_unit_test(test_direct_overflow), cmocka_unit_test(test_write_runs),
         cmocka_unit_test(test_check_runs),      cmocka_unit_test(test_throughput),
-        cmocka_unit_test(test_hash_chunks),
+        cmocka_unit_test(test_hash_chunks),     cmocka_unit_test(test_write_chunks_merged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
