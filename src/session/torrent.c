@@ -95,6 +95,17 @@
 #define LOCK_SPREAD 8
 #endif
 #define LOCK_EXTRA 2 /* pieces in progress beyond the spread: the ones finishing */
+/* Lockstep's writes are behind when this many write jobs are with the storage: a chunk then
+ * waits on the disk long after its hash is done, holding memory the next row of requests
+ * needs, so the next batch goes through the page cache unless the disk is idle
+ * (storage_write_chunks' hurry). Rivulet to rivulet (where blocks come faster than this
+ * virtual disk takes direct writes) 0.72-0.83 s for 1 GiB against 0.88-1.08 (2026-12-06,
+ * 2 rounds each), 380 MB of it through the cache; from one libtorrent seeder 0.94 CPU s/GiB
+ * against 0.90 (6 rounds alternating; 125 MB through the cache); from four the same
+ * (1.13 against 1.16, 3 rounds). Two: as fast, more through the cache; four: slower. */
+#ifndef WRITES_BEHIND
+#define WRITES_BEHIND 3
+#endif
 /* Chunks that are in go to the disk LOCK_WRITE_BATCH to a job (storage_write_chunks), and
  * every chunk a hash pass takes is with the disk by then. A job per chunk was 4,670 jobs per
  * GiB; in fours, 1,830, and from one libtorrent seeder 1.05 CPU s/GiB against 1.11 (6 rounds
@@ -1223,7 +1234,8 @@ static void write_flush(rv_torrent_t *t)
     if (w != NULL) {
         w->t = t;
         w->left = n;
-        rc = storage_write_chunks(t->storage, t->wq, n, on_chunk_released, &t->pool,
+        bool behind = t->nlock_jobs - t->nhash_jobs >= WRITES_BEHIND;
+        rc = storage_write_chunks(t->storage, t->wq, n, behind, on_chunk_released, &t->pool,
                                   on_chunk_written, w);
     }
     if (rc == 0) {

@@ -94,6 +94,7 @@ struct req {
     uint32_t chunk;
     storage_steps_cb steps_cb;
     struct storage_chunk chunks[STORAGE_CHUNKS_MAX];
+    bool hurry; /* OP_CHUNK: through the cache unless the disk is idle */
     storage_release_fn release;
     void *rud;
     storage_cb cb;
@@ -717,7 +718,8 @@ static int write_direct_chunks(struct storage *s, int dfd, const struct chunk *c
  * left dirty for writeback or for the fsync at the end; the partial blocks at either end
  * (shared with the neighbouring piece or past the file's last full block) go through the
  * cache. */
-static int write_chunks(struct storage *s, const struct fh *h, const struct chunk *c, size_t n)
+static int write_chunks(struct storage *s, const struct fh *h, const struct chunk *c, size_t n,
+                        bool hurry)
 {
     uint64_t off = c[0].off, end = c[n - 1].off + c[n - 1].len;
     uint64_t a = (off + STORAGE_DIRECT_ALIGN - 1) & ~(uint64_t)(STORAGE_DIRECT_ALIGN - 1);
@@ -727,8 +729,9 @@ static int write_chunks(struct storage *s, const struct fh *h, const struct chun
         (dfd = fh_direct(s, h)) < 0)
         return write_cached_chunks(s, h->fd, c, n, off, end);
     unsigned running = __atomic_add_fetch(&s->disk->running, 1, __ATOMIC_RELAXED);
-    if (running > s->direct_max &&
-        __atomic_load_n(&s->disk->queued, __ATOMIC_RELAXED) >= STORAGE_WRITES_QUEUED) {
+    if ((hurry && running > 1) ||
+        (running > s->direct_max &&
+         __atomic_load_n(&s->disk->queued, __ATOMIC_RELAXED) >= STORAGE_WRITES_QUEUED)) {
         /* the disk is behind: this one goes to the page cache and returns at once */
         __atomic_sub_fetch(&s->disk->running, 1, __ATOMIC_RELAXED);
         stats_add(&s->stats->disk_overflow_bytes, b - a);
@@ -743,7 +746,7 @@ static int write_chunks(struct storage *s, const struct fh *h, const struct chun
     __atomic_sub_fetch(&s->disk->running, 1, __ATOMIC_RELAXED);
     if (e == DIRECT_UNALIGNED) {
         for (size_t i = 0; i < n; i++)
-            if ((e = write_chunks(s, h, &c[i], 1)) != 0)
+            if ((e = write_chunks(s, h, &c[i], 1, hurry)) != 0)
                 return e;
         return 0;
     }
@@ -786,7 +789,7 @@ static int write_file_run(struct storage *s, struct req *r, size_t file, const s
     int rc = fh_acquire(s, file, true, &h, &r->err);
     if (rc != 0)
         return rc;
-    int e = write_chunks(s, &h, c, n);
+    int e = write_chunks(s, &h, c, n, r->hurry);
     fh_release(s, &h, true);
     if (e != 0)
         return sys_err(&r->err, e, "cannot write %s/%s", s->dir, s->l->files[file].path);
@@ -1364,6 +1367,7 @@ static int new_req(struct storage *s, enum op op, uint32_t piece, uint32_t begin
     r->chunk = 0;
     r->steps_cb = NULL;
     r->release = NULL;
+    r->hurry = false;
     r->rud = NULL;
     err_clear(&r->err);
     r->work.data = r;
@@ -1426,7 +1430,7 @@ int storage_hash_chunks(struct storage *s, struct storage_step *steps, unsigned 
     return queue_req(s, r);
 }
 
-int storage_write_chunks(struct storage *s, const struct storage_chunk *c, unsigned n,
+int storage_write_chunks(struct storage *s, const struct storage_chunk *c, unsigned n, bool hurry,
                          storage_release_fn release, void *rud, storage_cb cb, void *ud)
 {
     if (c == NULL || n == 0 || n > STORAGE_CHUNKS_MAX || release == NULL)
@@ -1441,6 +1445,7 @@ int storage_write_chunks(struct storage *s, const struct storage_chunk *c, unsig
     if (rc != 0)
         return rc;
     memcpy(r->chunks, c, n * sizeof(*c));
+    r->hurry = hurry;
     r->release = release;
     r->rud = rud;
     return queue_req(s, r);

@@ -125,8 +125,10 @@ struct storage_chunk {
  * to release. A job per chunk cost a worker's wake-up, a context switch and a callback for
  * every 256 KiB. cb(ud, piece, rc, err) runs once per chunk, in order, as for storage_read;
  * after a write error the job stops, and that chunk and every later one report it. Nothing is
- * checked. c[] is copied. When it returns an error, the data stays the caller's. */
-int storage_write_chunks(struct storage *s, const struct storage_chunk *c, unsigned n,
+ * checked. c[] is copied. When it returns an error, the data stays the caller's. hurry: the
+ * caller's writes are behind, so these go through the page cache unless no other direct
+ * write is running (besides STORAGE_DIRECT_BUSY's rule for every write). */
+int storage_write_chunks(struct storage *s, const struct storage_chunk *c, unsigned n, bool hurry,
                          storage_release_fn release, void *rud, storage_cb cb, void *ud);
 
 /* On a worker: reads piece from disk and checks its hash (rc 0 match, RV_EHASH mismatch or

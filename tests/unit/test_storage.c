@@ -1030,7 +1030,7 @@ static void test_write_error(void **state)
     struct ctx *wc = ctx_new();
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
     oldsig = signal(SIGXFSZ, SIG_IGN);
-    rc = storage_write_chunks(s, ch, 4, on_kept, &released, on_done, wc);
+    rc = storage_write_chunks(s, ch, 4, false, on_kept, &released, on_done, wc);
     if (rc == 0)
         assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
@@ -1337,6 +1337,61 @@ static void test_direct_overflow(void **state)
     tt_free(&t);
 }
 
+/* storage_write_chunks(hurry): through the cache when another direct write is running, here
+ * one the test pretends to run through the shared storage_disk; direct when the disk is idle,
+ * and without hurry while no more than direct_max run. */
+static void test_write_chunks_hurry(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct tt t;
+    tt_build(&t, "hurry.bin", 1u << 20, NULL, 0, 4u << 20, 46);
+    if (!direct_supported(t.root)) {
+        print_message("O_DIRECT is refused in %s: nothing to test\n", t.root);
+        tt_free(&t);
+        assert_int_equal(uv_loop_close(&loop), 0);
+        return;
+    }
+    struct storage_disk disk = {0};
+    rv_session_stats_t st = {0};
+    struct storage_opts o = {.dir = t.dl, .direct = true, .stats = &st, .disk = &disk};
+    struct storage *s = NULL;
+    rv_error_t err;
+    assert_int_equal(storage_new(&loop, t.ti, &t.l, &o, &s, &err), 0);
+    uint8_t *mem;
+    assert_int_equal(posix_memalign((void **)&mem, 4096, t.size), 0);
+    unsigned released = 0;
+    struct ctx *c = ctx_new();
+    /* piece p: {hurry, direct writes running besides} */
+    static const struct {
+        bool hurry;
+        unsigned running;
+        bool direct;
+    } cases[] = {{true, 1, false}, {true, 0, true}, {false, 1, true}, {true, 2, false}};
+    for (uint32_t p = 0; p < 4; p++) {
+        memcpy(mem + (size_t)p * (1u << 20), piece_data(&t, p), 1u << 20);
+        struct storage_chunk ch = {p, 0, 1u << 20, mem + (size_t)p * (1u << 20)};
+        uint64_t direct0 = st.disk_direct_bytes, over0 = st.disk_overflow_bytes;
+        disk.running = cases[p].running;
+        assert_int_equal(
+            storage_write_chunks(s, &ch, 1, cases[p].hurry, on_kept, &released, on_done, c), 0);
+        assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+        assert_int_equal(disk.running, cases[p].running); /* the write's own count undone */
+        assert_int_equal(c->rc[p], 0);
+        assert_int_equal(st.disk_direct_bytes - direct0, cases[p].direct ? 1u << 20 : 0);
+        assert_int_equal(st.disk_overflow_bytes - over0, cases[p].direct ? 0 : 1u << 20);
+    }
+    disk.running = 0;
+    close_storage(&loop, s);
+    assert_files_match(&t);
+    assert_int_equal(released, 4);
+    free(mem);
+    free(c);
+    tt_free(&t);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 /* Writes pieces first..first+n-1 as one run, each from its own buffer starting shift bytes
  * into a page, piece bad (when in the run) with one bit flipped; every callback must come,
  * once. */
@@ -1515,7 +1570,7 @@ static void test_write_chunks_merged(void **state)
             memcpy(mem[nmem] + shift, piece_data(&t, p) + off, len);
             ch[n++] = (struct storage_chunk){p, off, len, mem[nmem++] + shift};
         }
-        assert_int_equal(storage_write_chunks(s, ch, n, on_kept, &released, on_done, c), 0);
+        assert_int_equal(storage_write_chunks(s, ch, n, false, on_kept, &released, on_done, c), 0);
     }
     assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
     assert_int_equal(c->total, 17);
@@ -1591,8 +1646,8 @@ static void test_hash_chunks(void **state)
                 for (unsigned k = 0; k < m; k++)
                     ch[k] = (struct storage_chunk){steps[i + k].piece, steps[i + k].off,
                                                    steps[i + k].len, steps[i + k].data};
-                assert_int_equal(storage_write_chunks(s, ch, m, on_step_released, c, on_done, wc),
-                                 0);
+                assert_int_equal(
+                    storage_write_chunks(s, ch, m, false, on_step_released, c, on_done, wc), 0);
             }
             assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
             /* jobs finish in any order, each job's chunks together and in order */
@@ -1652,19 +1707,19 @@ static void test_hash_chunks(void **state)
         for (unsigned i = 0; i <= STORAGE_CHUNKS_MAX; i++)
             wbad[i] = (struct storage_chunk){0, 0, chunk, piece_data(&t, 0)};
         struct ctx *wc = ctx_new();
-        assert_int_equal(storage_write_chunks(s, wbad, 0, on_step_released, c, on_done, wc),
+        assert_int_equal(storage_write_chunks(s, wbad, 0, false, on_step_released, c, on_done, wc),
                          RV_EINVAL);
-        assert_int_equal(
-            storage_write_chunks(s, wbad, STORAGE_CHUNKS_MAX + 1, on_step_released, c, on_done, wc),
-            RV_EINVAL);
+        assert_int_equal(storage_write_chunks(s, wbad, STORAGE_CHUNKS_MAX + 1, false,
+                                              on_step_released, c, on_done, wc),
+                         RV_EINVAL);
         wbad[1] = (struct storage_chunk){8, 512, 300, piece_data(&t, 8)};
-        assert_int_equal(storage_write_chunks(s, wbad, 2, on_step_released, c, on_done, wc),
+        assert_int_equal(storage_write_chunks(s, wbad, 2, false, on_step_released, c, on_done, wc),
                          RV_EINVAL);
         wbad[1] = (struct storage_chunk){7, 0, chunk, NULL};
-        assert_int_equal(storage_write_chunks(s, wbad, 2, on_step_released, c, on_done, wc),
+        assert_int_equal(storage_write_chunks(s, wbad, 2, false, on_step_released, c, on_done, wc),
                          RV_EINVAL);
         wbad[1] = (struct storage_chunk){9, 0, 1, piece_data(&t, 0)};
-        assert_int_equal(storage_write_chunks(s, wbad, 2, on_step_released, c, on_done, wc),
+        assert_int_equal(storage_write_chunks(s, wbad, 2, false, on_step_released, c, on_done, wc),
                          RV_EINVAL);
         assert_int_equal(wc->total, 0);
         free(wc);
@@ -1803,16 +1858,17 @@ static void test_check_runs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_single_file),     cmocka_unit_test(test_space_reserved),
-        cmocka_unit_test(test_multi_file),      cmocka_unit_test(test_hash_mismatch),
-        cmocka_unit_test(test_check_states),    cmocka_unit_test(test_read_blocks),
-        cmocka_unit_test(test_symlink_outside), cmocka_unit_test(test_unsafe_components),
-        cmocka_unit_test(test_not_a_folder),    cmocka_unit_test(test_readonly_folder),
-        cmocka_unit_test(test_write_error),     cmocka_unit_test(test_close_in_flight),
-        cmocka_unit_test(test_max_open),        cmocka_unit_test(test_direct_writes),
-        cmocka_unit_test(test_direct_overflow), cmocka_unit_test(test_write_runs),
-        cmocka_unit_test(test_check_runs),      cmocka_unit_test(test_throughput),
-        cmocka_unit_test(test_hash_chunks),     cmocka_unit_test(test_write_chunks_merged),
+        cmocka_unit_test(test_single_file),        cmocka_unit_test(test_space_reserved),
+        cmocka_unit_test(test_multi_file),         cmocka_unit_test(test_hash_mismatch),
+        cmocka_unit_test(test_check_states),       cmocka_unit_test(test_read_blocks),
+        cmocka_unit_test(test_symlink_outside),    cmocka_unit_test(test_unsafe_components),
+        cmocka_unit_test(test_not_a_folder),       cmocka_unit_test(test_readonly_folder),
+        cmocka_unit_test(test_write_error),        cmocka_unit_test(test_close_in_flight),
+        cmocka_unit_test(test_max_open),           cmocka_unit_test(test_direct_writes),
+        cmocka_unit_test(test_direct_overflow),    cmocka_unit_test(test_write_runs),
+        cmocka_unit_test(test_check_runs),         cmocka_unit_test(test_throughput),
+        cmocka_unit_test(test_hash_chunks),        cmocka_unit_test(test_write_chunks_merged),
+        cmocka_unit_test(test_write_chunks_hurry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
