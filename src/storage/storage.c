@@ -1157,8 +1157,6 @@ static void do_chunks(struct storage *s, struct req *r)
             c[nc].off = sp.file_offset;
             c[nc++].len = sp.length;
         }
-        if (rc != 0)
-            first = nc > 0 ? first : i;
     }
     if (rc == 0 && nc > 0)
         rc = write_file_run(s, r, file, c, nc);
