@@ -1298,8 +1298,8 @@ static bool lane_ready(const rv_torrent_t *t, const struct piece_buf *b)
 
 /* The fewest chunks a pass hashes side by side (fewer go through libcrypto one at a time).
  * From four libtorrent seeders the pool runs short most of the time, and a pass forced then
- * took what was in, often 1-4 chunks (185 of 465 passes in one download): 11 % of the bytes
- * went through libcrypto. Forced only when no block is asked for (else the next pass starts
+ * took what was in, often 1-4 chunks (185 of the first 512 passes of one download): 11 % of the
+ * bytes went through libcrypto. Forced only when no block is asked for (else the next pass starts
  * once this many are in): every byte in the lanes, 0.74-0.86 CPU s/GiB against 0.74-0.89 and
  * done 2-7 % sooner (bench/download.sh, 4 seeders, 3 alternations of 2 runs, 2026-12-06). */
 static unsigned lanes_gain(void)
