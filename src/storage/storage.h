@@ -120,12 +120,12 @@ struct storage_chunk {
     const uint8_t *data;
 };
 #define STORAGE_CHUNKS_MAX 8
-/* On a worker, in one job: writes the n (1..STORAGE_CHUNKS_MAX) chunks in order (one write per
- * file each spans; direct where it lines up, as for whole pieces), then hands each chunk's data
- * to release. A job per chunk cost a worker's wake-up, a context switch and a callback for
- * every 256 KiB. cb(ud, piece, rc, err) runs once per chunk, in order, as for storage_read;
- * after a write error the job stops, and that chunk and every later one report it. Nothing is
- * checked. c[] is copied. When it returns an error, the data stays the caller's. hurry: the
+/* On a worker, in one job: writes the n (1..STORAGE_CHUNKS_MAX) chunks in order, chunks that
+ * follow each other in a file in one write (direct where it lines up, as for whole pieces),
+ * then hands each chunk's data to release. A job per chunk cost a worker's wake-up, a context
+ * switch and a callback for every 256 KiB. cb(ud, piece, rc, err) runs once per chunk, in
+ * order, as for storage_read; after a write error the job stops, and the chunks of that write
+ * and every later one report it. Nothing is checked. c[] is copied. When it returns an error, the data stays the caller's. hurry: the
  * caller's writes are behind, so these go through the page cache unless no other direct
  * write is running (besides STORAGE_DIRECT_BUSY's rule for every write). */
 int storage_write_chunks(struct storage *s, const struct storage_chunk *c, unsigned n, bool hurry,
