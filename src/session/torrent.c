@@ -345,9 +345,9 @@ struct rv_torrent {
     uint8_t **lock_chunks; /* nbufs * chunks_per_piece: each buffer's chunk array */
     uint32_t *lock_filled; /* ...and filled array */
     size_t nlock_jobs;     /* chunk writes and hash passes with the storage */
+    size_t nhash_jobs;     /* ...of them, hash passes */
     struct storage_chunk wq[LOCK_WRITE_BATCH]; /* chunks in, not yet with the disk */
     unsigned nwq;
-    size_t nhash_jobs;     /* ...of them, hash passes */
     bool mem_short;        /* a pick found no chunk: one block per pick until one is back */
     uint32_t *slot_of;    /* piece -> index in bufs, UINT32_MAX when none */
     uint32_t *free_slots; /* stack of unused indices in bufs */
