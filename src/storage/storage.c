@@ -796,37 +796,56 @@ static int write_file_run(struct storage *s, struct req *r, size_t file, const s
     return 0;
 }
 
+/* Chunks that follow each other in one file, gathered to go out in one write_chunks. */
+struct file_run {
+    struct chunk *c;
+    size_t n, cap, file;
+    unsigned begun; /* runs begun so far */
+};
+
+/* Adds span sp, whose bytes are at p, to the run: first writes out what the run holds when sp
+ * is in another file, does not follow it, or the run is full. Padding (BEP 47: never written)
+ * and files not selected (a boundary piece writes only the selected part) are skipped. */
+static int run_add(struct storage *s, struct req *r, struct file_run *fr, const struct span *sp,
+                   const uint8_t *p)
+{
+    if (s->l->files[sp->file].attr & RV_FILE_PAD)
+        return 0;
+    if (s->file_sel != NULL && !s->file_sel[sp->file])
+        return 0;
+    const struct chunk *last = fr->n > 0 ? &fr->c[fr->n - 1] : NULL;
+    if (last != NULL &&
+        (sp->file != fr->file || sp->file_offset != last->off + last->len || fr->n == fr->cap)) {
+        int rc = write_file_run(s, r, fr->file, fr->c, fr->n);
+        if (rc != 0)
+            return rc;
+        fr->n = 0;
+    }
+    if (fr->n == 0)
+        fr->begun++;
+    fr->file = sp->file;
+    fr->c[fr->n++] = (struct chunk){.p = p, .off = sp->file_offset, .len = sp->length};
+    return 0;
+}
+
 /* Writes the verified pieces first..first+n-1 (piece first+k at data[k]): the parts of
  * consecutive pieces that follow each other in a file go in one write_chunks. */
 static int write_pieces(struct storage *s, struct req *r, uint32_t first, uint32_t n,
                         const uint8_t *const *data)
 {
     struct chunk c[STORAGE_RUN_MAX];
-    size_t nc = 0, file = 0;
+    struct file_run fr = {.c = c, .cap = STORAGE_RUN_MAX};
     int rc = 0;
     for (uint32_t k = 0; k < n && rc == 0; k++) {
         uint64_t start = piece_start(s, first + k);
         struct span_iter it;
         struct span sp;
         layout_piece_begin(s->l, first + k, &it);
-        while (rc == 0 && layout_span_next(&it, &sp)) {
-            if (s->l->files[sp.file].attr & RV_FILE_PAD)
-                continue; /* BEP 47: padding is never written */
-            if (s->file_sel != NULL && !s->file_sel[sp.file])
-                continue; /* not selected: a boundary piece writes only the selected part */
-            if (nc > 0 && (sp.file != file || sp.file_offset != c[nc - 1].off + c[nc - 1].len ||
-                           nc == STORAGE_RUN_MAX)) {
-                rc = write_file_run(s, r, file, c, nc);
-                nc = 0;
-            }
-            file = sp.file;
-            c[nc].p = data[k] + span_pos(s, &sp, start);
-            c[nc].off = sp.file_offset;
-            c[nc++].len = sp.length;
-        }
+        while (rc == 0 && layout_span_next(&it, &sp))
+            rc = run_add(s, r, &fr, &sp, data[k] + span_pos(s, &sp, start));
     }
     if (rc == 0)
-        rc = write_file_run(s, r, file, c, nc);
+        rc = write_file_run(s, r, fr.file, c, fr.n);
     return rc;
 }
 
@@ -1130,7 +1149,7 @@ static int do_sync(struct storage *s, struct req *r)
 static void do_chunks(struct storage *s, struct req *r)
 {
     struct chunk c[STORAGE_CHUNKS_MAX * 2];
-    size_t nc = 0, file = 0;
+    struct file_run fr = {.c = c, .cap = sizeof(c) / sizeof(c[0])};
     uint32_t first = 0; /* the first chunk with bytes in c[] */
     int rc = 0;
     for (uint32_t i = 0; i < r->count && rc == 0; i++) {
@@ -1140,26 +1159,14 @@ static void do_chunks(struct storage *s, struct req *r)
         struct span sp;
         layout_span_begin(s->l, start, ch->len, &it);
         while (rc == 0 && layout_span_next(&it, &sp)) {
-            if (s->l->files[sp.file].attr & RV_FILE_PAD)
-                continue;
-            if (s->file_sel != NULL && !s->file_sel[sp.file])
-                continue;
-            if (nc > 0 && (sp.file != file || sp.file_offset != c[nc - 1].off + c[nc - 1].len ||
-                           nc == sizeof(c) / sizeof(c[0]))) {
-                if ((rc = write_file_run(s, r, file, c, nc)) != 0)
-                    break;
-                nc = 0;
-            }
-            if (nc == 0)
+            unsigned begun = fr.begun;
+            rc = run_add(s, r, &fr, &sp, ch->data + span_pos(s, &sp, start));
+            if (fr.begun != begun)
                 first = i;
-            file = sp.file;
-            c[nc].p = ch->data + span_pos(s, &sp, start);
-            c[nc].off = sp.file_offset;
-            c[nc++].len = sp.length;
         }
     }
-    if (rc == 0 && nc > 0)
-        rc = write_file_run(s, r, file, c, nc);
+    if (rc == 0)
+        rc = write_file_run(s, r, fr.file, c, fr.n);
     for (uint32_t i = 0; i < r->count; i++) {
         r->run_rc[i] = rc != 0 && i >= first ? rc : 0;
         r->release(r->rud, r->chunks[i].data);
