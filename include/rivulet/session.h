@@ -219,6 +219,9 @@ typedef struct rv_session_stats {
                                               O_DIRECT but found the disk behind (two direct
                                               writes running, two more writes queued) and
                                               went through the page cache */
+    uint64_t disk_edge_writes;             /* writes through the cache of the partial pages
+                                              at the ends of a direct write (pieces that do
+                                              not start on a page of their file) */
     uint32_t disk_direct_max;              /* most direct writes waiting on the disk at once */
     uint64_t disk_syncs;                   /* fsync calls */
     uint64_t disk_ns;                      /* time in pread, pwrite and fsync: wall time,

@@ -759,10 +759,14 @@ static int write_chunks(struct storage *s, const struct fh *h, const struct chun
     }
     if (e == DIRECT_REFUSED || e == DIRECT_SKIPPED)
         e = write_cached_chunks(s, h->fd, c, n, a + done, b);
-    if (e == 0)
+    if (e == 0 && off < a) {
+        stats_add(&s->stats->disk_edge_writes, 1);
         e = write_cached_chunks(s, h->fd, c, n, off, a);
-    if (e == 0)
+    }
+    if (e == 0 && b < end) {
+        stats_add(&s->stats->disk_edge_writes, 1);
         e = write_cached_chunks(s, h->fd, c, n, b, end);
+    }
     return e;
 }
 

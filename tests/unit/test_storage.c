@@ -1584,6 +1584,7 @@ static void test_write_chunks_merged(void **state)
      * page cached); piece 1: four runs of two chunks, each with a partial page at either end;
      * piece 2: one. Chunk by chunk it was 3 + 3 * 7 + 3 * 8 + 1 = 49. */
     assert_int_equal(st.disk_writes, direct ? 3 + 4 * 3 + 1 : 2 + 4 + 1);
+    assert_int_equal(st.disk_edge_writes, direct ? 1 + 4 * 2 : 0); /* the partial pages */
     for (unsigned i = 0; i < nmem; i++)
         free(mem[i]);
     free(c);
