@@ -351,6 +351,14 @@ struct rv_torrent {
     struct storage_chunk wq[LOCK_WRITE_BATCH]; /* chunks in, not yet with the disk */
     unsigned nwq;
     bool mem_short;        /* a pick found no chunk: one block per pick until one is back */
+    /* The fewest chunks a pass hashes side by side while memory is short (sha1x_min_messages:
+     * fewer go through libcrypto one at a time). From four libtorrent seeders the pool runs
+     * short most of the time, and a pass forced then took what was in, often 1-4 chunks (185
+     * of the first 512 passes of one download): 11 % of the bytes went through libcrypto.
+     * Forced only when no block is asked for (else the next pass starts once this many are
+     * in): every byte in the lanes, 0.74-0.86 CPU s/GiB against 0.74-0.89 and done 2-7 %
+     * sooner (bench/download.sh, 4 seeders, 3 alternations of 2 runs, 2026-12-06). */
+    unsigned lanes_gain;
     uint32_t *slot_of;    /* piece -> index in bufs, UINT32_MAX when none */
     uint32_t *free_slots; /* stack of unused indices in bufs */
     size_t nfree;
@@ -1289,26 +1297,20 @@ static void on_chunks_hashed(void *ud, struct storage_step *steps, unsigned n)
         lanes_kick(t, false);
 }
 
+/* The bytes of chunk k of b's piece (the last one may be short). */
+static uint32_t chunk_len(const rv_torrent_t *t, const struct piece_buf *b, uint32_t k)
+{
+    uint32_t left = b->size - k * t->chunk_size;
+    return left < t->chunk_size ? left : t->chunk_size;
+}
+
 /* Whether the chunk at b's hash is all in and no hash has it. */
 static bool lane_ready(const rv_torrent_t *t, const struct piece_buf *b)
 {
     if (!b->used || b->hashing || b->hashed >= b->size)
         return false;
     uint32_t k = b->hashed / t->chunk_size;
-    uint32_t len = b->size - b->hashed < t->chunk_size ? b->size - b->hashed : t->chunk_size;
-    return b->chunk[k] != NULL && b->filled[k] == len;
-}
-
-/* The fewest chunks a pass hashes side by side (fewer go through libcrypto one at a time).
- * From four libtorrent seeders the pool runs short most of the time, and a pass forced then
- * took what was in, often 1-4 chunks (185 of the first 512 passes of one download): 11 % of the
- * bytes went through libcrypto. Forced only when no block is asked for (else the next pass starts
- * once this many are in): every byte in the lanes, 0.74-0.86 CPU s/GiB against 0.74-0.89 and
- * done 2-7 % sooner (bench/download.sh, 4 seeders, 3 alternations of 2 runs, 2026-12-06). */
-static unsigned lanes_gain(void)
-{
-    unsigned min = sha1x_min_messages();
-    return min > 0 ? min : 1;
+    return b->chunk[k] != NULL && b->filled[k] == chunk_len(t, b, k);
 }
 
 /* Hands the chunks that are in to the lanes together once LOCK_LANES of them are, or every
@@ -1333,7 +1335,7 @@ static void lanes_kick(rv_torrent_t *t, bool force)
             }
         }
         if (n == 0 ||
-            (n < LOCK_LANES && !force && waiting > 0 && !(t->mem_short && n >= lanes_gain())))
+            (n < LOCK_LANES && !force && waiting > 0 && !(t->mem_short && n >= t->lanes_gain)))
             return;
         write_flush(t); /* the pass's chunks are with the disk before their verdict can come */
         struct lock_job *j = malloc(sizeof(*j));
@@ -1343,10 +1345,8 @@ static void lanes_kick(rv_torrent_t *t, bool force)
         for (unsigned i = 0; i < n; i++) {
             struct piece_buf *b = ready[i];
             uint32_t k = b->hashed / t->chunk_size;
-            uint32_t len =
-                b->size - b->hashed < t->chunk_size ? b->size - b->hashed : t->chunk_size;
-            j->steps[i] =
-                (struct storage_step){b->piece, b->hashed, len, b->chunk[k] + b->shift, &b->mid, 1};
+            j->steps[i] = (struct storage_step){
+                b->piece, b->hashed, chunk_len(t, b, k), b->chunk[k] + b->shift, &b->mid, 1};
         }
         if (storage_hash_chunks(t->storage, j->steps, n, t->chunk_size, on_chunk_released, &t->pool,
                                 on_chunks_hashed, j) != 0) {
@@ -1388,10 +1388,7 @@ static bool carry_ok(rv_torrent_t *t, struct piece_buf *b, uint32_t k, uint32_t 
     uint32_t at = k * t->chunk_size;
     if (b->shift == 0 || k == 0 || at >= b->size || b->size - at <= PIECE_ALIGN - b->shift)
         return false;
-    uint32_t olen = b->size - other * t->chunk_size;
-    if (olen > t->chunk_size)
-        olen = t->chunk_size;
-    if (b->filled[other] == olen)
+    if (b->filled[other] == chunk_len(t, b, other))
         return false;
     struct span_iter it;
     struct span sp;
@@ -1434,10 +1431,7 @@ static struct storage_chunk chunk_write(rv_torrent_t *t, struct piece_buf *b, ui
  * later) and to the lanes when they go. */
 static void lock_block_in(rv_torrent_t *t, struct piece_buf *b, uint32_t begin, uint32_t len)
 {
-    uint32_t k = begin / t->chunk_size;
-    uint32_t clen = b->size - k * t->chunk_size;
-    if (clen > t->chunk_size)
-        clen = t->chunk_size;
+    uint32_t k = begin / t->chunk_size, clen = chunk_len(t, b, k);
     b->filled[k] += len;
     if (b->filled[k] != clen)
         return;
@@ -3531,6 +3525,7 @@ static int data_init(rv_torrent_t *t, rv_torrent_info_t *ti, rv_error_t *err)
             t->bufs[i].carried = t->lock_carried + i * t->chunks_per_piece;
         }
         t->lockstep = true;
+        t->lanes_gain = sha1x_min_messages() > 0 ? sha1x_min_messages() : 1;
     }
     t->slot_of = malloc(ti->piece_count * sizeof(*t->slot_of));
     t->free_slots = malloc(active * sizeof(*t->free_slots));

@@ -125,9 +125,10 @@ struct storage_chunk {
  * then hands each chunk's data to release. A job per chunk cost a worker's wake-up, a context
  * switch and a callback for every 256 KiB. cb(ud, piece, rc, err) runs once per chunk, in
  * order, as for storage_read; after a write error the job stops, and the chunks of that write
- * and every later one report it. Nothing is checked. c[] is copied. When it returns an error, the data stays the caller's. hurry: the
- * caller's writes are behind, so these go through the page cache unless no other direct
- * write is running (besides STORAGE_DIRECT_BUSY's rule for every write). */
+ * and every later one report it. Nothing is checked. c[] is copied. When it returns an error,
+ * the data stays the caller's. hurry: the caller's writes are behind, so these go through the
+ * page cache unless no other direct write is running (besides STORAGE_DIRECT_BUSY's rule for
+ * every write). */
 int storage_write_chunks(struct storage *s, const struct storage_chunk *c, unsigned n, bool hurry,
                          storage_release_fn release, void *rud, storage_cb cb, void *ud);
 

@@ -1231,9 +1231,9 @@ static void test_lockstep(void **state)
                 assert_true(w->ss.hash_lane_bytes > w->total / 2);
             /* the seeder answers in the order asked: most blocks go straight to their chunk */
             assert_true(w->ss.blocks_in_place > w->ss.blocks_in / 2);
-            /* no piece starts on a page of its file, yet a chunk leaves its last partial page
-             * to the next (chunk_carry): the direct writes' partial pages at piece edges
-             * mostly, two a MiB where each of its four chunks had two (4.9 a MiB here) */
+            /* no piece starts on a page of its file, yet the page two chunks share goes with
+             * one of them (chunk_write): the direct writes' partial pages are at piece edges
+             * mostly, two a MiB, where each of its four chunks had two (4.9 a MiB here) */
             assert_true(w->ss.disk_edge_writes * (1u << 20) <= 3 * w->ss.disk_direct_bytes + 4);
         }
         print_message(
