@@ -351,6 +351,7 @@ static void print_stats(const struct ui *u, double secs)
         {"disk_direct_bytes", (double)st.disk_direct_bytes},
         {"disk_overflow_bytes", (double)st.disk_overflow_bytes},
         {"disk_edge_writes", (double)st.disk_edge_writes},
+        {"disk_submits", (double)st.disk_submits},
         {"disk_direct_max", (double)st.disk_direct_max},
         {"disk_syncs", (double)st.disk_syncs},
         {"disk_s", (double)st.disk_ns / 1e9},

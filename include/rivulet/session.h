@@ -222,6 +222,9 @@ typedef struct rv_session_stats {
     uint64_t disk_edge_writes;             /* writes through the cache of the partial pages
                                               at the ends of a direct write (pieces that do
                                               not start on a page of their file) */
+    uint64_t disk_submits;                 /* system calls that started direct writes: one
+                                              per pwritev, or one for all the direct writes
+                                              of a job submitted together (Linux AIO) */
     uint32_t disk_direct_max;              /* most direct writes waiting on the disk at once */
     uint64_t disk_syncs;                   /* fsync calls */
     uint64_t disk_ns;                      /* time in pread, pwrite and fsync: wall time,

@@ -256,6 +256,7 @@ void rv_session_stats(const rv_session_t *s, rv_session_stats_t *out)
     out->disk_direct_bytes = stats_load(&st->disk_direct_bytes);
     out->disk_overflow_bytes = stats_load(&st->disk_overflow_bytes);
     out->disk_edge_writes = stats_load(&st->disk_edge_writes);
+    out->disk_submits = stats_load(&st->disk_submits);
     out->disk_direct_max = __atomic_load_n(&st->disk_direct_max, __ATOMIC_RELAXED);
     out->disk_syncs = stats_load(&st->disk_syncs);
     out->disk_ns = stats_load(&st->disk_ns);

@@ -24,6 +24,19 @@
  *   a third of the data through the cache from a libtorrent seeder too, where the disk kept
  *   up, and cost 0.1 CPU s per GiB there (the copy, and its writeback in the fsync at the
  *   end): 1.26 against 1.14 all direct and 1.16 with the queue condition (4 rounds, noisy).
+ * - A chunk job's direct writes (storage_write_chunks: up to STORAGE_CHUNKS_MAX chunks of
+ *   different pieces, none next to another in its file) go to the kernel in one io_submit(2)
+ *   and are waited for together (Linux AIO on O_DIRECT files), instead of one pwritev each:
+ *   the virtual disk is told once (a write to its queue's doorbell, which leaves the virtual
+ *   machine) and the worker sleeps once. 1 GiB in 256 KiB writes, four pieces to a row, on
+ *   this machine: 0.20 s of system time one write at a time, 0.10 four at a time, the rows
+ *   done in 0.75-0.93 s against 1.00-1.14. 1 GiB from one libtorrent seeder, 8 rounds
+ *   alternating: 0.93 CPU s median against 1.01 (7 rounds of 8 lower; system time 0.40
+ *   against 0.47 on average, 9,900 voluntary context switches against 11,800); from four, 5
+ *   rounds: 0.99 against 1.02 on average (2026-12-07). A job's gathered writes count as one
+ *   running direct write (the overflow rule above): counted one by one, they sent twice as
+ *   much through the cache. Where the kernel refuses AIO (no context, seccomp), or a write
+ *   comes back short or refused, it is done as before.
  * - Handles are cached (at most max_open, least recently used closed first) and shared by the
  *   workers under one mutex. A worker holds a reference on a handle for each read or write, and
  *   only a handle nobody holds is closed, so no fd is closed (and its number reused) under a
@@ -40,11 +53,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/aio_abi.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -63,6 +79,7 @@
 #define DIRECT_REFUSED (-1)       /* write_direct: fall back to the cache, for good */
 #define DIRECT_SKIPPED (-2)       /* write_direct: fall back to the cache, this time */
 #define DIRECT_UNALIGNED (-3)     /* write_direct_chunks: a chunk is not aligned in memory */
+#define AIO_MAX (2 * STORAGE_CHUNKS_MAX) /* direct writes one job submits together */
 _Static_assert(STORAGE_RUN_MAX <= SHA1X_LANES, "a run's pieces fit sha1x's lanes");
 _Static_assert(STORAGE_CHUNKS_MAX <= STORAGE_RUN_MAX, "a job's chunks have a result each");
 
@@ -95,6 +112,7 @@ struct req {
     storage_steps_cb steps_cb;
     struct storage_chunk chunks[STORAGE_CHUNKS_MAX];
     bool hurry; /* OP_CHUNK: through the cache unless the disk is idle */
+    struct aio_batch *batch; /* OP_CHUNK: direct writes gathered to go out together */
     storage_release_fn release;
     void *rud;
     storage_cb cb;
@@ -588,6 +606,7 @@ static int pwritev_direct(struct storage *s, int dfd, const struct iovec *iov, i
         n = pwritev(dfd, iov, iovcnt, (off_t)off);
         stats_add(&s->stats->disk_ns, stats_now_ns() - t0);
         stats_add(&s->stats->disk_writes, 1);
+        stats_add(&s->stats->disk_submits, 1);
     } while (n < 0 && errno == EINTR);
     *w = n > 0 ? (uint64_t)n : 0;
     if (n < 0)
@@ -713,13 +732,164 @@ static int write_direct_chunks(struct storage *s, int dfd, const struct chunk *c
     return e;
 }
 
+/* ---- direct writes submitted together (Linux AIO) ---- */
+
+/* One direct write waiting for its job's io_submit: the chunk's whole pages [a, b), from memory
+ * aligned for O_DIRECT, the file's handle held until the write is done. */
+struct aio_slot {
+    struct fh h;
+    int dfd;
+    struct chunk c;
+    uint64_t a, b;
+    uint32_t first; /* the job's chunk its run began with: where an error is reported from */
+    int64_t res;    /* the kernel's answer: bytes written or -errno */
+};
+
+struct aio_batch {
+    unsigned n;
+    uint32_t first; /* do_chunks: the chunk the run being written began with */
+    struct aio_slot slot[AIO_MAX];
+};
+
+/* Each worker's AIO context, made on its first batch and destroyed when the thread ends. */
+static __thread aio_context_t aio_ctx;
+static __thread int aio_state; /* 0: not tried; 1: ready; -1: the kernel refused */
+static pthread_key_t aio_key;
+static bool aio_key_ok;
+static pthread_once_t aio_once = PTHREAD_ONCE_INIT;
+static bool aio_off;
+
+static void aio_thread_end(void *unused)
+{
+    (void)unused;
+    if (aio_state == 1)
+        (void)syscall(SYS_io_destroy, aio_ctx);
+    aio_state = -1;
+}
+
+static void aio_key_make(void)
+{
+    aio_key_ok = pthread_key_create(&aio_key, aio_thread_end) == 0;
+}
+
+void storage_aio_enable(bool on)
+{
+    __atomic_store_n(&aio_off, !on, __ATOMIC_RELAXED);
+}
+
+static bool aio_ready(void)
+{
+    if (__atomic_load_n(&aio_off, __ATOMIC_RELAXED))
+        return false;
+    if (aio_state == 0) {
+        aio_state = -1;
+        (void)pthread_once(&aio_once, aio_key_make);
+        if (aio_key_ok && syscall(SYS_io_setup, AIO_MAX, &aio_ctx) == 0) {
+            if (pthread_setspecific(aio_key, &aio_state) == 0)
+                aio_state = 1;
+            else
+                (void)syscall(SYS_io_destroy, aio_ctx);
+        }
+    }
+    return aio_state == 1;
+}
+
+/* Submits the batch's writes in one call and waits for all of them; what the kernel did not
+ * take, refused (EINVAL: this file system wants something else) or wrote short is written as
+ * write_chunks would have (the rest through the cache). Releases every slot's handle. Returns
+ * 0, or the first error (RV_*, r->err says it) with *from the chunk its run began with. */
+static int aio_finish(struct storage *s, struct req *r, struct aio_batch *ab, uint32_t *from)
+{
+    struct iocb cb[AIO_MAX], *cbp[AIO_MAX];
+    long sub = 0, got = 0;
+    int rc = 0;
+    if (ab->n == 0)
+        return 0;
+    memset(cb, 0, sizeof(cb));
+    for (unsigned i = 0; i < ab->n; i++) {
+        struct aio_slot *sl = &ab->slot[i];
+        cb[i].aio_data = i;
+        cb[i].aio_lio_opcode = IOCB_CMD_PWRITE;
+        cb[i].aio_fildes = (uint32_t)sl->dfd;
+        cb[i].aio_buf = (uint64_t)(uintptr_t)(sl->c.p + (sl->a - sl->c.off));
+        cb[i].aio_nbytes = sl->b - sl->a;
+        cb[i].aio_offset = (int64_t)sl->a;
+        cbp[i] = &cb[i];
+        sl->res = -EAGAIN; /* not taken: written one by one below */
+    }
+    uint64_t t0 = stats_now_ns();
+    do
+        sub = syscall(SYS_io_submit, aio_ctx, (long)ab->n, cbp);
+    while (sub < 0 && errno == EINTR);
+    if (sub > 0)
+        stats_add(&s->stats->disk_submits, 1);
+    while (got < sub) {
+        struct io_event ev[AIO_MAX];
+        long k = syscall(SYS_io_getevents, aio_ctx, 1L, sub - got, ev, NULL);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            /* Cannot happen with a valid context; should it, io_destroy waits for what is
+             * in flight, and every write not heard of is done again below (same bytes). */
+            (void)syscall(SYS_io_destroy, aio_ctx);
+            aio_state = -1;
+            break;
+        }
+        for (long j = 0; j < k; j++)
+            ab->slot[ev[j].data].res = ev[j].res;
+        got += k;
+    }
+    stats_add(&s->stats->disk_ns, stats_now_ns() - t0);
+    __atomic_sub_fetch(&s->disk->running, 1, __ATOMIC_RELAXED); /* the job's count */
+    for (unsigned i = 0; i < ab->n; i++) {
+        struct aio_slot *sl = &ab->slot[i];
+        uint64_t len = sl->b - sl->a, done = sl->res > 0 ? (uint64_t)sl->res : 0;
+        int e = 0;
+        if (sl->res >= 0) {
+            stats_add(&s->stats->disk_writes, 1);
+            stats_add(&s->stats->disk_write_bytes, done);
+            stats_add(&s->stats->disk_direct_bytes, done);
+        }
+        if (sl->res == -EAGAIN ||
+            (sl->res >= 0 && (done & (STORAGE_DIRECT_ALIGN - 1)) == 0 && done > 0 && done < len)) {
+            /* not taken, or short on a page: the rest one write at a time */
+            uint64_t more;
+            e = write_direct(s, sl->dfd, sl->c.p + (sl->a + done - sl->c.off), len - done,
+                             sl->a + done, &more);
+            done += more;
+        } else if (sl->res == -EINVAL) {
+            e = DIRECT_REFUSED;
+        } else if (sl->res < 0) {
+            e = (int)-sl->res;
+        } else if (done < len) {
+            e = DIRECT_SKIPPED;
+        }
+        if (e == DIRECT_REFUSED && done == 0) {
+            uv_mutex_lock(&s->lock);
+            s->fents[sl->h.file].no_direct = true;
+            uv_mutex_unlock(&s->lock);
+        }
+        if (e == DIRECT_REFUSED || e == DIRECT_SKIPPED)
+            e = write_cached_chunks(s, sl->h.fd, &sl->c, 1, sl->a + done, sl->b);
+        fh_release(s, &sl->h, true);
+        if (e != 0 && (rc == 0 || sl->first < *from)) {
+            if (rc == 0)
+                rc =
+                    sys_err(&r->err, e, "cannot write %s/%s", s->dir, s->l->files[sl->h.file].path);
+            *from = sl->first;
+        }
+    }
+    ab->n = 0;
+    return rc;
+}
+
 /* Writes a run of chunks to one file. With direct writes, the whole aligned blocks in its
  * middle bypass the page cache, in one write: no copy into it, no page allocation, nothing
  * left dirty for writeback or for the fsync at the end; the partial blocks at either end
  * (shared with the neighbouring piece or past the file's last full block) go through the
  * cache. */
 static int write_chunks(struct storage *s, const struct fh *h, const struct chunk *c, size_t n,
-                        bool hurry)
+                        bool hurry, struct aio_batch *ab)
 {
     uint64_t off = c[0].off, end = c[n - 1].off + c[n - 1].len;
     uint64_t a = (off + STORAGE_DIRECT_ALIGN - 1) & ~(uint64_t)(STORAGE_DIRECT_ALIGN - 1);
@@ -728,25 +898,39 @@ static int write_chunks(struct storage *s, const struct fh *h, const struct chun
     if (!s->direct || b <= a || b - a < STORAGE_DIRECT_MIN || (n > 1 && b - a > IO_MAX) ||
         (dfd = fh_direct(s, h)) < 0)
         return write_cached_chunks(s, h->fd, c, n, off, end);
-    unsigned running = __atomic_add_fetch(&s->disk->running, 1, __ATOMIC_RELAXED);
+    /* the direct writes a job gathers count as one running, its worker's, from the first */
+    bool joined = ab != NULL && ab->n > 0;
+    unsigned running = joined ? __atomic_load_n(&s->disk->running, __ATOMIC_RELAXED)
+                              : __atomic_add_fetch(&s->disk->running, 1, __ATOMIC_RELAXED);
     if ((hurry && running > 1) ||
         (running > s->direct_max &&
          __atomic_load_n(&s->disk->queued, __ATOMIC_RELAXED) >= STORAGE_WRITES_QUEUED)) {
         /* the disk is behind: this one goes to the page cache and returns at once */
-        __atomic_sub_fetch(&s->disk->running, 1, __ATOMIC_RELAXED);
+        if (!joined)
+            __atomic_sub_fetch(&s->disk->running, 1, __ATOMIC_RELAXED);
         stats_add(&s->stats->disk_overflow_bytes, b - a);
         return write_cached_chunks(s, h->fd, c, n, off, end);
     }
     stats_peak_atomic(&s->stats->disk_direct_max, running);
     uint64_t done;
+    if (ab != NULL && n == 1 && ab->n < AIO_MAX && b - a <= IO_MAX &&
+        ((uintptr_t)(c[0].p + (a - off)) & (STORAGE_DIRECT_ALIGN - 1)) == 0 && aio_ready()) {
+        /* with the job's other direct writes, at its end (aio_finish keeps the handle, and
+         * the job counted as running, until then); the partial pages now */
+        ab->slot[ab->n++] =
+            (struct aio_slot){.h = *h, .dfd = dfd, .c = c[0], .a = a, .b = b, .first = ab->first};
+        e = 0;
+        goto edges;
+    }
     if (n == 1)
         e = write_direct(s, dfd, c[0].p + (a - off), b - a, a, &done);
     else
         e = write_direct_chunks(s, dfd, c, n, a, b, &done);
-    __atomic_sub_fetch(&s->disk->running, 1, __ATOMIC_RELAXED);
+    if (!joined)
+        __atomic_sub_fetch(&s->disk->running, 1, __ATOMIC_RELAXED);
     if (e == DIRECT_UNALIGNED) {
         for (size_t i = 0; i < n; i++)
-            if ((e = write_chunks(s, h, &c[i], 1, hurry)) != 0)
+            if ((e = write_chunks(s, h, &c[i], 1, hurry, NULL)) != 0)
                 return e;
         return 0;
     }
@@ -759,6 +943,7 @@ static int write_chunks(struct storage *s, const struct fh *h, const struct chun
     }
     if (e == DIRECT_REFUSED || e == DIRECT_SKIPPED)
         e = write_cached_chunks(s, h->fd, c, n, a + done, b);
+edges:
     if (e == 0 && off < a) {
         stats_add(&s->stats->disk_edge_writes, 1);
         e = write_cached_chunks(s, h->fd, c, n, off, a);
@@ -793,8 +978,10 @@ static int write_file_run(struct storage *s, struct req *r, size_t file, const s
     int rc = fh_acquire(s, file, true, &h, &r->err);
     if (rc != 0)
         return rc;
-    int e = write_chunks(s, &h, c, n, r->hurry);
-    fh_release(s, &h, true);
+    unsigned held = r->batch != NULL ? r->batch->n : 0;
+    int e = write_chunks(s, &h, c, n, r->hurry, r->batch);
+    if (r->batch == NULL || r->batch->n == held)
+        fh_release(s, &h, true); /* else aio_finish releases it */
     if (e != 0)
         return sys_err(&r->err, e, "cannot write %s/%s", s->dir, s->l->files[file].path);
     return 0;
@@ -1154,8 +1341,10 @@ static void do_chunks(struct storage *s, struct req *r)
 {
     struct chunk c[STORAGE_CHUNKS_MAX * 2];
     struct file_run fr = {.c = c, .cap = sizeof(c) / sizeof(c[0])};
+    struct aio_batch ab = {0};
     uint32_t first = 0; /* the first chunk with bytes in c[] */
     int rc = 0;
+    r->batch = &ab;
     for (uint32_t i = 0; i < r->count && rc == 0; i++) {
         const struct storage_chunk *ch = &r->chunks[i];
         uint64_t start = piece_start(s, ch->piece) + ch->off;
@@ -1164,13 +1353,27 @@ static void do_chunks(struct storage *s, struct req *r)
         layout_span_begin(s->l, start, ch->len, &it);
         while (rc == 0 && layout_span_next(&it, &sp)) {
             unsigned begun = fr.begun;
+            ab.first = first;
             rc = run_add(s, r, &fr, &sp, ch->data + span_pos(s, &sp, start));
             if (fr.begun != begun)
                 first = i;
         }
     }
+    ab.first = first;
     if (rc == 0)
         rc = write_file_run(s, r, fr.file, c, fr.n);
+    /* the direct writes gathered on the way, all at once; an error there counts from the
+     * chunk its run began with, as one here does */
+    uint32_t from = first;
+    rv_error_t keep = r->err;
+    int arc = aio_finish(s, r, &ab, &from);
+    r->batch = NULL;
+    if (arc != 0 && (rc == 0 || from < first)) {
+        rc = arc;
+        first = from;
+    } else if (arc != 0) {
+        r->err = keep; /* the earlier error stays the one reported */
+    }
     for (uint32_t i = 0; i < r->count; i++) {
         r->run_rc[i] = rc != 0 && i >= first ? rc : 0;
         r->release(r->rud, r->chunks[i].data);
@@ -1377,6 +1580,7 @@ static int new_req(struct storage *s, enum op op, uint32_t piece, uint32_t begin
     r->steps_cb = NULL;
     r->release = NULL;
     r->hurry = false;
+    r->batch = NULL;
     r->rud = NULL;
     err_clear(&r->err);
     r->work.data = r;

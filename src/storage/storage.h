@@ -121,8 +121,9 @@ struct storage_chunk {
 };
 #define STORAGE_CHUNKS_MAX 8
 /* On a worker, in one job: writes the n (1..STORAGE_CHUNKS_MAX) chunks in order, chunks that
- * follow each other in a file in one write (direct where it lines up, as for whole pieces),
- * then hands each chunk's data to release. A job per chunk cost a worker's wake-up, a context
+ * follow each other in a file in one write (direct where it lines up, as for whole pieces;
+ * the job's direct writes submitted together where the kernel has Linux AIO), then hands each
+ * chunk's data to release. A job per chunk cost a worker's wake-up, a context
  * switch and a callback for every 256 KiB. cb(ud, piece, rc, err) runs once per chunk, in
  * order, as for storage_read; after a write error the job stops, and the chunks of that write
  * and every later one report it. Nothing is checked. c[] is copied. When it returns an error,
@@ -131,6 +132,9 @@ struct storage_chunk {
  * every write). */
 int storage_write_chunks(struct storage *s, const struct storage_chunk *c, unsigned n, bool hurry,
                          storage_release_fn release, void *rud, storage_cb cb, void *ud);
+/* Off: storage_write_chunks writes one direct write at a time, as where the kernel refuses
+ * Linux AIO (tests take both paths). Process-wide; set it while no job runs. */
+void storage_aio_enable(bool on);
 
 /* On a worker: reads piece from disk and checks its hash (rc 0 match, RV_EHASH mismatch or
  * missing data, RV_EIO). Used to check data already there. */

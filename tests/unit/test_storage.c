@@ -1592,6 +1592,59 @@ static void test_write_chunks_merged(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* Lockstep's rows: chunk k of four pieces in one job, none next to another in the file. Their
+ * direct writes go to the kernel in one io_submit (disk_submits 1 per job), or one pwritev each
+ * with storage_aio_enable(false); the files are the same either way. */
+static void test_write_chunks_together(void **state)
+{
+    (void)state;
+    const uint32_t chunk = 256u << 10;
+    for (int aio = 1; aio >= 0; aio--) {
+        storage_aio_enable(aio != 0);
+        uv_loop_t loop;
+        assert_int_equal(uv_loop_init(&loop), 0);
+        static const struct tfile one[] = {{"rows.bin", 4u << 20, false}};
+        struct tt t;
+        tt_build(&t, "rows", 1u << 20, one, 1, 0, 51);
+        assert_int_equal(t.ti->piece_count, 4);
+        bool direct = direct_supported(t.root);
+        rv_session_stats_t st = {0};
+        /* direct_max 16: no write finds the disk behind (the page cache would take it) */
+        struct storage *s = open_direct_max(&loop, &t, true, &st, 16);
+        unsigned released = 0;
+        struct ctx *c = ctx_new();
+        uint8_t *mem[16];
+        for (uint32_t k = 0; k < 4; k++) {
+            struct storage_chunk ch[4];
+            for (uint32_t p = 0; p < 4; p++) {
+                uint8_t **m = &mem[k * 4 + p];
+                assert_int_equal(posix_memalign((void **)m, 4096, chunk), 0);
+                memcpy(*m, piece_data(&t, p) + k * chunk, chunk);
+                ch[p] = (struct storage_chunk){p, k * chunk, chunk, *m};
+            }
+            assert_int_equal(storage_write_chunks(s, ch, 4, false, on_kept, &released, on_done, c),
+                             0);
+        }
+        assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+        assert_int_equal(c->total, 16);
+        assert_int_equal(released, 16);
+        for (uint32_t p = 0; p < 4; p++)
+            assert_int_equal(c->rc[p], 0);
+        close_storage(&loop, s);
+        assert_files_match(&t);
+        assert_int_equal(st.disk_write_bytes, t.size);
+        assert_int_equal(st.disk_writes, 16);
+        assert_int_equal(st.disk_direct_bytes, direct ? t.size : 0);
+        assert_int_equal(st.disk_submits, !direct ? 0 : aio ? 4 : 16);
+        for (unsigned i = 0; i < 16; i++)
+            free(mem[i]);
+        free(c);
+        tt_free(&t);
+        assert_int_equal(uv_loop_close(&loop), 0);
+    }
+    storage_aio_enable(true);
+}
+
 static void test_hash_chunks(void **state)
 {
     (void)state;
@@ -1869,7 +1922,7 @@ int main(void)
         cmocka_unit_test(test_direct_overflow),    cmocka_unit_test(test_write_runs),
         cmocka_unit_test(test_check_runs),         cmocka_unit_test(test_throughput),
         cmocka_unit_test(test_hash_chunks),        cmocka_unit_test(test_write_chunks_merged),
-        cmocka_unit_test(test_write_chunks_hurry),
+        cmocka_unit_test(test_write_chunks_hurry), cmocka_unit_test(test_write_chunks_together),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
