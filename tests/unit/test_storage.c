@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -1645,6 +1646,66 @@ static void test_write_chunks_together(void **state)
     storage_aio_enable(true);
 }
 
+/* A disk that fills up under the gathered direct writes (a 1 MiB tmpfs, which takes O_DIRECT
+ * since Linux 6.6; root only, skipped otherwise): the writes the kernel fails in the batch
+ * report ENOSPC for their pieces, and every chunk is released and called back once. */
+static void test_write_chunks_full(void **state)
+{
+    (void)state;
+    const uint32_t chunk = 256u << 10;
+    uv_loop_t loop;
+    static const struct tfile one[] = {{"full.bin", 4u << 20, false}};
+    struct tt t;
+    tt_build(&t, "full", 1u << 20, one, 1, 0, 52);
+    (void)mkdir(t.dl, 0755);
+    if (getuid() != 0 || mount("tmpfs", t.dl, "tmpfs", 0, "size=1m") != 0) {
+        tt_free(&t);
+        skip();
+    }
+    assert_int_equal(uv_loop_init(&loop), 0);
+    rv_session_stats_t st = {0};
+    struct storage *s = open_direct_max(&loop, &t, true, &st, 16);
+    unsigned released = 0;
+    struct ctx *c = ctx_new();
+    uint8_t *mem[16];
+    for (uint32_t k = 0; k < 4; k++) {
+        struct storage_chunk ch[4];
+        for (uint32_t p = 0; p < 4; p++) {
+            uint8_t **m = &mem[k * 4 + p];
+            assert_int_equal(posix_memalign((void **)m, 4096, chunk), 0);
+            memcpy(*m, piece_data(&t, p) + k * chunk, chunk);
+            ch[p] = (struct storage_chunk){p, k * chunk, chunk, *m};
+        }
+        assert_int_equal(storage_write_chunks(s, ch, 4, false, on_kept, &released, on_done, c), 0);
+    }
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(c->total, 16);
+    assert_int_equal(released, 16);
+    unsigned failed = 0;
+    for (uint32_t p = 0; p < 4; p++) {
+        assert_int_equal(c->calls[p], 4);
+        if (c->rc[p] != 0) {
+            failed++;
+            assert_int_equal(c->sys_errno[p], ENOSPC);
+            assert_non_null(strstr(c->msg[p], "cannot write"));
+        }
+    }
+    assert_true(failed > 0);
+    assert_true(st.disk_write_bytes <= 1u << 20);
+    assert_int_equal(st.disk_submits, 4); /* one io_submit a job, failing writes and all */
+    print_message("full: %u of 4 pieces' last chunks failed; %llu bytes written, %llu direct, "
+                  "%llu submits\n",
+                  failed, (unsigned long long)st.disk_write_bytes,
+                  (unsigned long long)st.disk_direct_bytes, (unsigned long long)st.disk_submits);
+    close_storage(&loop, s);
+    assert_int_equal(umount(t.dl), 0);
+    for (unsigned i = 0; i < 16; i++)
+        free(mem[i]);
+    free(c);
+    tt_free(&t);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 static void test_hash_chunks(void **state)
 {
     (void)state;
@@ -1923,6 +1984,7 @@ int main(void)
         cmocka_unit_test(test_check_runs),         cmocka_unit_test(test_throughput),
         cmocka_unit_test(test_hash_chunks),        cmocka_unit_test(test_write_chunks_merged),
         cmocka_unit_test(test_write_chunks_hurry), cmocka_unit_test(test_write_chunks_together),
+        cmocka_unit_test(test_write_chunks_full),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
