@@ -211,7 +211,8 @@ typedef struct rv_session_stats {
     uint64_t hash_bytes, hash_ns;          /* SHA-1 on the workers: bytes and time */
     uint64_t hash_lane_bytes;              /* of hash_bytes, those hashed several pieces side
                                               by side (AVX-512 lanes, where that gains) */
-    uint64_t disk_reads, disk_writes;      /* pread and pwrite calls */
+    uint64_t disk_reads, disk_writes;      /* reads and writes done: pread and pwrite
+                                              calls, and direct writes done through AIO */
     uint64_t disk_read_bytes, disk_write_bytes;
     uint64_t disk_direct_bytes;            /* of disk_write_bytes, those written with O_DIRECT
                                               (see rv_session_opts.cached_writes) */
