@@ -797,8 +797,8 @@ static bool aio_ready(void)
 /* Submits the batch's writes in one call and waits for all of them; what the kernel did not
  * take, refused (EINVAL: this file system wants something else) or wrote short is written as
  * write_chunks would have (the rest through the cache). Releases every slot's handle. Returns
- * 0, or the first error (RV_*, r->err says it) with *from the chunk its run began with. */
-static int aio_finish(struct storage *s, struct req *r, struct aio_batch *ab, uint32_t *from)
+ * 0, or the first error (RV_*, err says it) with *from the chunk its run began with. */
+static int aio_finish(struct storage *s, rv_error_t *err, struct aio_batch *ab, uint32_t *from)
 {
     struct iocb cb[AIO_MAX], *cbp[AIO_MAX];
     long sub = 0, got = 0;
@@ -874,8 +874,7 @@ static int aio_finish(struct storage *s, struct req *r, struct aio_batch *ab, ui
         fh_release(s, &sl->h, true);
         if (e != 0 && (rc == 0 || sl->first < *from)) {
             if (rc == 0)
-                rc =
-                    sys_err(&r->err, e, "cannot write %s/%s", s->dir, s->l->files[sl->h.file].path);
+                rc = sys_err(err, e, "cannot write %s/%s", s->dir, s->l->files[sl->h.file].path);
             *from = sl->first;
         }
     }
@@ -1365,14 +1364,13 @@ static void do_chunks(struct storage *s, struct req *r)
     /* the direct writes gathered on the way, all at once; an error there counts from the
      * chunk its run began with, as one here does */
     uint32_t from = first;
-    rv_error_t keep = r->err;
-    int arc = aio_finish(s, r, &ab, &from);
+    rv_error_t aerr;
+    int arc = aio_finish(s, &aerr, &ab, &from);
     r->batch = NULL;
     if (arc != 0 && (rc == 0 || from < first)) {
         rc = arc;
         first = from;
-    } else if (arc != 0) {
-        r->err = keep; /* the earlier error stays the one reported */
+        r->err = aerr;
     }
     for (uint32_t i = 0; i < r->count; i++) {
         r->run_rc[i] = rc != 0 && i >= first ? rc : 0;

@@ -1593,13 +1593,36 @@ static void test_write_chunks_merged(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* Lockstep's rows for a torrent of four 1 MiB pieces: job k writes chunk k (256 KiB, from
+ * page-aligned memory kept in mem[]) of all four pieces. Runs the loop; every chunk is called
+ * back and released once. */
+static struct ctx *write_rows(uv_loop_t *loop, struct storage *s, struct tt *t, uint8_t *mem[16])
+{
+    const uint32_t chunk = 256u << 10;
+    unsigned released = 0;
+    struct ctx *c = ctx_new();
+    for (uint32_t k = 0; k < 4; k++) {
+        struct storage_chunk ch[4];
+        for (uint32_t p = 0; p < 4; p++) {
+            uint8_t **m = &mem[k * 4 + p];
+            assert_int_equal(posix_memalign((void **)m, 4096, chunk), 0);
+            memcpy(*m, piece_data(t, p) + k * chunk, chunk);
+            ch[p] = (struct storage_chunk){p, k * chunk, chunk, *m};
+        }
+        assert_int_equal(storage_write_chunks(s, ch, 4, false, on_kept, &released, on_done, c), 0);
+    }
+    assert_int_equal(uv_run(loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(c->total, 16);
+    assert_int_equal(released, 16);
+    return c;
+}
+
 /* Lockstep's rows: chunk k of four pieces in one job, none next to another in the file. Their
  * direct writes go to the kernel in one io_submit (disk_submits 1 per job), or one pwritev each
  * with storage_aio_enable(false); the files are the same either way. */
 static void test_write_chunks_together(void **state)
 {
     (void)state;
-    const uint32_t chunk = 256u << 10;
     for (int aio = 1; aio >= 0; aio--) {
         storage_aio_enable(aio != 0);
         uv_loop_t loop;
@@ -1612,23 +1635,8 @@ static void test_write_chunks_together(void **state)
         rv_session_stats_t st = {0};
         /* direct_max 16: no write finds the disk behind (the page cache would take it) */
         struct storage *s = open_direct_max(&loop, &t, true, &st, 16);
-        unsigned released = 0;
-        struct ctx *c = ctx_new();
         uint8_t *mem[16];
-        for (uint32_t k = 0; k < 4; k++) {
-            struct storage_chunk ch[4];
-            for (uint32_t p = 0; p < 4; p++) {
-                uint8_t **m = &mem[k * 4 + p];
-                assert_int_equal(posix_memalign((void **)m, 4096, chunk), 0);
-                memcpy(*m, piece_data(&t, p) + k * chunk, chunk);
-                ch[p] = (struct storage_chunk){p, k * chunk, chunk, *m};
-            }
-            assert_int_equal(storage_write_chunks(s, ch, 4, false, on_kept, &released, on_done, c),
-                             0);
-        }
-        assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
-        assert_int_equal(c->total, 16);
-        assert_int_equal(released, 16);
+        struct ctx *c = write_rows(&loop, s, &t, mem);
         for (uint32_t p = 0; p < 4; p++)
             assert_int_equal(c->rc[p], 0);
         close_storage(&loop, s);
@@ -1652,7 +1660,6 @@ static void test_write_chunks_together(void **state)
 static void test_write_chunks_full(void **state)
 {
     (void)state;
-    const uint32_t chunk = 256u << 10;
     uv_loop_t loop;
     static const struct tfile one[] = {{"full.bin", 4u << 20, false}};
     struct tt t;
@@ -1665,22 +1672,8 @@ static void test_write_chunks_full(void **state)
     assert_int_equal(uv_loop_init(&loop), 0);
     rv_session_stats_t st = {0};
     struct storage *s = open_direct_max(&loop, &t, true, &st, 16);
-    unsigned released = 0;
-    struct ctx *c = ctx_new();
     uint8_t *mem[16];
-    for (uint32_t k = 0; k < 4; k++) {
-        struct storage_chunk ch[4];
-        for (uint32_t p = 0; p < 4; p++) {
-            uint8_t **m = &mem[k * 4 + p];
-            assert_int_equal(posix_memalign((void **)m, 4096, chunk), 0);
-            memcpy(*m, piece_data(&t, p) + k * chunk, chunk);
-            ch[p] = (struct storage_chunk){p, k * chunk, chunk, *m};
-        }
-        assert_int_equal(storage_write_chunks(s, ch, 4, false, on_kept, &released, on_done, c), 0);
-    }
-    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
-    assert_int_equal(c->total, 16);
-    assert_int_equal(released, 16);
+    struct ctx *c = write_rows(&loop, s, &t, mem);
     unsigned failed = 0;
     for (uint32_t p = 0; p < 4; p++) {
         assert_int_equal(c->calls[p], 4);
