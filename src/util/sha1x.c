@@ -1,10 +1,18 @@
-/* Eight or sixteen SHA-1 digests at once (see sha1x.h). Lane k of every vector belongs to
- * message k: each 64-byte block of the messages is loaded as rows, transposed so that vector t
- * holds word t of every message, and the eighty rounds run once for all of them. The round
- * function is one vpternlogd (choose, parity or majority of b, c, d), the rotations are vprold.
- * Sixteen lanes use 512-bit registers, eight use 256-bit ones (AVX-512VL) for the rounds and
- * 512-bit ones to load and transpose: on an AMD EPYC, which splits 512-bit work in two, eight
- * lanes did 3,400 MB/s and sixteen 4,300; on an Intel Xeon, 2,800-3,170 and 4,300-5,000. */
+/* Eight or sixteen SHA-1 digests at once (see sha1x.h), by one of two kernels, whichever this
+ * CPU runs faster (measured once, on first use).
+ *
+ * AVX-512: lane k of every vector belongs to message k: each 64-byte block of the messages is
+ * loaded as rows, transposed so that vector t holds word t of every message, and the eighty
+ * rounds run once for all of them. The round function is one vpternlogd (choose, parity or
+ * majority of b, c, d), the rotations are vprold. Sixteen lanes use 512-bit registers, eight
+ * use 256-bit ones (AVX-512VL) for the rounds and 512-bit ones to load and transpose: on an AMD
+ * EPYC, which splits 512-bit work in two, eight lanes did 3,400 MB/s and sixteen 4,300; on an
+ * Intel Xeon, 2,800-3,170 and 4,300-5,000.
+ *
+ * SHA extensions: four messages at a time, their rounds interleaved (sha1rnds4 does four
+ * rounds of one message; one message waits on each result, four keep the unit busy). On the
+ * AMD EPYC (Zen 4) one message ran at 2,130 MB/s (libcrypto's speed) and four at 5,400; on an
+ * Intel Xeon, earlier, two to four did no better than one (its SHA unit is busy with one). */
 #include "util/sha1x.h"
 
 #include <pthread.h>
@@ -17,75 +25,63 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define SHA1X_BUILT 1
+#include <cpuid.h>
 #include <immintrin.h>
 #else
 #define SHA1X_BUILT 0
 #endif
 
 static atomic_bool disabled;
+static _Atomic int kernel = SHA1X_NONE; /* enum sha1x_kernel, once chosen */
+static pthread_once_t kernel_once = PTHREAD_ONCE_INIT;
 
 void sha1x_enable(bool on)
 {
     atomic_store(&disabled, !on);
 }
 
-bool sha1x_usable(void)
+static bool kernel_runs(enum sha1x_kernel k)
 {
 #if SHA1X_BUILT
-    if (atomic_load(&disabled))
-        return false;
     __builtin_cpu_init(); /* also safe before the constructors have run */
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl");
-#else
-    return false;
-#endif
-}
-
-static unsigned min_messages;
-static pthread_once_t min_once = PTHREAD_ONCE_INIT;
-
-#define CAL_BYTES (32u << 10)
-#define CAL_TRIES 9
-
-static void measure_min_messages(void)
-{
-    uint8_t *buf = malloc(8 * CAL_BYTES);
-    if (buf == NULL)
-        return; /* 0: one at a time, as without lanes */
-    for (size_t i = 0; i < 8 * CAL_BYTES; i++)
-        buf[i] = (uint8_t)(i * 131u);
-    const uint8_t *p[SHA1X_LANES];
-    for (unsigned k = 0; k < SHA1X_LANES; k++)
-        p[k] = buf + (k % 8) * CAL_BYTES;
-    uint8_t out[SHA1X_LANES][20];
-    uint64_t one = UINT64_MAX, eight = UINT64_MAX;
-    for (int i = -1; i < CAL_TRIES; i++) { /* i = -1 warms up, and is not counted */
-        uint64_t t0 = stats_now_ns();
-        sha1(buf, CAL_BYTES, out[0]);
-        uint64_t t1 = stats_now_ns();
-        struct sha1x x;
-        sha1x_init(&x, 8);
-        sha1x_final(&x, p, CAL_BYTES, out);
-        uint64_t t2 = stats_now_ns();
-        if (i >= 0 && t1 - t0 < one)
-            one = t1 - t0;
-        if (i >= 0 && t2 - t1 < eight)
-            eight = t2 - t1;
+    if (k == SHA1X_AVX512)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl");
+    if (k == SHA1X_SHANI) {
+        unsigned a, b, c, d; /* CPUID leaf 7: EBX bit 29 is SHA */
+        return __builtin_cpu_supports("ssse3") && __builtin_cpu_supports("sse4.1") &&
+               __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 29)) != 0;
     }
-    free(buf);
-    /* Lanes gain for k messages when eight lanes take less than k one-at-a-time hashes; by a
-     * tenth at least, so that a noisy measure near the line does not pick lanes that lose. */
-    unsigned k = one > 0 ? (unsigned)(eight * 11 / (one * 10)) + 1 : 9;
-    min_messages = k < 2 ? 2 : k > 8 ? 0 : k;
+#endif
+    (void)k;
+    return false;
 }
 
-unsigned sha1x_min_messages(void)
+static void choose_kernel(void);
+
+enum sha1x_kernel sha1x_kernel(void)
 {
-    if (!sha1x_usable())
-        return 0;
-    pthread_once(&min_once, measure_min_messages);
-    return min_messages;
+    pthread_once(&kernel_once, choose_kernel);
+    return (enum sha1x_kernel)atomic_load(&kernel);
+}
+
+bool sha1x_use_kernel(enum sha1x_kernel k)
+{
+    pthread_once(&kernel_once, choose_kernel);
+    if (k != SHA1X_NONE && !kernel_runs(k))
+        return false;
+    atomic_store(&kernel, k);
+    return true;
+}
+
+const char *sha1x_kernel_name(enum sha1x_kernel k)
+{
+    return k == SHA1X_AVX512 ? "avx512" : k == SHA1X_SHANI ? "sha-ni" : "none";
+}
+
+bool sha1x_usable(void)
+{
+    return !atomic_load(&disabled) && sha1x_kernel() != SHA1X_NONE;
 }
 
 static const uint32_t sha1_iv[5] = {0x67452301u, 0xEFCDAB89u, 0x98BADCFEu, 0x10325476u,
@@ -98,6 +94,103 @@ void sha1x_init(struct sha1x *s, unsigned lanes)
             s->h[w][k] = sha1_iv[w];
     s->bytes = 0;
     s->lanes = lanes <= 8 ? 8 : SHA1X_LANES;
+    s->n = lanes < 1 ? 1 : lanes > SHA1X_LANES ? SHA1X_LANES : lanes;
+}
+
+static void blocks_by(enum sha1x_kernel k, struct sha1x *s, const uint8_t *const data[SHA1X_LANES],
+                      size_t nblocks);
+
+#define CAL_BYTES (32u << 10)
+#define CAL_TRIES 9
+
+static volatile uint32_t cal_sink; /* the timed digests are used: not optimised away */
+
+/* The best of CAL_TRIES timings (after one not counted) of n messages of CAL_BYTES at p[]
+ * through kernel k, or of p[0] alone through libcrypto when k is SHA1X_NONE. */
+static uint64_t time_kernel(enum sha1x_kernel k, const uint8_t *const p[SHA1X_LANES], unsigned n)
+{
+    uint64_t best = UINT64_MAX;
+    for (int i = -1; i < CAL_TRIES; i++) {
+        uint64_t t0 = stats_now_ns();
+        if (k == SHA1X_NONE) {
+            uint8_t out[20];
+            sha1(p[0], CAL_BYTES, out);
+            cal_sink ^= out[0];
+        } else {
+            struct sha1x x;
+            sha1x_init(&x, n);
+            blocks_by(k, &x, p, CAL_BYTES / 64);
+            cal_sink ^= x.h[0][0] ^ x.h[4][n - 1];
+        }
+        uint64_t t = stats_now_ns() - t0;
+        if (i >= 0 && t < best)
+            best = t;
+    }
+    return best;
+}
+
+/* Eight messages of CAL_BYTES each (sixteen lanes read them twice), in p[]; NULL when out of
+ * memory. */
+static uint8_t *cal_messages(const uint8_t *p[SHA1X_LANES])
+{
+    uint8_t *buf = malloc(8 * CAL_BYTES);
+    if (buf == NULL)
+        return NULL;
+    for (size_t i = 0; i < 8 * CAL_BYTES; i++)
+        buf[i] = (uint8_t)(i * 131u);
+    for (unsigned k = 0; k < SHA1X_LANES; k++)
+        p[k] = buf + (k % 8) * CAL_BYTES;
+    return buf;
+}
+
+/* Where the CPU runs both kernels, the one that hashes eight messages sooner (their usual
+ * number: a row of lockstep's chunks, a run of pieces). About a millisecond. */
+static void choose_kernel(void)
+{
+    bool avx = kernel_runs(SHA1X_AVX512), ni = kernel_runs(SHA1X_SHANI);
+    enum sha1x_kernel k = avx ? SHA1X_AVX512 : ni ? SHA1X_SHANI : SHA1X_NONE;
+    const uint8_t *p[SHA1X_LANES];
+    uint8_t *buf;
+    if (avx && ni && (buf = cal_messages(p)) != NULL) {
+        if (time_kernel(SHA1X_SHANI, p, 8) < time_kernel(SHA1X_AVX512, p, 8))
+            k = SHA1X_SHANI;
+        free(buf);
+    }
+    atomic_store(&kernel, k);
+}
+
+static unsigned min_messages;
+static pthread_once_t min_once = PTHREAD_ONCE_INIT;
+
+static void measure_min_messages(void)
+{
+    const uint8_t *p[SHA1X_LANES];
+    uint8_t *buf = cal_messages(p);
+    if (buf == NULL)
+        return; /* 0: one at a time, as without lanes */
+    enum sha1x_kernel k = sha1x_kernel();
+    uint64_t one = time_kernel(SHA1X_NONE, p, 1);
+    if (k == SHA1X_SHANI) {
+        /* Its cost grows with the messages: it gains from two on, or never. */
+        uint64_t two = time_kernel(k, p, 2);
+        min_messages = two * 11 < 2 * one * 10 ? 2 : 0; /* by a tenth, as below */
+    } else {
+        /* Eight lanes cost as much as one: they gain for k messages when they take less than k
+         * one-at-a-time hashes; by a tenth at least, so that a noisy measure near the line does
+         * not pick lanes that lose. */
+        uint64_t eight = time_kernel(k, p, 8);
+        unsigned m = one > 0 ? (unsigned)(eight * 11 / (one * 10)) + 1 : 9;
+        min_messages = m < 2 ? 2 : m > 8 ? 0 : m;
+    }
+    free(buf);
+}
+
+unsigned sha1x_min_messages(void)
+{
+    if (!sha1x_usable())
+        return 0;
+    pthread_once(&min_once, measure_min_messages);
+    return min_messages;
 }
 
 #if SHA1X_BUILT
@@ -259,19 +352,134 @@ TARGET static void blocks8(struct sha1x *s, const uint8_t *const data[SHA1X_LANE
     _mm256_storeu_si256((__m256i *)s->h[4], e);
 }
 
-static void blocks(struct sha1x *s, const uint8_t *const data[SHA1X_LANES], size_t nblocks)
+#define TARGET_NI __attribute__((target("sha,sse4.1,ssse3")))
+
+/* Four rounds (group i, 1..19; function f) of each of the NS messages: the schedule's next four
+ * words from the last sixteen (sha1msg1, xor, sha1msg2), e from four rounds before (sha1nexte),
+ * then the rounds (sha1rnds4). The messages' steps alternate, so each waits on its own last
+ * result while the others' go through. */
+#define NI_GROUP(i, f)                                                                             \
+    do {                                                                                           \
+        _Pragma("GCC unroll 4") for (int m = 0; m < NS; m++)                                       \
+        {                                                                                          \
+            if ((i) >= 4) {                                                                        \
+                __m128i x = _mm_sha1msg1_epu32(w[m][(i)&3], w[m][((i) + 1) & 3]);                  \
+                x = _mm_xor_si128(x, w[m][((i) + 2) & 3]);                                         \
+                w[m][(i)&3] = _mm_sha1msg2_epu32(x, w[m][((i) + 3) & 3]);                          \
+            }                                                                                      \
+            __m128i ex = _mm_sha1nexte_epu32(prev[m], w[m][(i)&3]);                                \
+            prev[m] = abcd[m];                                                                     \
+            abcd[m] = _mm_sha1rnds4_epu32(abcd[m], ex, (f));                                       \
+        }                                                                                          \
+    } while (0)
+
+/* nblocks 64-byte blocks of N messages (data[m]) on their states h[m] (a, b, c, d, e). */
+#define NI_BLOCKS(N)                                                                               \
+    TARGET_NI static void ni_blocks##N(uint32_t h[][5], const uint8_t *const data[],               \
+                                       size_t nblocks)                                             \
+    {                                                                                              \
+        enum { NS = N };                                                                           \
+        /* The bytes of the block reversed: its words big-endian, word 0 in the high lane. */      \
+        const __m128i rev = _mm_set_epi64x(0x0001020304050607LL, 0x08090a0b0c0d0e0fLL);            \
+        __m128i abcd[NS], e[NS];                                                                   \
+        for (int m = 0; m < NS; m++) {                                                             \
+            abcd[m] = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)h[m]), 0x1B);             \
+            e[m] = _mm_set_epi32((int)h[m][4], 0, 0, 0);                                           \
+        }                                                                                          \
+        for (size_t n = 0; n < nblocks; n++) {                                                     \
+            __m128i w[NS][4], abcd0[NS], prev[NS];                                                 \
+            _Pragma("GCC unroll 4") for (int m = 0; m < NS; m++)                                   \
+            {                                                                                      \
+                for (int j = 0; j < 4; j++)                                                        \
+                    w[m][j] = _mm_shuffle_epi8(                                                    \
+                        _mm_loadu_si128((const __m128i *)(data[m] + n * 64 + 16 * (size_t)j)),     \
+                        rev);                                                                      \
+                abcd0[m] = prev[m] = abcd[m];                                                      \
+                abcd[m] = _mm_sha1rnds4_epu32(abcd[m], _mm_add_epi32(e[m], w[m][0]), 0);           \
+            }                                                                                      \
+            NI_GROUP(1, 0);                                                                        \
+            NI_GROUP(2, 0);                                                                        \
+            NI_GROUP(3, 0);                                                                        \
+            NI_GROUP(4, 0);                                                                        \
+            NI_GROUP(5, 1);                                                                        \
+            NI_GROUP(6, 1);                                                                        \
+            NI_GROUP(7, 1);                                                                        \
+            NI_GROUP(8, 1);                                                                        \
+            NI_GROUP(9, 1);                                                                        \
+            NI_GROUP(10, 2);                                                                       \
+            NI_GROUP(11, 2);                                                                       \
+            NI_GROUP(12, 2);                                                                       \
+            NI_GROUP(13, 2);                                                                       \
+            NI_GROUP(14, 2);                                                                       \
+            NI_GROUP(15, 3);                                                                       \
+            NI_GROUP(16, 3);                                                                       \
+            NI_GROUP(17, 3);                                                                       \
+            NI_GROUP(18, 3);                                                                       \
+            NI_GROUP(19, 3);                                                                       \
+            _Pragma("GCC unroll 4") for (int m = 0; m < NS; m++)                                   \
+            {                                                                                      \
+                e[m] = _mm_sha1nexte_epu32(prev[m], e[m]); /* e0 + rol(a of round 76, 30) */       \
+                abcd[m] = _mm_add_epi32(abcd[m], abcd0[m]);                                        \
+            }                                                                                      \
+        }                                                                                          \
+        for (int m = 0; m < NS; m++) {                                                             \
+            _mm_storeu_si128((__m128i *)h[m], _mm_shuffle_epi32(abcd[m], 0x1B));                   \
+            h[m][4] = (uint32_t)_mm_extract_epi32(e[m], 3);                                        \
+        }                                                                                          \
+    }
+
+NI_BLOCKS(1)
+NI_BLOCKS(2)
+NI_BLOCKS(3)
+NI_BLOCKS(4)
+
+/* The SHA extensions on the s->n messages in use, four at a time (the rest three, two or one). */
+static void blocks_ni(struct sha1x *s, const uint8_t *const data[SHA1X_LANES], size_t nblocks)
 {
-    if (s->lanes == 8)
+    uint32_t h[SHA1X_LANES][5];
+    unsigned n = s->n;
+    for (unsigned k = 0; k < n; k++)
+        for (int w = 0; w < 5; w++)
+            h[k][w] = s->h[w][k];
+    for (unsigned k = 0; k < n;) {
+        unsigned m = n - k < 4 ? n - k : 4;
+        if (m == 4)
+            ni_blocks4(h + k, data + k, nblocks);
+        else if (m == 3)
+            ni_blocks3(h + k, data + k, nblocks);
+        else if (m == 2)
+            ni_blocks2(h + k, data + k, nblocks);
+        else
+            ni_blocks1(h + k, data + k, nblocks);
+        k += m;
+    }
+    for (unsigned k = 0; k < n; k++)
+        for (int w = 0; w < 5; w++)
+            s->h[w][k] = h[k][w];
+}
+
+static void blocks_by(enum sha1x_kernel k, struct sha1x *s, const uint8_t *const data[SHA1X_LANES],
+                      size_t nblocks)
+{
+    if (k == SHA1X_SHANI)
+        blocks_ni(s, data, nblocks);
+    else if (s->lanes == 8)
         blocks8(s, data, nblocks);
     else
         blocks16(s, data, nblocks);
 }
 #else
-static void blocks(struct sha1x *s, const uint8_t *const data[SHA1X_LANES], size_t nblocks)
+static void blocks_by(enum sha1x_kernel k, struct sha1x *s, const uint8_t *const data[SHA1X_LANES],
+                      size_t nblocks)
 {
-    (void)s, (void)data, (void)nblocks; /* sha1x_usable() is false: never called */
+    (void)k, (void)s, (void)data, (void)nblocks; /* sha1x_usable() is false: never called */
 }
 #endif
+
+static void blocks(struct sha1x *s, const uint8_t *const data[SHA1X_LANES], size_t nblocks)
+{
+    blocks_by(sha1x_kernel(), s, data, nblocks);
+}
 
 void sha1x_update(struct sha1x *s, const uint8_t *const data[SHA1X_LANES], size_t len)
 {

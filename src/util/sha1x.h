@@ -1,12 +1,13 @@
-/* Eight or sixteen SHA-1 digests at once: messages of one length hashed side by side, one per
- * 32-bit lane of the AVX-512 registers. OpenSSL hashes one message at a time (with the SHA
- * extensions, about 1.8 GB/s per core here, the limit bench/verify.sh measures); with sixteen
- * independent messages, such as the pieces of a torrent being checked, one core does 2-2.6
- * times as much. OpenSSL keeps its multi-buffer SHA-1 for TLS records, and Debian packages no
- * library that offers one, so the rounds are written here (FIPS 180-4, section 6.1.2) and
- * checked against libcrypto by the unit tests and a fuzz target. x86-64 with AVX-512F, BW, VL
- * only; sha1x_usable() says whether this machine can, and callers keep their libcrypto path
- * for every other case. */
+/* Eight or sixteen SHA-1 digests at once: messages of one length hashed side by side, either
+ * one per 32-bit lane of the AVX-512 registers, or four at a time with their rounds
+ * interleaved on the SHA extensions (SHA-NI), whichever this CPU does faster. OpenSSL hashes
+ * one message at a time (with the SHA extensions, about 1.8-2.1 GB/s per core here, the limit
+ * bench/verify.sh measures); with eight or sixteen independent messages, such as the pieces of
+ * a torrent being checked, one core does 2-2.6 times as much. OpenSSL keeps its multi-buffer
+ * SHA-1 for TLS records, and Debian packages no library that offers one, so the rounds are
+ * written here (FIPS 180-4, section 6.1.2) and checked against libcrypto by the unit tests and
+ * a fuzz target. x86-64 with AVX-512F, BW, VL or with SHA, SSSE3, SSE4.1 only; sha1x_usable()
+ * says whether this machine can, and callers keep their libcrypto path for every other case. */
 #ifndef RV_UTIL_SHA1X_H
 #define RV_UTIL_SHA1X_H
 
@@ -18,29 +19,44 @@
 
 #define SHA1X_LANES 16
 
-/* The state of the lanes, word-major (h[word][lane]), the bytes each has had, and how many
- * lanes there are (8: 256-bit registers, lanes 0-7 of every array used; 16: 512-bit). */
+/* The state of the lanes, word-major (h[word][lane]), the bytes each has had, how many lanes
+ * there are (8: 256-bit registers, lanes 0-7 of every array used; 16: 512-bit), and how many
+ * hold messages (the SHA extensions hash only those; AVX-512 hashes every lane). */
 struct sha1x {
     uint32_t h[5][SHA1X_LANES];
     uint64_t bytes;
     unsigned lanes;
+    unsigned n;
 };
 
-/* True when the CPU and the OS run AVX-512 F, BW and VL, and sha1x_enable(false) was not
- * called. */
+/* How the lanes are hashed: none (this CPU has neither), AVX-512 lanes, the SHA extensions. */
+enum sha1x_kernel { SHA1X_NONE, SHA1X_AVX512, SHA1X_SHANI };
+
+/* The kernel in use: the only one this CPU runs, or of both the one that hashed eight 32 KiB
+ * messages sooner (measured once, on first use, about a millisecond). Thread-safe. */
+enum sha1x_kernel sha1x_kernel(void);
+/* Tests: use kernel k from now on. False, and nothing changed, when this CPU cannot. */
+bool sha1x_use_kernel(enum sha1x_kernel k);
+const char *sha1x_kernel_name(enum sha1x_kernel k); /* "avx512", "sha-ni", "none" */
+
+/* True when the CPU and the OS run one of the kernels (AVX-512 F, BW and VL; or SHA, SSSE3
+ * and SSE4.1), and sha1x_enable(false) was not called. */
 bool sha1x_usable(void);
 /* Off: sha1x_usable() says false (tests take the libcrypto paths on a machine that has it). */
 void sha1x_enable(bool on);
-/* The fewest messages worth hashing side by side in eight lanes rather than one at a time with
- * libcrypto, with a tenth of margin; 0 when never (sha1x_usable() false, or eight lanes slower
- * than eight messages one at a time). It depends on the CPU, so it is measured once, on first
- * use (eight 32 KiB messages in lanes against one through libcrypto, best of nine each, about
- * a millisecond). Eight lanes took 4.3 times as long as one message on an AMD EPYC here, 3.3
- * to 3.8 times on an Intel Xeon: 5 on both (4 now and then on the Xeon). Thread-safe. */
+/* The fewest messages worth hashing side by side rather than one at a time with libcrypto,
+ * with a tenth of margin; 0 when never (sha1x_usable() false, or the lanes slower). It depends
+ * on the CPU, so it is measured once, on first use (32 KiB messages, best of nine each, about
+ * a millisecond): AVX-512 lanes cost as much for one message as for eight, so eight in lanes
+ * against one through libcrypto (4.3 times as long on an AMD EPYC, 3.3 to 3.8 on an Intel
+ * Xeon: 5 on both, 4 now and then on the Xeon); the SHA extensions cost more with each
+ * message, so two side by side against two one at a time (2 when that gains, else 0).
+ * Thread-safe. */
 unsigned sha1x_min_messages(void);
 
 /* lanes: 8 when up to 8 messages are at hand, else 16 (16 in eight 256-bit lanes would take two
- * passes at 3,400 MB/s each; one 512-bit pass does 4,300 here). */
+ * passes at 3,400 MB/s each; one 512-bit pass does 4,300 here). The first min(lanes, 16) lanes
+ * hold messages (n). */
 void sha1x_init(struct sha1x *s, unsigned lanes);
 /* Hashes len bytes of each lane's data; len must be a multiple of 64 (any other length is
  * left for sha1x_final). Only when sha1x_usable(). */

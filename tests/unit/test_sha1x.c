@@ -1,5 +1,6 @@
-/* Unit tests for src/util/sha1x: sixteen lanes against libcrypto's SHA-1, at every length
- * around the padding's edges, whole and in parts. */
+/* Unit tests for src/util/sha1x: the lanes against libcrypto's SHA-1, at every length around
+ * the padding's edges, whole and in parts, through each kernel this CPU runs (AVX-512 lanes,
+ * the SHA extensions four messages at a time). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -38,9 +39,9 @@ static int teardown(void **state)
     return 0;
 }
 
-/* The lanes (8 or 16) over len bytes, given in parts of part bytes (a multiple of 64; 0: one
- * sha1x_final), each lane against sha1(). Lanes start at different offsets of their buffers,
- * so no two see the same bytes and none is aligned alike. */
+/* The lanes (n messages, 1 to 16) over len bytes, given in parts of part bytes (a multiple of
+ * 64; 0: one sha1x_final), each message against sha1(). Lanes start at different offsets of
+ * their buffers, so no two see the same bytes and none is aligned alike. */
 static void check(unsigned lanes, size_t len, size_t part)
 {
     struct sha1x s;
@@ -67,27 +68,85 @@ static void check(unsigned lanes, size_t len, size_t part)
     }
 }
 
+/* The kernels this CPU runs, into ks; returns how many (0: callers use libcrypto alone). The
+ * kernel chosen on first use is put back by restore_kernel. */
+static enum sha1x_kernel chosen;
+
+static unsigned kernels(enum sha1x_kernel ks[2])
+{
+    unsigned n = 0;
+    chosen = sha1x_kernel();
+    const enum sha1x_kernel all[] = {SHA1X_AVX512, SHA1X_SHANI};
+    for (int i = 0; i < 2; i++)
+        if (sha1x_use_kernel(all[i]))
+            ks[n++] = all[i];
+    assert_true(sha1x_use_kernel(chosen));
+    return n;
+}
+
+static void restore_kernel(void)
+{
+    assert_true(sha1x_use_kernel(chosen));
+}
+
 static void lanes_match_libcrypto(void **state)
 {
     (void)state;
-    if (!sha1x_usable())
-        skip(); /* no AVX-512 here: callers use libcrypto alone */
-    for (unsigned lanes = 8; lanes <= 16; lanes += 8) {
-        for (size_t len = 0; len <= 200; len++)
-            check(lanes, len, 0); /* every padding case: one block, two, the edges at 55/56/64 */
-        const size_t lens[] = {1000, 4096, 16384, 16384 + 55, 16384 + 56, 65536, 64 * 1024 + 199};
-        for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
-            check(lanes, lens[i], 0);
-            check(lanes, lens[i], 64);
-            check(lanes, lens[i], 4096);
+    enum sha1x_kernel ks[2];
+    unsigned nk = kernels(ks);
+    if (nk == 0 || !sha1x_usable())
+        skip(); /* neither AVX-512 nor SHA-NI here: callers use libcrypto alone */
+    for (unsigned i = 0; i < nk; i++) {
+        assert_true(sha1x_use_kernel(ks[i]));
+        /* 8 and 16: every lane; the others leave lanes empty (the SHA extensions hash the
+         * messages four at a time, then three, two or one) */
+        const unsigned counts[] = {8, 16, 1, 2, 3, 5, 6, 7, 9, 11};
+        for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
+            unsigned lanes = counts[c];
+            for (size_t len = 0; len <= (c < 2 ? 200u : 130u); len++)
+                check(lanes, len, 0); /* every padding case: one block, two, the edges 55/56/64 */
+            const size_t lens[] = {1000,       4096,  16384,          16384 + 55,
+                                   16384 + 56, 65536, 64 * 1024 + 199};
+            for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]); l++) {
+                check(lanes, lens[l], 0);
+                check(lanes, lens[l], 64);
+                check(lanes, lens[l], 4096);
+            }
         }
+        print_message("%s: lanes match libcrypto\n", sha1x_kernel_name(ks[i]));
     }
+    restore_kernel();
+}
+
+/* The kernel chosen is one this CPU runs, the same on every call; a kernel it cannot run is
+ * refused and changes nothing. */
+static void picks_a_kernel_it_runs(void **state)
+{
+    (void)state;
+    enum sha1x_kernel k = sha1x_kernel();
+    assert_int_equal(sha1x_kernel(), k);
+    assert_true(sha1x_use_kernel(k));
+    if (k == SHA1X_NONE) {
+        assert_false(sha1x_usable());
+        assert_false(sha1x_use_kernel(SHA1X_AVX512) && sha1x_use_kernel(SHA1X_SHANI));
+        assert_true(sha1x_use_kernel(SHA1X_NONE));
+        return;
+    }
+    assert_true(sha1x_usable());
+    enum sha1x_kernel other = k == SHA1X_AVX512 ? SHA1X_SHANI : SHA1X_AVX512;
+    if (!sha1x_use_kernel(other))
+        assert_int_equal(sha1x_kernel(), k); /* refused: unchanged */
+    assert_true(sha1x_use_kernel(k));
+    assert_int_equal(sha1x_kernel(), k);
+    print_message("kernel: %s\n", sha1x_kernel_name(k));
 }
 
 static void a_known_vector(void **state)
 {
     (void)state;
-    if (!sha1x_usable())
+    enum sha1x_kernel ks[2];
+    unsigned nk = kernels(ks);
+    if (nk == 0 || !sha1x_usable())
         skip();
     /* FIPS 180-2 appendix A.1: SHA-1("abc") in every lane. */
     static const uint8_t abc_sha1[20] = {0xa9, 0x99, 0x3e, 0x36, 0x47, 0x06, 0x81,
@@ -98,12 +157,16 @@ static void a_known_vector(void **state)
     uint8_t out[SHA1X_LANES][20];
     for (int k = 0; k < SHA1X_LANES; k++)
         p[k] = (const uint8_t *)"abc";
-    for (unsigned lanes = 8; lanes <= 16; lanes += 8) {
-        sha1x_init(&s, lanes);
-        sha1x_final(&s, p, 3, out);
-        for (unsigned k = 0; k < lanes; k++)
-            assert_memory_equal(out[k], abc_sha1, 20);
+    for (unsigned i = 0; i < nk; i++) {
+        assert_true(sha1x_use_kernel(ks[i]));
+        for (unsigned lanes = 8; lanes <= 16; lanes += 8) {
+            sha1x_init(&s, lanes);
+            sha1x_final(&s, p, 3, out);
+            for (unsigned k = 0; k < lanes; k++)
+                assert_memory_equal(out[k], abc_sha1, 20);
+        }
     }
+    restore_kernel();
 }
 
 static void can_be_switched_off(void **state)
@@ -157,38 +220,48 @@ static void saved_states_match_libcrypto(void **state)
 
 /* sha1_mid and sha1x_advance: messages at different offsets advanced together, finished from
  * their saved state, equal libcrypto's digests; for 6 messages (8 lanes) and 11 (16). */
+static void staggered(unsigned n)
+{
+    enum { STEP = 4096, LEN = 16 * 4096 + 100 };
+    struct sha1_mid m[SHA1X_LANES];
+    struct sha1_mid *mp[SHA1X_LANES];
+    const uint8_t *d[SHA1X_LANES];
+    size_t off[SHA1X_LANES];
+    for (unsigned k = 0; k < n; k++) {
+        sha1_mid_init(&m[k]);
+        sha1_mid_update(&m[k], msgs[k], (size_t)(k % 4) * STEP); /* k % 4 steps in */
+        off[k] = (size_t)(k % 4) * STEP;
+        mp[k] = &m[k];
+    }
+    for (int pass = 0; pass < 12; pass++) {
+        for (unsigned k = 0; k < n; k++)
+            d[k] = msgs[k] + off[k];
+        sha1x_advance(mp, d, n, STEP);
+        for (unsigned k = 0; k < n; k++)
+            off[k] += STEP;
+    }
+    for (unsigned k = 0; k < n; k++) {
+        uint8_t got[20], want[20];
+        assert_int_equal(m[k].bytes, off[k]);
+        sha1_mid_final(&m[k], msgs[k] + off[k], LEN - off[k], got);
+        sha1(msgs[k], LEN, want);
+        assert_memory_equal(got, want, 20);
+    }
+}
+
 static void staggered_states_match_libcrypto(void **state)
 {
     (void)state;
-    if (!sha1x_usable())
+    enum sha1x_kernel ks[2];
+    unsigned nk = kernels(ks);
+    if (nk == 0 || !sha1x_usable())
         skip();
-    enum { STEP = 4096, LEN = 16 * 4096 + 100 };
-    for (unsigned n = 6; n <= 11; n += 5) {
-        struct sha1_mid m[SHA1X_LANES];
-        struct sha1_mid *mp[SHA1X_LANES];
-        const uint8_t *d[SHA1X_LANES];
-        size_t off[SHA1X_LANES];
-        for (unsigned k = 0; k < n; k++) {
-            sha1_mid_init(&m[k]);
-            sha1_mid_update(&m[k], msgs[k], (size_t)(k % 4) * STEP); /* k % 4 steps in */
-            off[k] = (size_t)(k % 4) * STEP;
-            mp[k] = &m[k];
-        }
-        for (int pass = 0; pass < 12; pass++) {
-            for (unsigned k = 0; k < n; k++)
-                d[k] = msgs[k] + off[k];
-            sha1x_advance(mp, d, n, STEP);
-            for (unsigned k = 0; k < n; k++)
-                off[k] += STEP;
-        }
-        for (unsigned k = 0; k < n; k++) {
-            uint8_t got[20], want[20];
-            assert_int_equal(m[k].bytes, off[k]);
-            sha1_mid_final(&m[k], msgs[k] + off[k], LEN - off[k], got);
-            sha1(msgs[k], LEN, want);
-            assert_memory_equal(got, want, 20);
-        }
+    for (unsigned i = 0; i < nk; i++) {
+        assert_true(sha1x_use_kernel(ks[i]));
+        staggered(6);
+        staggered(11);
     }
+    restore_kernel();
 }
 
 int main(void)
@@ -196,6 +269,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(lanes_match_libcrypto),
         cmocka_unit_test(a_known_vector),
+        cmocka_unit_test(picks_a_kernel_it_runs),
         cmocka_unit_test(can_be_switched_off),
         cmocka_unit_test(says_when_lanes_gain),
         cmocka_unit_test(saved_states_match_libcrypto),
