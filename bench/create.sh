@@ -145,5 +145,5 @@ awk -v k="$sha_k" -v n="$NPROC" -v lim="$limit" -v m="$multi" -v s="$SIZE" -v rw
     printf "machine limit: %d cores x %.0f MiB/s (openssl speed sha1, 16 KiB) = %d MiB/s\n",
            n, k * 1000 / 1048576, lim
     if (m > 0) printf "(openssl speed -multi %d sha1, every core at once: %d MiB/s)\n", n, m
-    printf "(one piece at a time; rivulet hashes up to 16 at once where the CPU has AVX-512)\n"
+    printf "(one piece at a time; rivulet hashes up to 16 at once where the CPU has AVX-512 or SHA-NI)\n"
     printf "rivulet: %.0f MiB/s = %.0f%% of the limit\n", s / rws, 100 * s / rws / lim }'

@@ -199,7 +199,7 @@ for kind, others in (("verify", ("lt-default", "lt-threads", "transmission")),
     lim = rv["limit_mibs"]
     row("5", "%s: MiB/s of the limit" % kind, "%.0f (%.0f%%)" % (rv["mibs"], 100 * rv["mibs"] / lim),
         "limit %d (cores x openssl sha1, one piece at a time; all cores at once, openssl -multi: %d; "
-        "rivulet hashes up to 16 pieces at once where the CPU has AVX-512)" % (lim, rv.get("multi_mibs", 0)),
+        "rivulet hashes up to 16 pieces at once where the CPU has AVX-512 or SHA-NI)" % (lim, rv.get("multi_mibs", 0)),
         ">= 80%", rv["mibs"] >= 0.8 * lim)
     rivals = [rs[t] for t in others if t in rs and t != "transmission"]
     names = {"transmission": "transmission-cli -v" if kind == "verify" else "transmission-create"}

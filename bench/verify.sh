@@ -22,9 +22,9 @@
 # The machine's limit is nproc times the single-core SHA-1 rate `openssl speed -bytes 16384
 # -seconds 2 sha1` reports: no tool that hashes one piece at a time can check faster than every
 # core hashing and doing nothing else (each must also copy or map the bytes out of the page
-# cache). rivulet passes it where the CPU has AVX-512: it hashes sixteen pieces side by side in
-# the vector lanes (src/util/sha1x.c), which on one core does 2-2.6 times what libcrypto does
-# for one message.
+# cache). rivulet passes it where the CPU has AVX-512 or SHA-NI: it hashes eight or sixteen
+# pieces side by side, in the vector lanes or four at a time through the SHA extensions
+# (src/util/sha1x.c), which on one core does 2-2.6 times what libcrypto does for one message.
 set -euo pipefail
 
 usage() {
@@ -280,6 +280,6 @@ awk -v k="$sha_k" -v n="$NPROC" -v lim="$limit" -v m="$multi" 'BEGIN {
     printf "machine limit: %d cores x %.0f MiB/s (openssl speed sha1, 16 KiB) = %d MiB/s\n",
            n, k * 1000 / 1048576, lim
     if (m > 0) printf "(openssl speed -multi %d sha1, every core at once: %d MiB/s)\n", n, m
-    printf "(one piece at a time; rivulet hashes up to 16 at once where the CPU has AVX-512)\n" }'
+    printf "(one piece at a time; rivulet hashes up to 16 at once where the CPU has AVX-512 or SHA-NI)\n" }'
 echo "(\"vs rivulet\": wall time relative to rivulet's; 2.00x = twice as long)"
 [ "$TR_FAILED" -eq 0 ] || echo "transmission-cli: $TR_FAILED of $RUNS runs failed twice and are left out of its row"

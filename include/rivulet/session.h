@@ -210,7 +210,7 @@ typedef struct rv_session_stats {
     uint64_t requests_out;                 /* REQUEST messages sent */
     uint64_t hash_bytes, hash_ns;          /* SHA-1 on the workers: bytes and time */
     uint64_t hash_lane_bytes;              /* of hash_bytes, those hashed several pieces side
-                                              by side (AVX-512 lanes, where that gains) */
+                                              by side (sha1x, where that gains) */
     uint64_t disk_reads, disk_writes;      /* reads and writes done: pread and pwrite
                                               calls, and direct writes done through AIO */
     uint64_t disk_read_bytes, disk_write_bytes;

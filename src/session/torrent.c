@@ -60,7 +60,7 @@
 /* Complete pieces next to a piece still arriving wait for it, up to this many bytes, and go to
  * disk in one job with one write: a direct write costs about as much CPU for 256 KiB as for
  * 1 MiB (dd: 0.21-0.28 s of system time per GiB in 256 KiB writes, 0.08-0.11 in 1 MiB). The
- * job hashes the run's pieces side by side where the CPU has AVX-512 (sha1x: five or more):
+ * job hashes the run's pieces side by side where that gains (sha1x: five or more then):
  * 1 GiB in 256 KiB pieces, rivulet to rivulet, took 0.35-0.39 s of hashing in runs of 2 MiB
  * against 0.68-0.71 in runs of 1 MiB, and the leecher 0.66-0.73 CPU s against 0.97-1.06; runs
  * of 4 MiB saved a little more CPU (0.62-0.63) but took longer (1.0 s against 0.86-0.97). */

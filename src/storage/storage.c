@@ -1041,8 +1041,8 @@ static int write_pieces(struct storage *s, struct req *r, uint32_t first, uint32
 
 /* The request's pieces hashed into md: its full-length pieces side by side through sha1x's
  * lanes when there are at least sha1x_min_messages() of them (where that gains on this CPU),
- * the rest, and every piece where the CPU has no AVX-512, one by one. Only a run's last piece
- * can be short (the torrent's last). Returns the bytes hashed in lanes. */
+ * the rest, and every piece where the CPU has neither AVX-512 nor SHA-NI, one by one. Only a run's
+ * last piece can be short (the torrent's last). Returns the bytes hashed in lanes. */
 static uint64_t hash_run(struct storage *s, const struct req *r, uint8_t md[][RV_SHA1_LEN])
 {
     uint32_t full = r->count, i = 0;

@@ -140,9 +140,9 @@ void storage_aio_enable(bool on);
  * missing data, RV_EIO). Used to check data already there. */
 int storage_check(struct storage *s, uint32_t piece, storage_cb cb, void *ud);
 /* storage_check for the n (1..STORAGE_RUN_MAX) consecutive pieces first..first+n-1 in one job,
- * hashed side by side where the CPU has AVX-512 (sha1x). cb runs once per piece, in order; an
- * error other than RV_EHASH (a read failing) stops the job, and that piece and every later one
- * report it. */
+ * hashed side by side where the CPU has AVX-512 or SHA-NI (sha1x). cb runs once per piece, in
+ * order; an error other than RV_EHASH (a read failing) stops the job, and that piece and every
+ * later one report it. */
 int storage_check_run(struct storage *s, uint32_t first, uint32_t n, storage_cb cb, void *ud);
 /* On a worker: reads [begin, begin+len) of piece into out (borrowed until cb). */
 int storage_read(struct storage *s, uint32_t piece, uint32_t begin, uint32_t len, uint8_t *out,

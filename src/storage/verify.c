@@ -11,10 +11,10 @@
  *   does.
  * - Workers take runs of pieces (about RUN_BYTES each), not single pieces, so each reads long
  *   sequential stretches: on a cold disk, readahead works; in the page cache it costs nothing.
- * - Where the CPU has AVX-512, sixteen full-length pieces are hashed side by side (sha1x), each
- *   read LANE_CHUNK at a time into its lane's buffer: 2-2.6 times libcrypto's rate on one core.
- *   The short last piece, and groups with fewer than LANES_MIN pieces to read, go through
- *   libcrypto one by one.
+ * - Where the CPU has AVX-512 or SHA-NI, sixteen full-length pieces are hashed side by side
+ *   (sha1x), each read LANE_CHUNK at a time into its lane's buffer: 2-2.6 times libcrypto's
+ *   rate on one core. The short last piece, and groups with fewer than LANES_MIN pieces to
+ *   read, go through libcrypto one by one.
  * - A worker writes only its own pieces' bytes in ok[]; the bitfield is built after the join,
  *   so no two threads write one byte. */
 #include "rivulet/verify.h"
