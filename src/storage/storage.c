@@ -777,6 +777,37 @@ void storage_aio_enable(bool on)
     __atomic_store_n(&aio_off, !on, __ATOMIC_RELAXED);
 }
 
+static int aio_fake = STORAGE_AIO_REAL;
+
+void storage_aio_fake(enum storage_aio_fake f)
+{
+    __atomic_store_n(&aio_fake, (int)f, __ATOMIC_RELAXED);
+}
+
+/* How much of a write of len bytes the kernel is given (storage_aio_fake): all of it, its
+ * first page (the short answers: what follows is only written by the fallbacks), or nothing
+ * (refused). */
+static uint64_t aio_given(uint64_t len)
+{
+    int f = __atomic_load_n(&aio_fake, __ATOMIC_RELAXED);
+    if (f == STORAGE_AIO_REAL)
+        return len;
+    if (f == STORAGE_AIO_REFUSED)
+        return 0;
+    return len < STORAGE_DIRECT_ALIGN ? len : STORAGE_DIRECT_ALIGN;
+}
+
+/* A write's result as storage_aio_fake says to take it. */
+static int64_t aio_result(int64_t res)
+{
+    int f = __atomic_load_n(&aio_fake, __ATOMIC_RELAXED);
+    if (res < 0 || f == STORAGE_AIO_REAL || f == STORAGE_AIO_SHORT_PAGE)
+        return res;
+    if (f == STORAGE_AIO_REFUSED)
+        return -EINVAL;
+    return res < 100 ? res : 100;
+}
+
 static bool aio_ready(void)
 {
     if (__atomic_load_n(&aio_off, __ATOMIC_RELAXED))
@@ -812,7 +843,7 @@ static int aio_finish(struct storage *s, rv_error_t *err, struct aio_batch *ab, 
         cb[i].aio_lio_opcode = IOCB_CMD_PWRITE;
         cb[i].aio_fildes = (uint32_t)sl->dfd;
         cb[i].aio_buf = (uint64_t)(uintptr_t)(sl->c.p + (sl->a - sl->c.off));
-        cb[i].aio_nbytes = sl->b - sl->a;
+        cb[i].aio_nbytes = aio_given(sl->b - sl->a);
         cb[i].aio_offset = (int64_t)sl->a;
         cbp[i] = &cb[i];
         sl->res = -EAGAIN; /* not taken: written one by one below */
@@ -836,7 +867,7 @@ static int aio_finish(struct storage *s, rv_error_t *err, struct aio_batch *ab, 
             break;
         }
         for (long j = 0; j < k; j++)
-            ab->slot[ev[j].data].res = ev[j].res;
+            ab->slot[ev[j].data].res = aio_result((int64_t)ev[j].res);
         got += k;
     }
     stats_add(&s->stats->disk_ns, stats_now_ns() - t0);

@@ -135,6 +135,19 @@ int storage_write_chunks(struct storage *s, const struct storage_chunk *c, unsig
 /* Off: storage_write_chunks writes one direct write at a time, as where the kernel refuses
  * Linux AIO (tests take both paths). Process-wide; set it while no job runs. */
 void storage_aio_enable(bool on);
+/* Tests: what the kernel is given of each gathered write and what it is taken to answer:
+ * all of it (REAL); its first page, answered as such (SHORT_PAGE: the rest goes out in one
+ * more direct write); its first page, answered as 100 bytes (SHORT_ODD: the rest goes through
+ * the page cache); nothing, answered EINVAL (REFUSED: the file is written through the page
+ * cache from then on). What the kernel was not given is written by those fallbacks alone.
+ * Process-wide; set it while no job runs. */
+enum storage_aio_fake {
+    STORAGE_AIO_REAL,
+    STORAGE_AIO_SHORT_PAGE,
+    STORAGE_AIO_SHORT_ODD,
+    STORAGE_AIO_REFUSED
+};
+void storage_aio_fake(enum storage_aio_fake f);
 
 /* On a worker: reads piece from disk and checks its hash (rc 0 match, RV_EHASH mismatch or
  * missing data, RV_EIO). Used to check data already there. */

@@ -1654,6 +1654,65 @@ static void test_write_chunks_together(void **state)
     storage_aio_enable(true);
 }
 
+/* What the kernel may answer a gathered write besides "all of it", faked (storage_aio_fake:
+ * the kernel is given a page of it at most, so the rest reaches the file through the fallbacks
+ * alone): its first page (the rest goes out in one more direct write each), 100
+ * bytes (the rest through the page cache), or EINVAL (refused: the file is written through the
+ * page cache, this write and every later one). Each way the pieces are called back without
+ * error and the files are whole. */
+static void test_write_chunks_answers(void **state)
+{
+    (void)state;
+    static const enum storage_aio_fake ways[] = {STORAGE_AIO_SHORT_PAGE, STORAGE_AIO_SHORT_ODD,
+                                                 STORAGE_AIO_REFUSED};
+    for (size_t w = 0; w < sizeof(ways) / sizeof(ways[0]); w++) {
+        uv_loop_t loop;
+        assert_int_equal(uv_loop_init(&loop), 0);
+        static const struct tfile one[] = {{"answers.bin", 4u << 20, false}};
+        struct tt t;
+        tt_build(&t, "answers", 1u << 20, one, 1, 0, 53 + w);
+        if (!direct_supported(t.root)) {
+            tt_free(&t);
+            assert_int_equal(uv_loop_close(&loop), 0);
+            skip(); /* no direct writes here: nothing is gathered */
+        }
+        rv_session_stats_t st = {0};
+        struct storage *s = open_direct_max(&loop, &t, true, &st, 16);
+        storage_aio_fake(ways[w]);
+        uint8_t *mem[16];
+        struct ctx *c = write_rows(&loop, s, &t, mem);
+        storage_aio_fake(STORAGE_AIO_REAL);
+        for (uint32_t p = 0; p < 4; p++) {
+            assert_int_equal(c->calls[p], 4);
+            assert_int_equal(c->rc[p], 0);
+        }
+        close_storage(&loop, s);
+        assert_files_match(&t);
+        print_message("answer %d: %llu writes, %llu submits, %llu direct bytes\n", (int)ways[w],
+                      (unsigned long long)st.disk_writes, (unsigned long long)st.disk_submits,
+                      (unsigned long long)st.disk_direct_bytes);
+        if (ways[w] == STORAGE_AIO_SHORT_PAGE) {
+            /* 16 gathered writes, each followed by one pwritev of the rest */
+            assert_int_equal(st.disk_submits, 4 + 16);
+            assert_int_equal(st.disk_writes, 32);
+            assert_int_equal(st.disk_direct_bytes, t.size);
+        } else if (ways[w] == STORAGE_AIO_SHORT_ODD) {
+            assert_int_equal(st.disk_submits, 4);
+            assert_int_equal(st.disk_direct_bytes, 16 * 100);
+        } else {
+            /* refused: nothing counts as direct; jobs already running when the first heard
+             * of it had gathered theirs too */
+            assert_int_equal(st.disk_direct_bytes, 0);
+            assert_true(st.disk_submits >= 1 && st.disk_submits <= 4);
+        }
+        for (unsigned i = 0; i < 16; i++)
+            free(mem[i]);
+        free(c);
+        tt_free(&t);
+        assert_int_equal(uv_loop_close(&loop), 0);
+    }
+}
+
 /* A disk that fills up under the gathered direct writes (a 1 MiB tmpfs, which takes O_DIRECT
  * since Linux 6.6; root only, skipped otherwise): the writes the kernel fails in the batch
  * report ENOSPC for their pieces, and every chunk is released and called back once. */
@@ -1966,17 +2025,29 @@ static void test_check_runs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_single_file),        cmocka_unit_test(test_space_reserved),
-        cmocka_unit_test(test_multi_file),         cmocka_unit_test(test_hash_mismatch),
-        cmocka_unit_test(test_check_states),       cmocka_unit_test(test_read_blocks),
-        cmocka_unit_test(test_symlink_outside),    cmocka_unit_test(test_unsafe_components),
-        cmocka_unit_test(test_not_a_folder),       cmocka_unit_test(test_readonly_folder),
-        cmocka_unit_test(test_write_error),        cmocka_unit_test(test_close_in_flight),
-        cmocka_unit_test(test_max_open),           cmocka_unit_test(test_direct_writes),
-        cmocka_unit_test(test_direct_overflow),    cmocka_unit_test(test_write_runs),
-        cmocka_unit_test(test_check_runs),         cmocka_unit_test(test_throughput),
-        cmocka_unit_test(test_hash_chunks),        cmocka_unit_test(test_write_chunks_merged),
-        cmocka_unit_test(test_write_chunks_hurry), cmocka_unit_test(test_write_chunks_together),
+        cmocka_unit_test(test_single_file),
+        cmocka_unit_test(test_space_reserved),
+        cmocka_unit_test(test_multi_file),
+        cmocka_unit_test(test_hash_mismatch),
+        cmocka_unit_test(test_check_states),
+        cmocka_unit_test(test_read_blocks),
+        cmocka_unit_test(test_symlink_outside),
+        cmocka_unit_test(test_unsafe_components),
+        cmocka_unit_test(test_not_a_folder),
+        cmocka_unit_test(test_readonly_folder),
+        cmocka_unit_test(test_write_error),
+        cmocka_unit_test(test_close_in_flight),
+        cmocka_unit_test(test_max_open),
+        cmocka_unit_test(test_direct_writes),
+        cmocka_unit_test(test_direct_overflow),
+        cmocka_unit_test(test_write_runs),
+        cmocka_unit_test(test_check_runs),
+        cmocka_unit_test(test_throughput),
+        cmocka_unit_test(test_hash_chunks),
+        cmocka_unit_test(test_write_chunks_merged),
+        cmocka_unit_test(test_write_chunks_hurry),
+        cmocka_unit_test(test_write_chunks_together),
+        cmocka_unit_test(test_write_chunks_answers),
         cmocka_unit_test(test_write_chunks_full),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
