@@ -1617,6 +1617,16 @@ static struct ctx *write_rows(uv_loop_t *loop, struct storage *s, struct tt *t, 
     return c;
 }
 
+/* What write_rows left, freed once its storage is closed; the loop closed too. */
+static void rows_free(uv_loop_t *loop, struct tt *t, uint8_t *mem[16], struct ctx *c)
+{
+    for (unsigned i = 0; i < 16; i++)
+        free(mem[i]);
+    free(c);
+    tt_free(t);
+    assert_int_equal(uv_loop_close(loop), 0);
+}
+
 /* Lockstep's rows: chunk k of four pieces in one job, none next to another in the file. Their
  * direct writes go to the kernel in one io_submit (disk_submits 1 per job), or one pwritev each
  * with storage_aio_enable(false); the files are the same either way. */
@@ -1645,11 +1655,7 @@ static void test_write_chunks_together(void **state)
         assert_int_equal(st.disk_writes, 16);
         assert_int_equal(st.disk_direct_bytes, direct ? t.size : 0);
         assert_int_equal(st.disk_submits, !direct ? 0 : aio ? 4 : 16);
-        for (unsigned i = 0; i < 16; i++)
-            free(mem[i]);
-        free(c);
-        tt_free(&t);
-        assert_int_equal(uv_loop_close(&loop), 0);
+        rows_free(&loop, &t, mem, c);
     }
     storage_aio_enable(true);
 }
@@ -1705,11 +1711,7 @@ static void test_write_chunks_answers(void **state)
             assert_int_equal(st.disk_direct_bytes, 0);
             assert_true(st.disk_submits >= 1 && st.disk_submits <= 4);
         }
-        for (unsigned i = 0; i < 16; i++)
-            free(mem[i]);
-        free(c);
-        tt_free(&t);
-        assert_int_equal(uv_loop_close(&loop), 0);
+        rows_free(&loop, &t, mem, c);
     }
 }
 
@@ -1751,11 +1753,7 @@ static void test_write_chunks_full(void **state)
                   (unsigned long long)st.disk_direct_bytes, (unsigned long long)st.disk_submits);
     close_storage(&loop, s);
     assert_int_equal(umount(t.dl), 0);
-    for (unsigned i = 0; i < 16; i++)
-        free(mem[i]);
-    free(c);
-    tt_free(&t);
-    assert_int_equal(uv_loop_close(&loop), 0);
+    rows_free(&loop, &t, mem, c);
 }
 
 static void test_hash_chunks(void **state)
